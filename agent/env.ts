@@ -1,0 +1,149 @@
+/**
+ * The seams. Every side effect below main.ts passes through an Env, so tests can point each one at
+ * temp dirs, fixtures, fake executables and local servers. realEnv() is the only place that reads
+ * Deno's own process state.
+ */
+import { makeRunner, type Runner } from "./run.ts";
+
+export interface Logger {
+  /** Shown only with --verbose (command lines, retries' details). */
+  debug(msg: string): void;
+  info(msg: string): void;
+  warn(msg: string): void;
+  error(msg: string): void;
+  /** Progress that may be redrawn in place on a terminal; dropped when stderr is not a terminal. */
+  progress(msg: string): void;
+}
+
+/** The filesystem calls mlagent uses. Real files always (tests use temp dirs); the seam exists for fault injection. */
+export type Fs = Pick<
+  typeof Deno,
+  | "readTextFile"
+  | "readFile"
+  | "writeTextFile"
+  | "writeFile"
+  | "stat"
+  | "lstat"
+  | "mkdir"
+  | "remove"
+  | "rename"
+  | "readDir"
+  | "open"
+  | "link"
+  | "symlink"
+  | "readLink"
+  | "realPath"
+  | "chmod"
+  | "makeTempDir"
+  | "makeTempFile"
+  | "truncate"
+  | "copyFile"
+  | "utime"
+  | "statSync"
+  | "lstatSync"
+  | "readTextFileSync"
+  | "readDirSync"
+  | "realPathSync"
+>;
+
+export interface Env {
+  /** Environment variables as this run sees them; children get exactly these. */
+  vars: Record<string, string>;
+  run: Runner;
+  fs: Fs;
+  fetch: typeof fetch;
+  /** Milliseconds since the epoch. */
+  now(): number;
+  sleep(ms: number, signal?: AbortSignal): Promise<void>;
+  /** Random number in [0, 1) for jitter. */
+  random(): number;
+  hostname(): string;
+  pid: number;
+  uid: number;
+  gid: number;
+  cwd: string;
+  /** Root of procfs (tests point it at a fixture tree). */
+  procRoot: string;
+  /** Root of sysfs. */
+  sysRoot: string;
+  log: Logger;
+  /** True when stderr is an interactive terminal (progress, colour). */
+  stderrIsTerminal: boolean;
+  /** Writes to stdout. Only agent/output.ts and main.ts should call it. */
+  writeStdout(text: string): Promise<void>;
+  /** Registers a handler for SIGINT/SIGTERM; returns a function that removes it. */
+  onSignal(sig: "SIGINT" | "SIGTERM" | "SIGHUP", handler: () => void): () => void;
+}
+
+export interface LogOptions {
+  verbose: boolean;
+  quiet?: boolean;
+  color: boolean;
+  isTerminal: boolean;
+}
+
+export function makeLogger(write: (line: string) => void, opts: LogOptions): Logger {
+  const paint = (code: string, s: string) => (opts.color ? `\x1b[${code}m${s}\x1b[0m` : s);
+  return {
+    debug: (m) => opts.verbose && write(paint("2", m)),
+    info: (m) => !opts.quiet && write(m),
+    warn: (m) => write(paint("33", `warning: ${m}`)),
+    error: (m) => write(paint("31", `error: ${m}`)),
+    progress: (m) => opts.isTerminal && !opts.quiet && write(m),
+  };
+}
+
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    }
+    signal?.addEventListener("abort", done);
+  });
+}
+
+/** Builds the real Env from the process. `overrides` lets tests and main.ts replace single seams. */
+export function realEnv(overrides: Partial<Env> & { verbose?: boolean; quiet?: boolean } = {}): Env {
+  const vars = overrides.vars ?? Deno.env.toObject();
+  const isTerminal = Deno.stderr.isTerminal();
+  const color = isTerminal && !("NO_COLOR" in vars);
+  const encoder = new TextEncoder();
+  const writeErr = (line: string) => {
+    Deno.stderr.writeSync(encoder.encode(line + "\n"));
+  };
+  const log = overrides.log ??
+    makeLogger(writeErr, { verbose: overrides.verbose ?? false, quiet: overrides.quiet, color, isTerminal });
+  const env: Env = {
+    vars,
+    run: makeRunner({ vars: () => env.vars, log: (l) => env.log.debug(l) }),
+    fs: Deno,
+    fetch: globalThis.fetch,
+    now: () => Date.now(),
+    sleep,
+    random: Math.random,
+    hostname: () => vars.MLAGENT_HOSTNAME ?? Deno.hostname(),
+    pid: Deno.pid,
+    uid: Deno.uid() ?? 0,
+    gid: Deno.gid() ?? 0,
+    cwd: Deno.cwd(),
+    procRoot: "/proc",
+    sysRoot: "/sys",
+    log,
+    stderrIsTerminal: isTerminal,
+    writeStdout: async (text) => {
+      const data = encoder.encode(text);
+      let off = 0;
+      while (off < data.length) off += await Deno.stdout.write(data.subarray(off));
+    },
+    onSignal: (sig, handler) => {
+      Deno.addSignalListener(sig, handler);
+      return () => Deno.removeSignalListener(sig, handler);
+    },
+  };
+  const { verbose: _v, quiet: _q, ...rest } = overrides;
+  return Object.assign(env, rest);
+}

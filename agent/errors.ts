@@ -1,0 +1,49 @@
+/**
+ * Few error classes, each with a stable code, an exit code and a hint. Expected failures are thrown as
+ * MlagentError and rendered once, by main.ts; anything else is a bug and prints its stack.
+ */
+
+export const EXIT = {
+  ok: 0,
+  failed: 1,
+  usage: 2,
+  lockBusy: 3,
+} as const;
+
+export type ErrorCode =
+  | "usage" // bad flag, bad command, bad argument
+  | "bad-input" // unknown profile, malformed file, hostile path
+  | "failed" // the job ran and failed
+  | "lock-busy" // held by another owner and the caller asked not to wait
+  | "lock-timeout" // waited until the deadline
+  | "lock-lost"; // a lease was broken under us
+
+export class MlagentError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly hint?: string,
+    readonly details: Record<string, unknown> = {},
+  ) {
+    super(message);
+    this.name = "MlagentError";
+  }
+
+  get exitCode(): number {
+    switch (this.code) {
+      case "usage":
+      case "bad-input":
+        return EXIT.usage;
+      case "lock-busy":
+        return EXIT.lockBusy;
+      default:
+        return EXIT.failed;
+    }
+  }
+}
+
+export const usageError = (message: string, hint?: string) => new MlagentError("usage", message, hint);
+export const badInput = (message: string, hint?: string, details?: Record<string, unknown>) =>
+  new MlagentError("bad-input", message, hint, details);
+export const failed = (message: string, hint?: string, details?: Record<string, unknown>) =>
+  new MlagentError("failed", message, hint, details);

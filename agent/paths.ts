@@ -1,0 +1,59 @@
+/** Every on-disk location, derived in one place from flags, MLAGENT_* and XDG variables. */
+import type { Env } from "./env.ts";
+import { badInput } from "./errors.ts";
+
+function home(env: Env): string {
+  return env.vars.HOME || `/tmp/mlagent-${env.uid}`;
+}
+
+/** Where venvs live: --root, MLAGENT_ROOT, else $XDG_DATA_HOME/mlagent/venvs. */
+export function venvRoot(env: Env, flag?: string): string {
+  const root = flag ?? env.vars.MLAGENT_ROOT ?? `${env.vars.XDG_DATA_HOME || `${home(env)}/.local/share`}/mlagent/venvs`;
+  return absolute(env, root);
+}
+
+/** The venv for one profile. Profile names are validated to be safe path components. */
+export function venvDir(env: Env, profileName: string, rootFlag?: string): string {
+  return `${venvRoot(env, rootFlag)}/${profileName}`;
+}
+
+/** Logs and the last doctor verdict: $XDG_STATE_HOME/mlagent. */
+export function stateDir(env: Env): string {
+  return absolute(env, env.vars.MLAGENT_STATE_DIR ?? `${env.vars.XDG_STATE_HOME || `${home(env)}/.local/state`}/mlagent`);
+}
+
+/** Default download location for profile models: MLAGENT_MODELS_DIR, else $XDG_DATA_HOME/mlagent/models. */
+export function modelsRoot(env: Env): string {
+  return absolute(
+    env,
+    env.vars.MLAGENT_MODELS_DIR ?? `${env.vars.XDG_DATA_HOME || `${home(env)}/.local/share`}/mlagent/models`,
+  );
+}
+
+/** The Hugging Face home: HF_HOME, else $XDG_CACHE_HOME/huggingface. */
+export function hfHome(env: Env): string {
+  return absolute(env, env.vars.HF_HOME ?? `${env.vars.XDG_CACHE_HOME || `${home(env)}/.cache`}/huggingface`);
+}
+
+/** Node-local, per-user lock directory for locks that do not sit beside their resource. */
+export function localLockDir(env: Env): string {
+  const base = env.vars.MLAGENT_LOCK_DIR ?? `${env.vars.XDG_RUNTIME_DIR || `/tmp`}/mlagent-locks-${env.uid}`;
+  return absolute(env, base);
+}
+
+export function absolute(env: Env, p: string): string {
+  if (p.includes("\0")) throw badInput(`path contains a NUL byte: ${JSON.stringify(p)}`);
+  const joined = p.startsWith("/") ? p : `${env.cwd}/${p}`;
+  return normalize(joined);
+}
+
+/** Collapses "." and ".." and repeated slashes without touching the filesystem. */
+export function normalize(p: string): string {
+  const out: string[] = [];
+  for (const part of p.split("/")) {
+    if (part === "" || part === ".") continue;
+    if (part === "..") out.pop();
+    else out.push(part);
+  }
+  return "/" + out.join("/");
+}

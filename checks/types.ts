@@ -1,0 +1,39 @@
+/** The result record every node check returns. Check ids are part of the JSON contract. */
+import type { Env } from "../agent/env.ts";
+import type { Profile } from "../agent/profile_types.ts";
+
+export type CheckStatus = "pass" | "warn" | "fail" | "skip";
+
+export interface CheckResult {
+  /** Stable dotted id: gpu.driver, cuda.toolkit, python.headers, disk.space, tmpdir, cache.fs, installer ... */
+  id: string;
+  status: CheckStatus;
+  /** The actual value against the expected one, with units. */
+  message: string;
+  /** What the user can do about a warn or fail; null when nothing is needed. */
+  remedy: string | null;
+  /** Raw facts the check found (also merged into the doctor's `facts`). */
+  facts?: Record<string, unknown>;
+  durationMs?: number;
+}
+
+export interface CheckContext {
+  env: Env;
+  /** The profile the node is judged against; null judges a plain node (a missing GPU is then a warn). */
+  profile: Profile | null;
+  /** Where venvs live (--root/MLAGENT_ROOT), for disk and filesystem checks. */
+  venvRoot: string;
+  /** Timeout for each probe (nvidia-smi etc.). */
+  probeTimeoutMs: number;
+}
+
+/** A check: gathers through the Env, then evaluates purely. May return several results (one per aspect). */
+export type Check = (ctx: CheckContext) => Promise<CheckResult[]>;
+
+export const result = (
+  id: string,
+  status: CheckStatus,
+  message: string,
+  remedy: string | null = null,
+  facts?: Record<string, unknown>,
+): CheckResult => ({ id, status, message, remedy, ...(facts ? { facts } : {}) });

@@ -1,0 +1,51 @@
+/**
+ * mlagent's entry point: the only place that reads Deno.args and calls Deno.exit. Builds the real Env,
+ * runs the CLI, renders the outcome, and maps errors to exit codes once.
+ */
+import { dispatch, VERSION } from "./agent/cli.ts";
+import { realEnv } from "./agent/env.ts";
+import { EXIT, MlagentError } from "./agent/errors.ts";
+import { render } from "./agent/output.ts";
+
+async function main(argv: string[]): Promise<number> {
+  const before = argv.indexOf("--") === -1 ? argv : argv.slice(0, argv.indexOf("--"));
+  const env = realEnv({
+    verbose: before.includes("--verbose") || before.includes("-v"),
+    quiet: before.includes("--quiet") || before.includes("-q"),
+  });
+  const asJson = before.includes("--json");
+  try {
+    const inv = dispatch(argv);
+    if (inv.kind === "help") {
+      await env.writeStdout(inv.text + "\n");
+      return EXIT.ok;
+    }
+    if (inv.kind === "version") {
+      await env.writeStdout(asJson ? JSON.stringify({ version: VERSION }) + "\n" : `mlagent ${VERSION}\n`);
+      return EXIT.ok;
+    }
+    const outcome = await inv.command.run(env, inv.argv);
+    await render(env, outcome, asJson);
+    return outcome.exitCode;
+  } catch (e) {
+    if (e instanceof MlagentError) {
+      // One clear line naming what was wrong, then the hint; with --json also a document on stdout.
+      env.log.error(e.message);
+      if (e.hint) console.error(`hint: ${e.hint}`);
+      if (asJson) {
+        await render(env, {
+          exitCode: e.exitCode,
+          json: { ok: false, error: { code: e.code, message: e.message, hint: e.hint ?? null, ...e.details } },
+          text: "",
+        }, true);
+      }
+      return e.exitCode;
+    }
+    console.error(e instanceof Error ? (e.stack ?? e.message) : String(e));
+    return EXIT.failed;
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

@@ -1,0 +1,32 @@
+/**
+ * Builds the self-contained binaries with `deno compile` into dist/: x86_64 and aarch64 Linux.
+ * deno compile fetches its runtime (denort) from the internet; where that is unreachable, point
+ * DENORT_BIN at a denort binary for the target (then only that target is built).
+ * Usage: deno task build [--target x86_64-unknown-linux-gnu]
+ */
+const TARGETS = ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu"];
+const root = new URL("../", import.meta.url).pathname;
+const args = Deno.args;
+const only = args.includes("--target") ? [args[args.indexOf("--target") + 1]] : null;
+const denort = Deno.env.get("DENORT_BIN");
+const targets = only ?? (denort ? [Deno.build.target] : TARGETS);
+
+await Deno.mkdir(`${root}/dist`, { recursive: true });
+let failures = 0;
+for (const target of targets) {
+  const arch = target.split("-")[0];
+  const out = `${root}/dist/mlagent-linux-${arch}`;
+  const cmd = new Deno.Command(Deno.execPath(), {
+    args: ["compile", "--allow-all", "--no-check", "--target", target, "--output", out, `${root}/main.ts`],
+    env: denort ? { DENORT_BIN: denort } : {},
+    stdout: "inherit",
+    stderr: "inherit",
+  });
+  const { code } = await cmd.output();
+  if (code === 0) console.error(`built ${out}`);
+  else {
+    console.error(`deno compile failed for ${target} (exit ${code}); set DENORT_BIN where the runtime cannot be downloaded`);
+    failures++;
+  }
+}
+Deno.exit(failures ? 1 : 0);

@@ -1,0 +1,42 @@
+import assert from "node:assert/strict";
+import { dispatch } from "../agent/cli.ts";
+import { MlagentError } from "../agent/errors.ts";
+import { runMlagent } from "./support/cli.ts";
+
+Deno.test("dispatch() routes --help, --version and commands", () => {
+  assert.equal(dispatch([]).kind, "help");
+  assert.equal(dispatch(["--version"]).kind, "version");
+  const inv = dispatch(["--json", "doctor"]);
+  assert.ok(inv.kind === "command" && inv.command.name === "doctor" && inv.argv[0] === "--json");
+  assert.equal(dispatch(["lock", "--help"]).kind, "help");
+  // --help after "--" belongs to the wrapped command.
+  assert.equal(dispatch(["lock", "run", "x", "--", "cmd", "--help"]).kind, "command");
+});
+
+Deno.test("dispatch() rejects unknown commands and options as usage errors", () => {
+  for (const argv of [["bogus"], ["--bogus"]]) {
+    try {
+      dispatch(argv);
+      assert.ok(false, "should throw");
+    } catch (e) {
+      assert.ok(e instanceof MlagentError);
+      assert.equal(e.exitCode, 2);
+    }
+  }
+});
+
+Deno.test("mlagent with an unknown command exits 2 with one line naming it", async () => {
+  const r = await runMlagent(["frobnicate"]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr.split("\n")[0], /unknown command "frobnicate"/);
+  assert.equal(r.stdout, "");
+});
+
+Deno.test("mlagent --version and --help exit 0", async () => {
+  const v = await runMlagent(["--version"]);
+  assert.equal(v.code, 0);
+  assert.match(v.stdout, /^mlagent \d+\.\d+\.\d+/);
+  const h = await runMlagent(["--help"]);
+  assert.equal(h.code, 0);
+  assert.match(h.stdout, /Exit codes: 0 ok, 1 the job failed, 2 usage/);
+});

@@ -1,0 +1,62 @@
+/** Test seams: hermetic variables, a real Env pointed at temp dirs, captured logs, temp dirs that clean up. */
+import { type Env, type Logger, realEnv } from "../../agent/env.ts";
+
+export const REPO_ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
+export const SHARED_FIXTURES = `${REPO_ROOT}/../shared/fixtures`;
+export const FIXTURES = `${REPO_ROOT}/tests/fixtures`;
+
+/**
+ * Variables for anything a test runs: the machine's global pip configuration, uv settings and Hub settings
+ * are dropped so installs and downloads go only where the test points them.
+ */
+export function hermeticVars(extra: Record<string, string | undefined> = {}): Record<string, string> {
+  const vars: Record<string, string> = {};
+  for (const [k, v] of Object.entries(Deno.env.toObject())) {
+    if (/^(PIP_|UV_|HF_|HUGGING|MLAGENT_|CUDA_|LSB_|SLURM_|XDG_|VIRTUAL_ENV|PYTHON(HOME|PATH)$)/.test(k)) continue;
+    vars[k] = v;
+  }
+  vars.PIP_CONFIG_FILE = "/dev/null";
+  vars.PIP_DISABLE_PIP_VERSION_CHECK = "1";
+  vars.PIP_NO_INPUT = "1";
+  vars.NO_COLOR = "1";
+  for (const [k, v] of Object.entries(extra)) {
+    if (v === undefined) delete vars[k];
+    else vars[k] = v;
+  }
+  return vars;
+}
+
+export interface CapturedLog extends Logger {
+  lines: string[];
+}
+
+export function captureLog(): CapturedLog {
+  const lines: string[] = [];
+  const push = (prefix: string) => (m: string) => void lines.push(prefix + m);
+  return {
+    lines,
+    debug: push("debug: "),
+    info: push(""),
+    warn: push("warning: "),
+    error: push("error: "),
+    progress: push("progress: "),
+  };
+}
+
+/** A real Env with hermetic variables and a captured log; override any seam. */
+export function testEnv(overrides: Partial<Env> = {}): Env & { logs: string[] } {
+  const log = captureLog();
+  const env = realEnv({ vars: hermeticVars(), log, ...overrides });
+  return Object.assign(env, { logs: log.lines });
+}
+
+/** A temp dir removed when the returned object is disposed (`await using dir = await tempDir()`). */
+export async function tempDir(prefix = "mlagent-test-"): Promise<{ path: string } & AsyncDisposable> {
+  const path = await Deno.makeTempDir({ prefix });
+  return {
+    path,
+    async [Symbol.asyncDispose]() {
+      await Deno.remove(path, { recursive: true }).catch(() => {});
+    },
+  };
+}
