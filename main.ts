@@ -35,7 +35,10 @@ async function main(argv: string[]): Promise<number> {
       if (asJson) {
         await render(env, {
           exitCode: e.exitCode,
-          json: { ok: false, error: { code: e.code, message: e.message, hint: e.hint ?? null, ...e.details } },
+          json: {
+            ok: false,
+            error: { code: e.code, message: e.message, hint: e.hint ?? null, ...e.details },
+          },
           text: "",
         }, true);
       }

@@ -1,7 +1,12 @@
 /** Final paths are reached by rename from a temp name in the same directory, so readers never see half a file. */
 import type { Env } from "./env.ts";
 
-export async function writeFileAtomic(env: Env, path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+export async function writeFileAtomic(
+  env: Env,
+  path: string,
+  data: string | Uint8Array,
+  mode = 0o644,
+): Promise<void> {
   const dir = path.slice(0, path.lastIndexOf("/")) || "/";
   const tmp = `${dir}/.${path.slice(dir.length + 1)}.tmp-${env.pid}-${Math.floor(env.random() * 1e9)}`;
   const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;

@@ -46,7 +46,10 @@ export function parseCommandArgs<O extends Options>(
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
     // node's messages are long; keep the first sentence and name the command.
-    throw usageError(`${command}: ${msg.split(". ")[0].replace(/\.$/, "")}`, `see: mlagent ${command} --help`);
+    throw usageError(
+      `${command}: ${msg.split(". ")[0].replace(/\.$/, "")}`,
+      `see: mlagent ${command} --help`,
+    );
   }
 }
 
@@ -60,7 +63,9 @@ export function parseNumberFlag(
   if (value === undefined) return undefined;
   const n = Number(value);
   if (!Number.isFinite(n) || n < min || (integer && !Number.isInteger(n)) || value.trim() === "") {
-    throw usageError(`${command}: --${flag} must be a ${integer ? "whole " : ""}number >= ${min}, got "${value}"`);
+    throw usageError(
+      `${command}: --${flag} must be a ${integer ? "whole " : ""}number >= ${min}, got "${value}"`,
+    );
   }
   return n;
 }
@@ -102,7 +107,9 @@ export function dispatch(argv: string[]): Invocation {
   }
   if (first === "--version" || first === "-V") return { kind: "version" };
   if (first.startsWith("-")) {
-    if (first === "--json" || first === "--verbose" || first === "-v" || first === "--quiet" || first === "-q") {
+    if (
+      first === "--json" || first === "--verbose" || first === "-v" || first === "--quiet" || first === "-q"
+    ) {
       // Global flags before the command: move them after it.
       const inv = dispatch(rest);
       if (inv.kind === "command") inv.argv.unshift(first);

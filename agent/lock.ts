@@ -69,7 +69,9 @@ export async function acquire(env: Env, spec: LockSpec, opts: LockOptions = {}):
       if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
     }
     if (opts.noWait) throw new MlagentError("lock-busy", `Cannot acquire lock "${spec.name}": held`);
-    if (env.now() > deadline) throw new MlagentError("lock-timeout", `Timed out waiting for lock "${spec.name}"`);
+    if (env.now() > deadline) {
+      throw new MlagentError("lock-timeout", `Timed out waiting for lock "${spec.name}"`);
+    }
     await env.sleep(100);
   }
 }

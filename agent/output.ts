@@ -13,7 +13,9 @@ export interface Outcome {
 
 export async function render(env: Env, outcome: Outcome, asJson: boolean): Promise<void> {
   if (asJson) {
-    await env.writeStdout(JSON.stringify({ schema_version: SCHEMA_VERSION, ...outcome.json }, null, 2) + "\n");
+    await env.writeStdout(
+      JSON.stringify({ schema_version: SCHEMA_VERSION, ...outcome.json }, null, 2) + "\n",
+    );
   } else if (outcome.text) {
     await env.writeStdout(outcome.text.endsWith("\n") ? outcome.text : outcome.text + "\n");
   }
@@ -54,7 +56,9 @@ export function renderStatusLines(
   const out: string[] = [];
   for (const r of rows) {
     out.push(`${MARK[r.status] ?? r.status} ${r.id.padEnd(width)}  ${r.message}`);
-    if (r.remedy && (r.status === "fail" || r.status === "warn")) out.push(`     ${" ".repeat(width)}  fix: ${r.remedy}`);
+    if (r.remedy && (r.status === "fail" || r.status === "warn")) {
+      out.push(`     ${" ".repeat(width)}  fix: ${r.remedy}`);
+    }
   }
   return out.join("\n");
 }

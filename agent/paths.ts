@@ -8,7 +8,8 @@ function home(env: Env): string {
 
 /** Where venvs live: --root, MLAGENT_ROOT, else $XDG_DATA_HOME/mlagent/venvs. */
 export function venvRoot(env: Env, flag?: string): string {
-  const root = flag ?? env.vars.MLAGENT_ROOT ?? `${env.vars.XDG_DATA_HOME || `${home(env)}/.local/share`}/mlagent/venvs`;
+  const root = flag ?? env.vars.MLAGENT_ROOT ??
+    `${env.vars.XDG_DATA_HOME || `${home(env)}/.local/share`}/mlagent/venvs`;
   return absolute(env, root);
 }
 
@@ -19,7 +20,10 @@ export function venvDir(env: Env, profileName: string, rootFlag?: string): strin
 
 /** Logs and the last doctor verdict: $XDG_STATE_HOME/mlagent. */
 export function stateDir(env: Env): string {
-  return absolute(env, env.vars.MLAGENT_STATE_DIR ?? `${env.vars.XDG_STATE_HOME || `${home(env)}/.local/state`}/mlagent`);
+  return absolute(
+    env,
+    env.vars.MLAGENT_STATE_DIR ?? `${env.vars.XDG_STATE_HOME || `${home(env)}/.local/state`}/mlagent`,
+  );
 }
 
 /** Default download location for profile models: MLAGENT_MODELS_DIR, else $XDG_DATA_HOME/mlagent/models. */

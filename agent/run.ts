@@ -107,18 +107,24 @@ export function makeRunner(deps: RunnerDeps): Runner {
       await w.write(new TextEncoder().encode(opts.stdin)).catch(() => {});
       await w.close().catch(() => {});
     }
-    const [stdout, stderr] = opts.inheritStdio
-      ? ["", ""]
-      : await Promise.all([
-        collect(child.stdout, (t) => opts.onOutput?.("stdout", t)),
-        collect(child.stderr, (t) => opts.onOutput?.("stderr", t)),
-      ]);
+    const [stdout, stderr] = opts.inheritStdio ? ["", ""] : await Promise.all([
+      collect(child.stdout, (t) => opts.onOutput?.("stdout", t)),
+      collect(child.stderr, (t) => opts.onOutput?.("stderr", t)),
+    ]);
     const status = await child.status;
     clearTimeout(timer);
     opts.signal?.removeEventListener("abort", onAbort);
     const durationMs = Math.round(performance.now() - started);
     if (timedOut) return { kind: "timed-out", argv, afterMs: timeoutMs, stdout, stderr };
-    return { kind: "exited", argv, code: status.code, signal: status.signal ?? null, stdout, stderr, durationMs };
+    return {
+      kind: "exited",
+      argv,
+      code: status.code,
+      signal: status.signal ?? null,
+      stdout,
+      stderr,
+      durationMs,
+    };
   };
 }
 

@@ -17,7 +17,9 @@ export interface BenchRow {
 
 const dir = new URL("./bench/", import.meta.url);
 const names: string[] = [];
-for await (const e of Deno.readDir(dir)) if (e.isFile && e.name.endsWith(".ts")) names.push(e.name.slice(0, -3));
+for await (const e of Deno.readDir(dir)) {
+  if (e.isFile && e.name.endsWith(".ts")) names.push(e.name.slice(0, -3));
+}
 names.sort();
 const wanted = Deno.args.length ? names.filter((n) => Deno.args.includes(n)) : names;
 const rows: BenchRow[] = [];

@@ -25,7 +25,9 @@ for (const target of targets) {
   const { code } = await cmd.output();
   if (code === 0) console.error(`built ${out}`);
   else {
-    console.error(`deno compile failed for ${target} (exit ${code}); set DENORT_BIN where the runtime cannot be downloaded`);
+    console.error(
+      `deno compile failed for ${target} (exit ${code}); set DENORT_BIN where the runtime cannot be downloaded`,
+    );
     failures++;
   }
 }

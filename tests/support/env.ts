@@ -12,7 +12,9 @@ export const FIXTURES = `${REPO_ROOT}/tests/fixtures`;
 export function hermeticVars(extra: Record<string, string | undefined> = {}): Record<string, string> {
   const vars: Record<string, string> = {};
   for (const [k, v] of Object.entries(Deno.env.toObject())) {
-    if (/^(PIP_|UV_|HF_|HUGGING|MLAGENT_|CUDA_|LSB_|SLURM_|XDG_|VIRTUAL_ENV|PYTHON(HOME|PATH)$)/.test(k)) continue;
+    if (/^(PIP_|UV_|HF_|HUGGING|MLAGENT_|CUDA_|LSB_|SLURM_|XDG_|VIRTUAL_ENV|PYTHON(HOME|PATH)$)/.test(k)) {
+      continue;
+    }
     vars[k] = v;
   }
   vars.PIP_CONFIG_FILE = "/dev/null";
