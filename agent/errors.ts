@@ -30,15 +30,9 @@ export class MlagentError extends Error {
   }
 
   get exitCode(): number {
-    switch (this.code) {
-      case "usage":
-      case "bad-input":
-        return EXIT.usage;
-      case "lock-busy":
-        return EXIT.lockBusy;
-      default:
-        return EXIT.failed;
-    }
+    if (this.code === "usage" || this.code === "bad-input") return EXIT.usage;
+    if (this.code === "lock-busy") return EXIT.lockBusy;
+    return EXIT.failed;
   }
 }
 

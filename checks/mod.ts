@@ -12,6 +12,6 @@ export interface DoctorOptions {
   only?: string[];
 }
 
-export async function runDoctor(_ctx: CheckContext, _opts: DoctorOptions = {}): Promise<DoctorReport> {
-  return { ok: true, checks: [], facts: {} };
+export function runDoctor(_ctx: CheckContext, _opts: DoctorOptions = {}): Promise<DoctorReport> {
+  return Promise.resolve({ ok: true, checks: [], facts: {} });
 }
