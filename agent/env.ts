@@ -73,6 +73,8 @@ export interface Env {
   writeStdout(text: string): Promise<void>;
   /** Registers a handler for SIGINT/SIGTERM; returns a function that removes it. */
   onSignal(sig: "SIGINT" | "SIGTERM" | "SIGHUP", handler: () => void): () => void;
+  /** Ends the process; only for a signal handler that has cleaned up (a held lock released on SIGTERM). */
+  exit?(code: number): never;
 }
 
 export interface LogOptions {
@@ -143,6 +145,7 @@ export function realEnv(overrides: Partial<Env> & { verbose?: boolean; quiet?: b
       Deno.addSignalListener(sig, handler);
       return () => Deno.removeSignalListener(sig, handler);
     },
+    exit: (code) => Deno.exit(code),
   };
   const { verbose: _v, quiet: _q, ...rest } = overrides;
   return Object.assign(env, rest);

@@ -14,6 +14,15 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** Called with each chunk of stderr/stdout as it arrives (for live progress); output is still captured. */
   onOutput?: (stream: "stdout" | "stderr", text: string) => void;
+  /** Let the child read our stdin (for commands run on the user's behalf, like `lock run`). */
+  inheritStdin?: boolean;
+  /** Called once the child runs, with its pid and a way to signal it (signal forwarding, owner records). */
+  onSpawn?: (child: SpawnedChild) => void;
+}
+
+export interface SpawnedChild {
+  pid: number;
+  kill(signal: Deno.Signal): void;
 }
 
 export type RunResult =
@@ -77,7 +86,7 @@ export function makeRunner(deps: RunnerDeps): Runner {
         cwd: opts.cwd,
         env: vars,
         clearEnv: true,
-        stdin: opts.stdin !== undefined ? "piped" : "null",
+        stdin: opts.stdin !== undefined ? "piped" : opts.inheritStdin ? "inherit" : "null",
         stdout: opts.inheritStdio ? "inherit" : "piped",
         stderr: opts.inheritStdio ? "inherit" : "piped",
         detached: opts.newProcessGroup ?? true,
@@ -89,6 +98,14 @@ export function makeRunner(deps: RunnerDeps): Runner {
       throw e;
     }
     const group = opts.newProcessGroup ?? true;
+    opts.onSpawn?.({
+      pid: child.pid,
+      kill: (sig) => {
+        try {
+          child.kill(sig);
+        } catch { /* already gone */ }
+      },
+    });
     let timedOut = false;
     const killAll = () => {
       try {
