@@ -1,9 +1,328 @@
-import type { Command } from "../cli.ts";
-import { failed } from "../errors.ts";
+/** `mlagent lock`: list, check and clear locks, and run a command under one (like flock(1), judgeable). */
+import { type Command, parseCommandArgs, parseNumberFlag } from "../cli.ts";
+import type { Env } from "../env.ts";
+import { badInput, EXIT, failed, MlagentError, usageError } from "../errors.ts";
+import {
+  acquire,
+  cacheLockSpec,
+  clearLock,
+  describeOwner,
+  downloadLockSpec,
+  inspectLock,
+  listLocks,
+  type LockHandle,
+  type LockInfo,
+  type LockSpec,
+  namedLockSpec,
+  validateLockName,
+  venvLockSpec,
+} from "../lock.ts";
+import type { Outcome } from "../output.ts";
+import { localLockDir, venvDir, venvRoot } from "../paths.ts";
+import type { SpawnedChild } from "../run.ts";
+
+const HELP = `Usage: mlagent lock <list|check|clear|run> [options]
+
+  mlagent lock list [--json]
+      Every lock mlagent knows (the node-local lock dir, and *.lock beside venvs under the venv root) with
+      its status: held, held-remote, stale-dead, stale-expired, stale-no-owner, and its owner record.
+  mlagent lock check NAME
+      Exit 0 when NAME is free (or only stale), 3 when it is held. For scripts and job prologues.
+  mlagent lock clear [--yes] [--force]
+      Removes stale locks. A dry run unless --yes. --force also removes locks held by live holders on
+      other hosts (only when you know they are gone: two holders may otherwise run at once).
+  mlagent lock run NAME [--timeout S] [--no-wait] [--ttl S] [--mode auto|flock|lease] -- COMMAND ARGS...
+      Runs COMMAND holding the lock and passes its exit code through. The command keeps the lock while it
+      runs, even if mlagent is killed. SIGINT/SIGTERM are forwarded to it; the lock is released after it ends.
+
+NAME is a plain name (letters, digits, . _ - :), or venv:PROFILE, cache:DIR, download:DIR for the locks
+install, cache heal and download take.
+
+Options:
+  --timeout S   wait at most S seconds (default 1800)
+  --no-wait     fail at once with exit code 3 when the lock is held
+  --ttl S       lease TTL in seconds (default 60): a holder on another host whose heartbeat is older is stale
+  --mode M      auto (default: lease on network filesystems, flock elsewhere), flock or lease
+  --root DIR    venv root to scan and to resolve venv:PROFILE (default MLAGENT_ROOT)
+
+Environment: MLAGENT_LOCK_DIR (node-local lock dir), MLAGENT_LOCK_MODE, MLAGENT_LOCK_TTL,
+MLAGENT_LOCK_HEARTBEAT (seconds), MLAGENT_LOCK_NOTICE (seconds between "waiting" lines), MLAGENT_LOCK_POLL_MS.
+The command sees MLAGENT_LOCK_NAME, MLAGENT_LOCK_FENCING and MLAGENT_LOCK_TOKEN.
+
+Exit codes: 0 ok (run: the command's code), 1 failed or timed out, 2 bad input, 3 held (check, --no-wait).`;
+
+const SIGNAL_CODES = { SIGINT: 2, SIGTERM: 15, SIGHUP: 1 } as const;
+
+/** NAME -> the lock it names: venv:, cache: and download: reach the locks the other commands take. */
+export function resolveLockName(env: Env, name: string, purpose: string, root?: string): LockSpec {
+  const colon = name.indexOf(":");
+  const kind = colon > 0 ? name.slice(0, colon) : "";
+  const rest = name.slice(colon + 1);
+  if (kind === "venv") {
+    validateLockName(rest);
+    return venvLockSpec(venvDir(env, rest, root), purpose);
+  }
+  if (kind === "cache" || kind === "download") {
+    // deno-lint-ignore no-control-regex
+    if (!rest.startsWith("/") || /[\x00-\x1f\x7f]/.test(rest) || rest.split("/").includes("..")) {
+      throw badInput(`bad lock name ${JSON.stringify(name)}: ${kind}: needs an absolute path without '..'`);
+    }
+    return kind === "cache" ? cacheLockSpec(env, rest, purpose) : downloadLockSpec(rest, purpose);
+  }
+  return namedLockSpec(env, name, purpose);
+}
+
+function lockDirs(env: Env, root?: string) {
+  return [{ dir: localLockDir(env), prefix: "" }, { dir: venvRoot(env, root), prefix: "venv:" }];
+}
+
+function infoJson(env: Env, l: LockInfo) {
+  const now = env.now();
+  return {
+    name: l.name,
+    path: l.path,
+    mode: l.mode,
+    status: l.status,
+    reason: l.reason,
+    held_for_ms: l.owner ? Math.max(0, now - Date.parse(l.owner.acquired_at)) : null,
+    heartbeat_age_ms: l.owner ? Math.max(0, now - Date.parse(l.owner.heartbeat_at)) : null,
+    owner: l.owner,
+  };
+}
+
+function infoLine(env: Env, l: LockInfo): string {
+  const who = l.owner ? describeOwner(env, l.owner) : "no owner record";
+  return `${l.status.padEnd(14)} ${l.name}  ${who}  [${l.reason}]  ${l.path}`;
+}
+
+async function listCommand(env: Env, root?: string): Promise<Outcome> {
+  const locks = await listLocks(env, lockDirs(env, root));
+  return {
+    exitCode: EXIT.ok,
+    json: { ok: true, locks: locks.map((l) => infoJson(env, l)) },
+    text: locks.length ? locks.map((l) => infoLine(env, l)).join("\n") : "no locks held or left behind",
+  };
+}
+
+async function checkCommand(env: Env, name: string, root?: string): Promise<Outcome> {
+  const info = await inspectLock(env, resolveLockName(env, name, "check", root));
+  const held = info.status === "held" || info.status === "held-remote";
+  return {
+    exitCode: held ? EXIT.lockBusy : EXIT.ok,
+    json: { ok: !held, held, ...infoJson(env, { ...info, name: info.owner?.name || name }) },
+    text: held
+      ? `lock "${name}" is held by ${describeOwner(env, info.owner)}`
+      : info.status === "free"
+      ? `lock "${name}" is free`
+      : `lock "${name}" is free (${info.status}: ${info.reason})`,
+  };
+}
+
+async function clearCommand(env: Env, yes: boolean, force: boolean, root?: string): Promise<Outcome> {
+  const locks = await listLocks(env, lockDirs(env, root));
+  const targets = locks.filter((l) => l.status.startsWith("stale") || (force && l.status === "held-remote"));
+  const removed: LockInfo[] = [];
+  const kept: LockInfo[] = [];
+  for (const l of targets) {
+    if (l.status === "held-remote") {
+      env.log.warn(
+        `${yes ? "FORCIBLY REMOVING" : "would FORCIBLY remove"} lock "${l.name}" held by ${
+          describeOwner(env, l.owner)
+        } with a fresh heartbeat: if that holder is alive, two holders may run at once`,
+      );
+    }
+    if (!yes) continue;
+    if (await clearLock(env, l, { force })) removed.push(l);
+    else kept.push(l);
+  }
+  const lines = !yes
+    ? targets.map((l) => `would remove ${l.status} lock "${l.name}" (${l.reason})  ${l.path}`)
+    : [
+      ...removed.map((l) => `removed ${l.status} lock "${l.name}"  ${l.path}`),
+      ...kept.map((l) => `kept lock "${l.name}": held again when rechecked  ${l.path}`),
+    ];
+  if (!yes && targets.length) lines.push("dry run: pass --yes to remove them");
+  const held = locks.filter((l) => !targets.includes(l));
+  return {
+    exitCode: EXIT.ok,
+    json: {
+      ok: true,
+      dry_run: !yes,
+      force,
+      candidates: targets.map((l) => infoJson(env, l)),
+      removed: removed.map((l) => l.path),
+      kept: kept.map((l) => l.path),
+      held: held.map((l) => infoJson(env, l)),
+    },
+    text: lines.length ? lines.join("\n") : "no stale locks",
+  };
+}
+
+async function runUnderLock(
+  env: Env,
+  name: string,
+  command: string[],
+  opts: {
+    timeoutMs?: number;
+    noWait: boolean;
+    ttlMs?: number;
+    mode?: "auto" | "flock" | "lease";
+    root?: string;
+  },
+): Promise<Outcome> {
+  const spec = resolveLockName(env, name, `lock run ${command[0]}`, opts.root);
+  const interrupt = new AbortController();
+  let caught: keyof typeof SIGNAL_CODES | null = null;
+  let child: SpawnedChild | null = null;
+  const unwatch = (Object.keys(SIGNAL_CODES) as (keyof typeof SIGNAL_CODES)[]).map((sig) =>
+    env.onSignal(sig, () => {
+      caught ??= sig;
+      if (child) child.kill(sig);
+      else interrupt.abort();
+    })
+  );
+  let lock: LockHandle | null = null;
+  try {
+    const waitStart = env.now();
+    try {
+      lock = await acquire(env, spec, {
+        timeoutMs: opts.timeoutMs,
+        noWait: opts.noWait,
+        ttlMs: opts.ttlMs,
+        mode: opts.mode,
+        signal: interrupt.signal,
+        command,
+        handleSignals: false,
+      });
+    } catch (e) {
+      if (caught && e instanceof MlagentError && e.code === "failed") return interrupted(caught, name);
+      throw e;
+    }
+    const waitedMs = env.now() - waitStart;
+    if (caught) return interrupted(caught, name);
+    const held = lock;
+    let lostMessage: string | null = null;
+    held.lost.addEventListener("abort", () => {
+      lostMessage = held.lost.reason instanceof Error ? held.lost.reason.message : "lock lost";
+      child?.kill("SIGTERM");
+    });
+    let recording: Promise<void> = Promise.resolve();
+    const r = await env.run(command, {
+      inheritStdio: true,
+      inheritStdin: true,
+      // Same process group, as with flock(1): killing the group kills both, Ctrl-C reaches both.
+      newProcessGroup: false,
+      timeoutMs: 2 ** 31 - 1,
+      env: {
+        MLAGENT_LOCK_NAME: spec.name,
+        MLAGENT_LOCK_FENCING: String(held.fencing),
+        MLAGENT_LOCK_TOKEN: held.token,
+      },
+      onSpawn: (c) => {
+        child = c;
+        if (caught) c.kill(caught);
+        recording = held.recordCommand?.(c.pid).catch(() => {}) ?? recording;
+      },
+    });
+    await recording;
+    if (r.kind === "not-found") {
+      throw badInput(
+        `lock run: command not found: ${command[0]}`,
+        "give the command's full path or fix PATH",
+      );
+    }
+    if (r.kind === "timed-out") throw failed(`lock run: ${command[0]} did not finish`);
+    if (lostMessage) {
+      throw new MlagentError(
+        "lock-lost",
+        lostMessage,
+        "the lease was broken by another host (heartbeat older than the TTL?); raise --ttl",
+      );
+    }
+    return {
+      exitCode: r.code,
+      json: {
+        ok: r.code === 0,
+        name: spec.name,
+        path: spec.path,
+        mode: held.mode ?? null,
+        fencing: held.fencing,
+        waited_ms: waitedMs,
+        exit_code: r.code,
+        signal: r.signal,
+        duration_ms: r.durationMs,
+      },
+      text: "",
+    };
+  } finally {
+    await lock?.release();
+    for (const u of unwatch) u();
+  }
+}
+
+function interrupted(sig: keyof typeof SIGNAL_CODES, name: string): Outcome {
+  return {
+    exitCode: 128 + SIGNAL_CODES[sig],
+    json: { ok: false, name, interrupted: sig.toLowerCase() },
+    text: "",
+  };
+}
 
 export const lockCommand: Command = {
   name: "lock",
   summary: "List, check, clear locks; run a command under a lock",
-  help: "Usage: mlagent lock [options]",
-  run: () => Promise.reject(failed("lock: not implemented yet")),
+  help: HELP,
+  async run(env, argv) {
+    const dd = argv.indexOf("--");
+    const own = dd === -1 ? argv : argv.slice(0, dd);
+    const command = dd === -1 ? [] : argv.slice(dd + 1);
+    const { values, positionals } = parseCommandArgs("lock", own, {
+      yes: { type: "boolean" },
+      force: { type: "boolean" },
+      timeout: { type: "string" },
+      "no-wait": { type: "boolean" },
+      ttl: { type: "string" },
+      mode: { type: "string" },
+      root: { type: "string" },
+    });
+    const [sub, ...args] = positionals;
+    const root = values.root;
+    const need = (n: number, usage: string) => {
+      if (args.length !== n) throw usageError(`lock ${sub}: expected ${usage}`, "see: mlagent lock --help");
+    };
+    switch (sub) {
+      case "list":
+        need(0, "no arguments");
+        return await listCommand(env, root);
+      case "check":
+        need(1, "one lock NAME");
+        return await checkCommand(env, args[0], root);
+      case "clear":
+        need(0, "no arguments");
+        return await clearCommand(env, values.yes ?? false, values.force ?? false, root);
+      case "run": {
+        need(1, "one lock NAME before --");
+        if (!command.length) {
+          throw usageError("lock run: no command after --", "mlagent lock run NAME -- COMMAND");
+        }
+        const mode = values.mode;
+        if (mode !== undefined && mode !== "auto" && mode !== "flock" && mode !== "lease") {
+          throw usageError(`lock run: --mode must be auto, flock or lease, got "${mode}"`);
+        }
+        const timeout = parseNumberFlag("lock", "timeout", values.timeout);
+        const ttl = parseNumberFlag("lock", "ttl", values.ttl, { min: 0.001 });
+        return await runUnderLock(env, args[0], command, {
+          timeoutMs: timeout === undefined ? undefined : timeout * 1000,
+          noWait: values["no-wait"] ?? false,
+          ttlMs: ttl === undefined ? undefined : ttl * 1000,
+          mode,
+          root,
+        });
+      }
+      case undefined:
+        throw usageError("lock: missing subcommand (list, check, clear or run)", "see: mlagent lock --help");
+      default:
+        throw usageError(`lock: unknown subcommand "${sub}"`, "subcommands: list, check, clear, run");
+    }
+  },
 };
