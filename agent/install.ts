@@ -1,0 +1,940 @@
+/**
+ * `mlagent install`: a profile in, a ready and verified venv out, or a clear failure and a venv whose state
+ * says so. Order: load and validate the profile (bad input writes nothing), doctor, plan (interpreter, CUDA
+ * variant, installer, every argv), fast path when the venv already matches, index reachability, then under
+ * the venv's lock: create or repair the venv, run the stages that changed, verify, record `ready` last.
+ * Models are fetched after the venv is ready, outside its lock.
+ */
+import { createHash } from "node:crypto";
+import type { Env } from "./env.ts";
+import { failed, MlagentError } from "./errors.ts";
+import { loadProfile, profileSha256, stageSha256 } from "./profiles.ts";
+import type { CudaVariant, ModelSpec, Profile, Stage } from "./profile_types.ts";
+import { absolute, modelsRoot, venvDir as venvDirOf, venvRoot } from "./paths.ts";
+import { runDoctor } from "../checks/mod.ts";
+import type { CheckResult } from "../checks/types.ts";
+import { compareVersions, selectCudaVariant } from "./compat.ts";
+import {
+  chooseInstaller,
+  type InstallerChoice,
+  type StageCommand,
+  stageCommand,
+  stageIndexes,
+  uvItselfBroke,
+} from "./installer.ts";
+import {
+  createVenv,
+  inspectVenv,
+  listInstalled,
+  probePython,
+  type PythonInfo,
+  tailLines,
+  venvPython,
+} from "./venv.ts";
+import { readVenvState, stateFileOf, type VenvState, writeVenvState } from "./state.ts";
+import { venvLockSpec, withLock } from "./lock.ts";
+import { bootId, isAlive, selfIdentity } from "./proc.ts";
+import { classifyInstallFailure, type FailureVerdict } from "./classify.ts";
+import { mountForPath, sameFilesystem } from "./mounts.ts";
+import { isoTime } from "./output.ts";
+import { describeRun, findOnPath, type RunResult } from "./run.ts";
+import { downloadRepo, verifyLocalModel } from "./download.ts";
+
+export interface InstallOptions {
+  /** Profile name or path. */
+  profile: string;
+  root?: string;
+  force?: boolean;
+  dryRun?: boolean;
+  /** Force a CUDA variant ("cu121" or "12.1"). */
+  cuda?: string;
+  noModels?: boolean;
+  /** How long to wait for another install of the same venv. */
+  lockTimeoutMs?: number;
+  noWait?: boolean;
+}
+
+export interface PlannedStage {
+  name: string;
+  /** Chained: a stage's fingerprint covers every stage before it, so a change reinstalls it and all after. */
+  fingerprint: string;
+  command: StageCommand;
+  indexes: string[];
+}
+
+export interface InstallPlan {
+  profile: Profile;
+  profileSha256: string;
+  venvDir: string;
+  python: PythonInfo;
+  pythonReason: string;
+  cuda: CudaVariant | null;
+  cudaReason: string | null;
+  installer: InstallerChoice;
+  cacheDir: string | null;
+  cacheReason: string;
+  crossDevice: boolean;
+  mirror: string | null;
+  stages: PlannedStage[];
+  fingerprint: string;
+  models: { repo: string; revision: string; local_dir: string }[];
+  /** Whether GPU-only verify steps run (the profile requires a GPU, or the node has one). */
+  gpuPresent: boolean;
+}
+
+export type InstallAction = "none" | "created" | "updated" | "rebuilt" | "repaired";
+
+export interface StageReport {
+  name: string;
+  action: "installed" | "skipped";
+  attempts: number;
+  duration_ms: number;
+  argv: string[];
+}
+
+export interface InstallReport {
+  ok: boolean;
+  profile: string;
+  venv: string;
+  status: "ready" | "planned";
+  action: InstallAction;
+  /** True when another process finished the install while this one waited for the lock. */
+  waited_for_other: boolean;
+  python: { executable: string; version: string };
+  cuda_variant: string | null;
+  installer: "uv" | "pip";
+  cache_dir: string | null;
+  fingerprint: string;
+  stages: StageReport[];
+  verify: { name: string; ok: boolean; skipped: boolean; duration_ms: number }[];
+  models: { repo: string; local_dir: string; ok: boolean; skipped: boolean; files?: number }[];
+  packages: Record<string, string>;
+  duration_ms: number;
+}
+
+const sha = (...parts: string[]) => createHash("sha256").update(parts.join("\0")).digest("hex");
+
+// ------------------------------------------------------------------------------------------------ planning
+
+/** Loads the profile, runs the doctor and resolves everything a run needs. Writes nothing. */
+export async function planInstall(env: Env, opts: InstallOptions): Promise<InstallPlan> {
+  const profile = await loadProfile(env, opts.profile);
+  const venvDir = venvDirOf(env, profile.name, opts.root);
+  const doctor = await runDoctor({
+    env,
+    profile,
+    venvRoot: venvRoot(env, opts.root),
+    probeTimeoutMs: 15_000,
+  });
+  const failing = doctor.checks.filter((c: CheckResult) => c.status === "fail");
+  if (failing.length) {
+    throw failed(
+      `install ${profile.name}: the node is not ready (nothing was written):\n` +
+        failing.map((c) => `  ${c.id}: ${c.message}${c.remedy ? `\n    fix: ${c.remedy}` : ""}`).join("\n"),
+      `Fix the checks above, then run the install again (mlagent doctor --profile ${profile.name} shows them all)`,
+      { checks: failing },
+    );
+  }
+  const gpuFacts = (doctor.facts.gpu ?? {}) as Record<string, unknown>;
+  const driver = typeof gpuFacts.driver_version === "string" ? gpuFacts.driver_version : null;
+  const driverCuda = typeof gpuFacts.cuda_version === "string" ? gpuFacts.cuda_version : null;
+  const devices = Array.isArray(gpuFacts.devices) ? gpuFacts.devices.length : 0;
+
+  let cuda: CudaVariant | null = null;
+  let cudaReason: string | null = null;
+  if (profile.cuda_variants.length) {
+    const choice = selectCudaVariant(driver, driverCuda, profile.cuda_variants, opts.cuda);
+    if ("error" in choice) {
+      throw failed(
+        `install ${profile.name}: ${choice.error}`,
+        "Update the NVIDIA driver, or force one with --cuda",
+      );
+    }
+    cuda = choice.variant;
+    cudaReason = choice.reason;
+  } else if (opts.cuda) {
+    throw failed(`install ${profile.name}: --cuda ${opts.cuda} given but the profile has no CUDA variants`);
+  }
+
+  const { python, reason: pythonReason } = await chooseInterpreter(env, profile);
+  const installer = chooseInstaller(env);
+  const cache = resolveInstallerCache(env, installer.kind);
+  const cacheDir = cache.path;
+  const crossDevice = cacheDir !== null &&
+    !sameFilesystem(mountForPath(env, cacheDir), mountForPath(env, venvDir));
+  const mirror = env.vars.MLAGENT_INDEX_URL?.trim() || null;
+
+  const stages: PlannedStage[] = [];
+  let prev = sha("stages", python.version, installer.kind);
+  for (const stage of profile.stages) {
+    const idx = stageIndexes(stage, cuda, mirror);
+    const command = stageCommand({
+      installer,
+      venvDir,
+      stage,
+      indexes: idx,
+      cacheDir,
+      crossDevice,
+      mirrorOnly: mirror !== null,
+    });
+    // The mirror is where pins come from, not what they are: changing it must not reinstall anything.
+    const usesCuda = stage.index_url === "cuda" || (stage.extra_index_urls ?? []).includes("cuda");
+    prev = sha(prev, stageSha256(stage), usesCuda && cuda ? cuda.name : "");
+    stages.push({
+      name: stage.name,
+      fingerprint: prev,
+      command,
+      indexes: [idx.indexUrl ?? "https://pypi.org/simple/", ...idx.extraIndexUrls],
+    });
+  }
+  const pSha = profileSha256(profile);
+  const fingerprint = sha(pSha, cuda?.name ?? "", python.version, python.executable, installer.kind);
+  const mroot = modelsRoot(env);
+  const models = profile.models.map((m: ModelSpec) => ({
+    repo: m.repo,
+    revision: m.revision ?? "main",
+    local_dir: m.local_dir ? absolute({ ...env, cwd: mroot }, m.local_dir) : `${mroot}/${m.repo}`,
+  }));
+  return {
+    profile,
+    profileSha256: pSha,
+    venvDir,
+    python,
+    pythonReason,
+    cuda,
+    cudaReason,
+    installer,
+    cacheDir,
+    cacheReason: cache.reason,
+    crossDevice,
+    mirror,
+    stages,
+    fingerprint,
+    models,
+    gpuPresent: profile.gpu.required || devices > 0,
+  };
+}
+
+/**
+ * The interpreter for the venv: MLAGENT_PYTHON when set, else the first of python3, python3.13 ... python3.9,
+ * python on PATH whose version meets the profile's constraint.
+ */
+export async function chooseInterpreter(
+  env: Env,
+  profile: Profile,
+): Promise<{ python: PythonInfo; reason: string }> {
+  const forced = env.vars.MLAGENT_PYTHON?.trim();
+  const candidates = forced
+    ? [forced]
+    : ["python3", "python3.13", "python3.12", "python3.11", "python3.10", "python3.9", "python"];
+  const seen = new Set<string>();
+  const rejected: string[] = [];
+  for (const c of candidates) {
+    if (!forced && !findOnPath(c, env.vars.PATH)) continue;
+    const info = await probePython(env, c);
+    if (!info) {
+      rejected.push(`${c} (does not run)`);
+      continue;
+    }
+    if (info.inVenv && !forced) {
+      rejected.push(`${c} (${info.executable} is inside a venv)`);
+      continue;
+    }
+    if (seen.has(info.executable)) continue;
+    seen.add(info.executable);
+    if (pythonSatisfies(info.version, profile.python)) {
+      return {
+        python: info,
+        reason: `${forced ? "MLAGENT_PYTHON" : c} is Python ${info.version}, which meets ${profile.python}`,
+      };
+    }
+    rejected.push(`${c} (Python ${info.version})`);
+  }
+  throw failed(
+    `install ${profile.name}: no Python interpreter meets ${profile.python}` +
+      (rejected.length ? `; found ${rejected.join(", ")}` : "; none found on PATH"),
+    "Load a matching Python (module load python/3.11, pyenv, uv python install) or set MLAGENT_PYTHON",
+  );
+}
+
+/** PEP 440 specifier set check for plain release versions (what interpreter constraints use). */
+export function pythonSatisfies(version: string, spec: string): boolean {
+  for (const raw of spec.split(",")) {
+    const clause = raw.trim();
+    if (!clause) continue;
+    const m = clause.match(/^(~=|==|!=|<=|>=|<|>|===)\s*([0-9][0-9.]*)(\.\*)?$/);
+    if (!m) return false;
+    const [, op, want, star] = m;
+    const c = compareVersions(version, want);
+    const prefix = (version + ".").startsWith(want + ".");
+    switch (op) {
+      case "==":
+      case "===":
+        if (star ? !prefix : c !== 0) return false;
+        break;
+      case "!=":
+        if (star ? prefix : c === 0) return false;
+        break;
+      case ">=":
+        if (c < 0) return false;
+        break;
+      case "<=":
+        if (c > 0) return false;
+        break;
+      case ">":
+        if (c <= 0) return false;
+        break;
+      case "<":
+        if (c >= 0) return false;
+        break;
+      case "~=": {
+        const parts = want.split(".");
+        if (c < 0 || !(version + ".").startsWith(parts.slice(0, -1).join(".") + ".")) return false;
+        break;
+      }
+    }
+  }
+  return true;
+}
+
+/**
+ * The node-local installer cache: MLAGENT_CACHE_DIR, else $XDG_CACHE_HOME/mlagent/<installer>.
+ * (agent/cache.ts owns cache policy; this is the fallback until it takes over.)
+ */
+function resolveInstallerCache(env: Env, kind: "uv" | "pip"): { path: string | null; reason: string } {
+  if (env.vars.MLAGENT_NO_CACHE === "1") return { path: null, reason: "MLAGENT_NO_CACHE=1" };
+  if (env.vars.MLAGENT_CACHE_DIR) {
+    return { path: `${absolute(env, env.vars.MLAGENT_CACHE_DIR)}/${kind}`, reason: "MLAGENT_CACHE_DIR" };
+  }
+  const base = env.vars.XDG_CACHE_HOME || `${env.vars.HOME || `/tmp/mlagent-${env.uid}`}/.cache`;
+  return { path: `${absolute(env, base)}/mlagent/${kind}`, reason: "default under XDG_CACHE_HOME" };
+}
+
+/** Removes the installer cache after a failure proven to be cache corruption (fallback for agent/cache.ts). */
+async function healCache(env: Env, cacheDir: string, verdict: FailureVerdict): Promise<void> {
+  env.log.warn(
+    `installer cache ${cacheDir} looks corrupt (${verdict.cause ?? "corrupt entry"}); clearing it`,
+  );
+  const quarantine = `${cacheDir}.corrupt-${env.pid}-${env.now()}`;
+  try {
+    await env.fs.rename(cacheDir, quarantine);
+    await env.fs.remove(quarantine, { recursive: true });
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+}
+
+// ------------------------------------------------------------------------------------------- reachability
+
+export type ReachFailure = "dns" | "connection" | "tls" | "timeout" | "http";
+
+/** Fetches the index page of one project: null when reachable (any answer below 500), else what failed. */
+export async function probeIndex(
+  env: Env,
+  indexUrl: string,
+  project: string,
+  timeoutMs = 15_000,
+): Promise<{ kind: ReachFailure; message: string } | null> {
+  if (!/^https?:\/\//.test(indexUrl)) return null;
+  const url = `${indexUrl.replace(/\/+$/, "")}/${project.toLowerCase().replace(/[-_.]+/g, "-")}/`;
+  try {
+    const res = await env.fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    await res.body?.cancel();
+    if (res.status >= 500 || res.status === 429) {
+      return { kind: "http", message: `${url} answered HTTP ${res.status}` };
+    }
+    return null;
+  } catch (e) {
+    const msg = e instanceof Error ? `${e.message}${e.cause ? ` (${e.cause})` : ""}` : String(e);
+    return { kind: classifyFetchError(e, msg), message: `${url}: ${msg}` };
+  }
+}
+
+export function classifyFetchError(e: unknown, msg: string): ReachFailure {
+  if (e instanceof DOMException && (e.name === "TimeoutError" || e.name === "AbortError")) return "timeout";
+  if (
+    /dns error|failed to lookup|name or service not known|no such host|nodename nor servname|getaddrinfo/i
+      .test(msg)
+  ) {
+    return "dns";
+  }
+  if (/certificate|tls|ssl|handshake|UnknownIssuer/i.test(msg)) return "tls";
+  if (/timed? ?out/i.test(msg)) return "timeout";
+  return "connection";
+}
+
+const REACH_WORDS: Record<ReachFailure, string> = {
+  dns: "DNS lookup failed",
+  connection: "the connection failed",
+  tls: "the TLS handshake failed",
+  timeout: "no answer in time",
+  http: "the server answered with an error",
+};
+
+/** Every http(s) index the pending stages use answers; transient failures are retried with backoff. */
+async function checkIndexes(env: Env, plan: InstallPlan, stages: PlannedStage[]): Promise<void> {
+  const seen = new Set<string>();
+  for (const st of stages) {
+    const stage = plan.profile.stages.find((s) => s.name === st.name)!;
+    const project = firstProject(stage);
+    for (const idx of st.indexes) {
+      if (seen.has(idx) || !project) continue;
+      seen.add(idx);
+      let last: { kind: ReachFailure; message: string } | null = null;
+      for (let attempt = 1; attempt <= NETWORK_ATTEMPTS; attempt++) {
+        last = await probeIndex(env, idx, project);
+        if (!last) break;
+        if (attempt < NETWORK_ATTEMPTS) {
+          const ms = backoffMs(env, attempt);
+          env.log.warn(
+            `index ${idx}: ${last.message}; attempt ${attempt + 1}/${NETWORK_ATTEMPTS} in ${ms} ms`,
+          );
+          await env.sleep(ms);
+        }
+      }
+      if (last) {
+        throw failed(
+          `Cannot reach the package index ${idx}: ${REACH_WORDS[last.kind]} (${last.message})`,
+          last.kind === "dns"
+            ? "Check the host name and the node's DNS; on an isolated node set MLAGENT_INDEX_URL to the site mirror"
+            : last.kind === "tls"
+            ? "Check the node's CA bundle (SSL_CERT_FILE, PIP_CERT) or the proxy's certificate"
+            : last.kind === "http"
+            ? "The index is failing; try again later or set MLAGENT_INDEX_URL to a mirror"
+            : "Check the network or proxy (HTTPS_PROXY); on an isolated node set MLAGENT_INDEX_URL to the site mirror",
+          { stage: st.name, index_url: idx, reach_failure: last.kind },
+        );
+      }
+    }
+  }
+}
+
+function firstProject(stage: Stage): string | null {
+  for (const p of stage.packages) {
+    const m = p.match(/^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*(==|>=|<=|~=|!=|<|>|$)/);
+    if (m && !p.includes("@")) return m[1];
+  }
+  return null;
+}
+
+// ------------------------------------------------------------------------------------------------- running
+
+const NETWORK_ATTEMPTS = 3;
+
+/** Exponential backoff with full jitter: base 2^(n-1), capped; MLAGENT_RETRY_BASE_MS sets the base. */
+function backoffMs(env: Env, attempt: number): number {
+  const base = Number(env.vars.MLAGENT_RETRY_BASE_MS ?? 1000);
+  const cap = 30_000;
+  const ceiling = Math.min(cap, base * 2 ** (attempt - 1));
+  return Math.round(ceiling / 2 + env.random() * ceiling / 2);
+}
+
+/** Runs install (or shows the plan with dryRun). Throws MlagentError for every expected failure. */
+export async function install(env: Env, opts: InstallOptions): Promise<InstallReport> {
+  const started = env.now();
+  const plan = await planInstall(env, opts);
+  if (opts.dryRun) return planReport(plan);
+
+  if (!opts.force) {
+    const ready = await readyAsPlanned(env, plan);
+    if (ready) {
+      const report: InstallReport = { ...baseReport(plan), action: "none", packages: ready.packages };
+      return await finishWithModels(env, plan, opts, report, started);
+    }
+  }
+  await checkIndexes(env, plan, plan.stages);
+
+  const report = await withLock(
+    env,
+    venvLockSpec(plan.venvDir, `install ${plan.profile.name}`),
+    { timeoutMs: opts.lockTimeoutMs, noWait: opts.noWait },
+    async () => {
+      // Whoever held the lock may have finished this very install.
+      if (!opts.force) {
+        const ready = await readyAsPlanned(env, plan);
+        if (ready) {
+          return {
+            ...baseReport(plan),
+            action: "none" as const,
+            packages: ready.packages,
+            waited_for_other: true,
+          };
+        }
+      }
+      return await installLocked(env, plan, opts, started);
+    },
+  );
+  return await finishWithModels(env, plan, opts, report, started);
+}
+
+async function finishWithModels(
+  env: Env,
+  plan: InstallPlan,
+  opts: InstallOptions,
+  report: InstallReport,
+  started: number,
+): Promise<InstallReport> {
+  if (!opts.noModels) report.models = await fetchModels(env, plan);
+  else {report.models = plan.models.map((m) => ({
+      repo: m.repo,
+      local_dir: m.local_dir,
+      ok: true,
+      skipped: true,
+    })
+    );}
+  if (report.models.some((m) => !m.ok)) report.ok = false;
+  report.duration_ms = env.now() - started;
+  return report;
+}
+
+/** The venv's state says ready for exactly this plan and its Python still runs: nothing to do. */
+async function readyAsPlanned(env: Env, plan: InstallPlan): Promise<VenvState | null> {
+  // No lock: state.json is replaced atomically and `ready` is written last, and a rebuild removes the state
+  // file before touching the venv, so reading ready here means the venv was complete when we read it.
+  const st = await readVenvState(env, plan.venvDir);
+  if (st.kind !== "ok" || st.value.status !== "ready" || st.value.fingerprint !== plan.fingerprint) {
+    return null;
+  }
+  const py = await probePython(env, venvPython(plan.venvDir));
+  if (!py || py.version !== plan.python.version) return null;
+  return st.value;
+}
+
+function baseReport(plan: InstallPlan): InstallReport {
+  return {
+    ok: true,
+    profile: plan.profile.name,
+    venv: plan.venvDir,
+    status: "ready",
+    action: "none",
+    waited_for_other: false,
+    python: { executable: plan.python.executable, version: plan.python.version },
+    cuda_variant: plan.cuda?.name ?? null,
+    installer: plan.installer.kind,
+    cache_dir: plan.cacheDir,
+    fingerprint: plan.fingerprint,
+    stages: [],
+    verify: [],
+    models: [],
+    packages: {},
+    duration_ms: 0,
+  } satisfies InstallReport;
+}
+
+export function planReport(plan: InstallPlan): InstallReport {
+  return {
+    ...baseReport(plan),
+    status: "planned",
+    stages: plan.stages.map((s) => ({
+      name: s.name,
+      action: "installed",
+      attempts: 0,
+      duration_ms: 0,
+      argv: s.command.argv,
+    })),
+    models: plan.models.map((m) => ({ repo: m.repo, local_dir: m.local_dir, ok: true, skipped: true })),
+  };
+}
+
+function ownerDead(env: Env, st: VenvState): boolean {
+  const o = st.owner;
+  if (o.boot_id && bootId(env) && o.boot_id !== bootId(env)) return true;
+  // We hold the venv lock, so an owner on another host cannot still be installing.
+  if (o.host !== env.hostname()) return true;
+  return o.pid === env.pid ? false : !isAlive(env, o.pid, o.pid_start_time);
+}
+
+async function installLocked(
+  env: Env,
+  plan: InstallPlan,
+  opts: InstallOptions,
+  started: number,
+): Promise<InstallReport> {
+  const { venvDir } = plan;
+  const prior = await readVenvState(env, venvDir);
+  const prev = prior.kind === "ok" ? prior.value : null;
+  const found = await inspectVenv(env, venvDir);
+  let action: InstallAction = "updated";
+  let rebuild = !!opts.force;
+  if (found.kind === "not-a-venv") {
+    throw failed(
+      `${venvDir} exists and is not a venv (${found.entries} entries); mlagent will not delete it`,
+      `Move it away, or install under another root (--root or MLAGENT_ROOT)`,
+    );
+  }
+  if (prev?.status === "installing" && ownerDead(env, prev)) {
+    env.log.warn(
+      `${venvDir} was left installing by pid ${prev.owner.pid} on ${prev.owner.host}, which is gone; repairing`,
+    );
+    action = "repaired";
+  }
+  if (found.kind === "broken") {
+    env.log.warn(`${found.reason}; rebuilding the venv`);
+    rebuild = true;
+  } else if (found.kind === "ok") {
+    if (
+      found.python.version !== plan.python.version ||
+      (prev && prev.plan.python_executable !== plan.python.executable)
+    ) {
+      env.log.info(
+        `interpreter changed (${
+          prev?.plan.python_executable ?? found.python.executable
+        } ${found.python.version} -> ` +
+          `${plan.python.executable} ${plan.python.version}); rebuilding the venv`,
+      );
+      rebuild = true;
+    } else if (!prev) {
+      // A venv with no record of what is in it: trust nothing, rebuild.
+      rebuild = true;
+    }
+  }
+  if (found.kind === "missing") action = "created";
+  else if (rebuild) action = "rebuilt";
+
+  const self = selfIdentity(env);
+  const state: VenvState = {
+    profile: plan.profile.name,
+    status: "installing",
+    fingerprint: plan.fingerprint,
+    plan: {
+      profile_sha256: plan.profileSha256,
+      cuda_variant: plan.cuda?.name ?? null,
+      python_executable: plan.python.executable,
+      python_version: plan.python.version,
+      installer: plan.installer.kind,
+    },
+    stages: plan.stages.map((s) => {
+      const old = prev?.stages.find((p) => p.name === s.name);
+      const done = !rebuild && old?.status === "done" && old.fingerprint === s.fingerprint;
+      return {
+        name: s.name,
+        fingerprint: s.fingerprint,
+        status: done ? "done" as const : "pending" as const,
+      };
+    }),
+    owner: { host: env.hostname(), pid: self.pid, pid_start_time: self.startTime, boot_id: self.bootId },
+    started_at: isoTime(started),
+    updated_at: isoTime(env.now()),
+    finished_at: null,
+    packages: prev?.packages ?? {},
+    error: null,
+  };
+  // A stage counts as done only if every stage before it is done too (fingerprints chain, but be explicit).
+  let chainOk = true;
+  for (const s of state.stages) {
+    if (s.status !== "done") chainOk = false;
+    else if (!chainOk) s.status = "pending";
+  }
+
+  if (rebuild && found.kind !== "missing") {
+    // State first: a reader that sees no state file never trusts the venv being removed.
+    await env.fs.remove(stateFileOf(venvDir)).catch(() => {});
+    await env.fs.remove(venvDir, { recursive: true });
+  }
+  const save = async () => {
+    state.updated_at = isoTime(env.now());
+    await writeVenvState(env, venvDir, state);
+  };
+  const fail = async (stage: string | null, kind: string, err: MlagentError) => {
+    state.status = "failed";
+    state.error = { stage, kind, message: err.message };
+    state.finished_at = isoTime(env.now());
+    await save().catch(() => {});
+    return err;
+  };
+
+  if (rebuild || found.kind === "missing") {
+    env.log.info(`creating venv ${venvDir} with Python ${plan.python.version} (${plan.python.executable})`);
+    await env.fs.mkdir(venvDir.slice(0, venvDir.lastIndexOf("/")), { recursive: true });
+    try {
+      await createVenv(env, plan.python.executable, venvDir, { uv: plan.installer.uv, withPip: true });
+    } catch (e) {
+      if (e instanceof MlagentError) throw await fail(null, "venv", e);
+      throw e;
+    }
+  }
+  await save();
+  if (plan.cacheDir) await env.fs.mkdir(plan.cacheDir, { recursive: true });
+
+  const stageReports: StageReport[] = [];
+  let installer = plan.installer;
+  for (let i = 0; i < plan.stages.length; i++) {
+    const ps = plan.stages[i];
+    const st = state.stages[i];
+    if (st.status === "done") {
+      stageReports.push({
+        name: ps.name,
+        action: "skipped",
+        attempts: 0,
+        duration_ms: 0,
+        argv: ps.command.argv,
+      });
+      continue;
+    }
+    const stage = plan.profile.stages[i];
+    const t0 = env.now();
+    const outcome = await runStage(env, plan, stage, ps, installer);
+    installer = outcome.installer;
+    if (!outcome.ok) {
+      st.status = "failed";
+      throw await fail(ps.name, outcome.verdict.kind, outcome.error);
+    }
+    st.status = "done";
+    await save();
+    stageReports.push({
+      name: ps.name,
+      action: "installed",
+      attempts: outcome.attempts,
+      duration_ms: env.now() - t0,
+      argv: outcome.argv,
+    });
+  }
+
+  const verify: InstallReport["verify"] = [];
+  for (const step of plan.profile.verify) {
+    if (step.requires_gpu && !plan.gpuPresent) {
+      verify.push({ name: step.name, ok: true, skipped: true, duration_ms: 0 });
+      env.log.info(`verify ${step.name}: skipped (no GPU on this node)`);
+      continue;
+    }
+    const t0 = env.now();
+    const timeoutMs = (step.timeout_s ?? 600) * 1000;
+    const r = await env.run([venvPython(venvDir), "-c", step.code], { timeoutMs, cwd: venvDir });
+    const ok = r.kind === "exited" && r.code === 0;
+    verify.push({ name: step.name, ok, skipped: false, duration_ms: env.now() - t0 });
+    if (!ok) {
+      const tail = r.kind === "not-found" ? "" : tailLines(r.stderr || r.stdout, 12);
+      const why = r.kind === "timed-out"
+        ? `did not finish within ${step.timeout_s ?? 600} s`
+        : describeRun(r);
+      throw await fail(
+        null,
+        "verify",
+        failed(
+          `install ${plan.profile.name}: verify step "${step.name}" failed: ${why}${tail ? `\n${tail}` : ""}`,
+          "The venv is marked failed; fix the profile or the node and run install again",
+          { verify_step: step.name, stderr_tail: tail },
+        ),
+      );
+    }
+    env.log.info(`verify ${step.name}: ok`);
+  }
+
+  state.packages = await listInstalled(env, venvDir);
+  state.plan.installer = installer.kind;
+  state.status = "ready";
+  state.finished_at = isoTime(env.now());
+  await save();
+  return {
+    ...baseReport(plan),
+    action,
+    installer: installer.kind,
+    stages: stageReports,
+    verify,
+    packages: state.packages,
+  };
+}
+
+type StageOutcome =
+  | { ok: true; attempts: number; argv: string[]; installer: InstallerChoice }
+  | { ok: false; verdict: FailureVerdict; error: MlagentError; installer: InstallerChoice };
+
+/**
+ * One stage with the failure policy: network failures retried with backoff (3 attempts), a corrupt cache
+ * healed then retried once, uv replaced by pip when uv itself breaks; everything else fails at once.
+ */
+async function runStage(
+  env: Env,
+  plan: InstallPlan,
+  stage: Stage,
+  ps: PlannedStage,
+  initial: InstallerChoice,
+): Promise<StageOutcome> {
+  let installer = initial;
+  let command = ps.command;
+  let networkFailures = 0;
+  let healed = false;
+  let attempts = 0;
+  for (;;) {
+    attempts++;
+    env.log.info(`stage ${ps.name}: installing ${stage.packages.join(" ")}`);
+    const r = await env.run(command.argv, {
+      timeoutMs: command.timeoutMs,
+      env: command.env,
+      onOutput: (_s, text) => {
+        for (const line of text.split("\n")) if (line.trim()) env.log.debug(`  ${line}`);
+      },
+    });
+    if (r.kind === "exited" && r.code === 0) return { ok: true, attempts, argv: command.argv, installer };
+    if (installer.kind === "uv" && uvItselfBroke(r)) {
+      env.log.warn(`uv itself failed (${describeRun(r)}); falling back to pip for the remaining stages`);
+      installer = { kind: "pip", uv: null, reason: "uv failed" };
+      command = stageCommand({
+        installer,
+        venvDir: plan.venvDir,
+        stage,
+        indexes: stageIndexes(stage, plan.cuda, plan.mirror),
+        cacheDir: plan.cacheDir,
+        crossDevice: plan.crossDevice,
+        mirrorOnly: plan.mirror !== null,
+      });
+      continue;
+    }
+    const output = r.kind === "not-found" ? `${r.program}: not found` : `${r.stdout}\n${r.stderr}`;
+    let verdict = r.kind === "timed-out"
+      ? {
+        kind: "unknown" as const,
+        package: null,
+        cause: `the installer did not finish within ${Math.round(r.afterMs / 1000)} s`,
+        remedy: `Raise the stage's timeout_s, or check for a build that hangs`,
+        detail: null,
+      }
+      : classifyInstallFailure(output);
+    verdict = await reconsiderAsNetwork(env, verdict, output, ps.indexes);
+    if (verdict.kind === "network" && ++networkFailures < NETWORK_ATTEMPTS) {
+      const ms = backoffMs(env, networkFailures);
+      env.log.warn(
+        `stage ${ps.name}: network failure (${verdict.detail ?? verdict.cause ?? "network"}); ` +
+          `attempt ${networkFailures + 1}/${NETWORK_ATTEMPTS} in ${ms} ms`,
+      );
+      await env.sleep(ms);
+      continue;
+    }
+    if (verdict.kind === "cache-corrupt" && !healed && plan.cacheDir) {
+      healed = true;
+      await healCache(env, plan.cacheDir, verdict);
+      await env.fs.mkdir(plan.cacheDir, { recursive: true });
+      env.log.warn(`stage ${ps.name}: retrying once after healing the cache`);
+      continue;
+    }
+    const pkg = verdict.package ?? packageFromOutput(output);
+    const tail = tailLines(output, 20);
+    const what = verdict.kind === "unknown" ? "failed" : `failed (${verdict.kind})`;
+    return {
+      ok: false,
+      verdict,
+      installer,
+      error: failed(
+        `install ${plan.profile.name}: stage "${ps.name}" ${what}` +
+          `${pkg ? ` on package ${pkg}` : ""}${verdict.cause ? `: ${verdict.cause}` : ""}` +
+          ` after ${attempts} attempt${attempts === 1 ? "" : "s"} (${describeRun(r)})\n${tail}`,
+        verdict.remedy,
+        {
+          stage: ps.name,
+          package: pkg,
+          kind: verdict.kind,
+          cause: verdict.cause,
+          attempts,
+          output_tail: tail,
+        },
+      ),
+    };
+  }
+}
+
+/**
+ * pip prints "from versions: none" both when a package does not exist and when the index failed and it gave
+ * up quietly; asking the index tells the two apart.
+ */
+async function reconsiderAsNetwork(
+  env: Env,
+  verdict: FailureVerdict,
+  output: string,
+  indexes: string[],
+): Promise<FailureVerdict> {
+  if (verdict.kind === "network") return verdict;
+  const m = output.match(/No matching distribution found for ([A-Za-z0-9][A-Za-z0-9._-]*)/);
+  if (!m || !/from versions: none/.test(output)) return verdict;
+  for (const idx of indexes) {
+    const bad = await probeIndex(env, idx, m[1]);
+    if (bad) {
+      return {
+        kind: "network",
+        package: m[1].toLowerCase(),
+        cause: `the index did not answer for ${m[1]}: ${bad.message}`,
+        remedy: "Check the network or the index; set MLAGENT_INDEX_URL to a reachable mirror",
+        detail: bad.kind,
+      };
+    }
+  }
+  return verdict;
+}
+
+function packageFromOutput(output: string): string | null {
+  const m = output.match(/No matching distribution found for ([A-Za-z0-9][A-Za-z0-9._-]*)/) ??
+    output.match(/Failed to build ([A-Za-z0-9][A-Za-z0-9._-]*)/) ??
+    output.match(/Collecting ([A-Za-z0-9][A-Za-z0-9._-]*)[^\n]*\n(?:(?!Collecting)[^\n]*\n)*[^\n]*error/i);
+  return m ? m[1].toLowerCase() : null;
+}
+
+async function fetchModels(env: Env, plan: InstallPlan): Promise<InstallReport["models"]> {
+  const out: InstallReport["models"] = [];
+  for (const [i, m] of plan.models.entries()) {
+    const spec = plan.profile.models[i];
+    try {
+      const have = await verifyLocalModel(env, {
+        repo: m.repo,
+        revision: m.revision,
+        localDir: m.local_dir,
+        requiredFiles: spec.required_files,
+        include: spec.include,
+        exclude: spec.exclude,
+      });
+      if (have.complete) {
+        out.push({ repo: m.repo, local_dir: m.local_dir, ok: true, skipped: false, files: have.files });
+        continue;
+      }
+      env.log.info(`model ${m.repo}: fetching into ${m.local_dir}`);
+      const r = await downloadRepo(env, {
+        repo: m.repo,
+        revision: m.revision,
+        include: spec.include,
+        exclude: spec.exclude,
+        localDir: m.local_dir,
+        requiredFiles: spec.required_files,
+      });
+      out.push({ repo: m.repo, local_dir: m.local_dir, ok: r.ok, skipped: false, files: r.files });
+    } catch (e) {
+      if (!(e instanceof MlagentError)) throw e;
+      env.log.error(`model ${m.repo}: ${e.message}${e.hint ? `\nhint: ${e.hint}` : ""}`);
+      out.push({ repo: m.repo, local_dir: m.local_dir, ok: false, skipped: false });
+    }
+  }
+  return out;
+}
+
+/** The plan as text, for --dry-run. */
+export function renderPlan(plan: InstallPlan): string {
+  const q = (a: string) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", `'\\''`)}'`);
+  const lines = [
+    `plan for ${plan.profile.name} (dry run: nothing written)`,
+    `  venv:        ${plan.venvDir}`,
+    `  python:      ${plan.python.executable} ${plan.python.version} (${plan.pythonReason})`,
+    `  cuda:        ${
+      plan.cuda ? `${plan.cuda.name} (${plan.cudaReason})` : "none (profile has no CUDA variants)"
+    }`,
+    `  installer:   ${plan.installer.kind} (${plan.installer.reason})`,
+    `  cache:       ${plan.cacheDir ?? "none"} (${plan.cacheReason}${
+      plan.crossDevice ? "; other filesystem than the venv: copy, no links" : ""
+    })`,
+    ...(plan.mirror ? [`  mirror:      ${plan.mirror} (MLAGENT_INDEX_URL replaces every index)`] : []),
+    `  stages:`,
+  ];
+  for (const s of plan.stages) {
+    const extra = Object.entries(s.command.env).filter(([, v]) => v !== undefined).map(([k, v]) =>
+      `${k}=${q(v!)} `
+    )
+      .join("");
+    lines.push(`    ${s.name}:`, `      ${extra}${s.command.argv.map(q).join(" ")}`);
+  }
+  lines.push(`  verify:`);
+  for (const v of plan.profile.verify) {
+    lines.push(`    ${v.name}${v.requires_gpu && !plan.gpuPresent ? " (skipped: no GPU)" : ""}`);
+  }
+  lines.push(`  models:`);
+  for (const m of plan.models) lines.push(`    ${m.repo}@${m.revision} -> ${m.local_dir}`);
+  if (!plan.models.length) lines.push(`    none`);
+  return lines.join("\n");
+}
+
+export type { RunResult };
