@@ -396,7 +396,12 @@ function findTokenHolder(env: Env, token: string): number | null {
  * Judges an owner record. Same host: held while the owner process (same start time, same boot) or the
  * command it ran lives. Other host: held while the heartbeat is younger than the TTL. Pure apart from /proc.
  */
-export function judgeRecord(env: Env, rec: OwnerRecord | null, ttlMs?: number): LockVerdict {
+export function judgeRecord(
+  env: Env,
+  rec: OwnerRecord | null,
+  ttlMs?: number,
+  { kernelLockFree = false }: { kernelLockFree?: boolean } = {},
+): LockVerdict {
   if (!rec) return { status: "stale-no-owner", reason: "no readable owner record", owner: null };
   const now = env.now();
   if (rec.host !== env.hostname()) {
@@ -419,7 +424,9 @@ export function judgeRecord(env: Env, rec: OwnerRecord | null, ttlMs?: number): 
   if (rec.boot_id && myBoot && rec.boot_id !== myBoot) {
     return { status: "stale-dead", reason: `owner ran before this host rebooted`, owner: rec };
   }
-  if (isAlive(env, rec.pid, rec.pid_start_time)) {
+  const ownerAlive = isAlive(env, rec.pid, rec.pid_start_time);
+  // A live flock owner holds the kernel lock; if the kernel says it is free, the owner let go.
+  if (ownerAlive && !(kernelLockFree && rec.mode === "flock")) {
     return { status: "held", reason: `owner pid ${rec.pid} is alive`, owner: rec };
   }
   if (rec.command) {
@@ -440,7 +447,9 @@ export function judgeRecord(env: Env, rec: OwnerRecord | null, ttlMs?: number): 
     }
   }
   const proc = readProc(env, rec.pid);
-  const why = proc && proc.state !== "Z" && proc.state !== "X"
+  const why = ownerAlive
+    ? `owner pid ${rec.pid} no longer holds the kernel lock`
+    : proc && proc.state !== "Z" && proc.state !== "X"
     ? `pid ${rec.pid} now belongs to another process (start time ${proc.startTime}, recorded ${rec.pid_start_time})`
     : `owner pid ${rec.pid} is gone`;
   return { status: "stale-dead", reason: why, owner: rec };
@@ -798,7 +807,7 @@ async function acquireFlock(
     }
     // Kernel lock held. The previous owner may still be alive in one sense: a command it ran outlived it.
     let state = await readLockState(env, spec.path);
-    let verdict = judgeState(env, state, s);
+    let verdict = judgeState(env, state, s, true);
     while (verdict.status === "held" || verdict.status === "held-remote") {
       if (opts.noWait) {
         file.close();
@@ -812,7 +821,7 @@ async function acquireFlock(
       }
       await pause(env, Math.min(s.pollMs, waiter.untilNextTick()), opts.signal);
       state = await readLockState(env, spec.path);
-      verdict = judgeState(env, state, s);
+      verdict = judgeState(env, state, s, true);
     }
     const header = await readText(env, spec.path);
     const fencing = Math.max(parseFencingHeader(header), verdict.owner?.fencing ?? 0) + 1;
@@ -832,14 +841,19 @@ async function acquireFlock(
   }
 }
 
-function judgeState(env: Env, state: Awaited<ReturnType<typeof readLockState>>, s: Settings): LockVerdict {
+function judgeState(
+  env: Env,
+  state: Awaited<ReturnType<typeof readLockState>>,
+  s: Settings,
+  kernelLockFree = false,
+): LockVerdict {
   if (state.kind === "missing") return { status: "free", reason: "no lock file", owner: null };
   if (state.kind === "flock" && !state.owner) {
     return state.ownerText
       ? { status: "stale-no-owner", reason: "owner record is unreadable", owner: null }
       : { status: "free", reason: "no owner record", owner: null };
   }
-  return judgeRecord(env, state.owner, s.ttlMs);
+  return judgeRecord(env, state.owner, s.ttlMs, { kernelLockFree: kernelLockFree && state.kind === "flock" });
 }
 
 async function writeHeader(file: Deno.FsFile, fencing: number, previous: string | null) {
@@ -1111,17 +1125,23 @@ export async function inspectLock(env: Env, spec: LockSpec, opts: LockOptions = 
     spec.path,
     opts.mode,
   );
-  let verdict = judgeState(env, state, s);
-  if (state.kind === "flock" && verdict.status !== "held" && verdict.status !== "held-remote") {
-    // The record says nobody; the kernel has the last word (an acquirer between flock and its record).
-    if (await flockHeld(env, spec.path)) {
-      verdict = { status: "held", reason: "the kernel lock is held", owner: verdict.owner };
-    } else if (verdict.status === "stale-dead" || verdict.status === "stale-expired") {
-      // flock released with its holder: a leftover record is stale, the lock itself is free to take.
+  let verdict: LockVerdict;
+  if (state.kind === "flock") {
+    // The kernel has the last word on flock locks; the record says who and whether a command outlived it.
+    const kernelHeld = await flockHeld(env, spec.path);
+    verdict = judgeState(env, state, s, !kernelHeld);
+    if (kernelHeld && verdict.status !== "held" && verdict.status !== "held-remote") {
+      verdict = {
+        status: "held",
+        reason: "the kernel lock is held (owner record not written yet)",
+        owner: null,
+      };
     }
+  } else {
+    verdict = judgeState(env, state, s);
   }
-  const name = verdict.owner?.name || spec.name;
-  return { name, path: spec.path, mode, ...verdict };
+  // Named by where it lies, not by what the record claims: the name then works with `lock check`.
+  return { name: spec.name, path: spec.path, mode, ...verdict };
 }
 
 /** Every lock file mlagent knows: the node-local lock dir and `*.lock` beside venvs under the venv root. */
@@ -1172,7 +1192,7 @@ export async function clearLock(env: Env, info: LockInfo, { force = false } = {}
     try {
       if (!(await file.tryLock(true))) return false;
       const state = await readLockState(env, info.path);
-      const verdict = judgeState(env, state, settings(env, {}));
+      const verdict = judgeState(env, state, settings(env, {}), true);
       if (!removable(verdict) && verdict.status !== "free") return false;
       await env.fs.remove(`${info.path}.owner`).catch(() => {});
       // Unlinked while locked: waiters on the old inode notice and reopen.

@@ -109,7 +109,7 @@ async function checkCommand(env: Env, name: string, root?: string): Promise<Outc
   const held = info.status === "held" || info.status === "held-remote";
   return {
     exitCode: held ? EXIT.lockBusy : EXIT.ok,
-    json: { ok: !held, held, ...infoJson(env, { ...info, name: info.owner?.name || name }) },
+    json: { ok: !held, held, ...infoJson(env, { ...info, name }) },
     text: held
       ? `lock "${name}" is held by ${describeOwner(env, info.owner)}`
       : info.status === "free"
