@@ -25,6 +25,10 @@ export interface CheckContext {
   venvRoot: string;
   /** Timeout for each probe (nvidia-smi etc.). */
   probeTimeoutMs: number;
+  /** The installer cache dir when the caller knows it (install, cache); else checks derive it. */
+  cacheDir?: string;
+  /** Dirs scanned for cuda* toolkits (default /usr/local); tests point it at a temp tree. */
+  cudaSearchRoots?: string[];
 }
 
 /** A check: gathers through the Env, then evaluates purely. May return several results (one per aspect). */

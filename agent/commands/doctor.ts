@@ -1,9 +1,96 @@
-import type { Command } from "../cli.ts";
-import { failed } from "../errors.ts";
+/** `mlagent doctor`: checks the node (GPU, driver, CUDA, Python, disk, TMPDIR, installers), optionally for a profile. */
+import { runDoctor } from "../../checks/mod.ts";
+import type { CheckResult } from "../../checks/types.ts";
+import { writeJsonAtomic } from "../atomic.ts";
+import { type Command, parseCommandArgs, parseNumberFlag } from "../cli.ts";
+import type { Env } from "../env.ts";
+import { isoTime, type Outcome, renderStatusLines } from "../output.ts";
+import { stateDir, venvRoot } from "../paths.ts";
+import { loadProfile } from "../profiles.ts";
+import type { Profile } from "../profile_types.ts";
+
+const HELP = `Usage: mlagent doctor [--profile NAME|FILE] [--root DIR] [--timeout S] [--json]
+
+Checks this node and says what to fix: GPU and driver (nvidia-smi, /proc/driver/nvidia/version), GPU health
+(ERR!, uncorrectable ECC, pending page retirement/row remapping, MIG, persistence), CUDA toolkit (nvcc) and
+driver compatibility, Python interpreters (version, Python.h, venv, ensurepip), free disk, TMPDIR, cache
+placement (network filesystems, hard link or copy) and installers (uv, pip).
+
+Without --profile, a missing GPU is a warning (a CPU login node is normal). With --profile, each check is
+judged against the profile: GPU required or not, its CUDA wheel variants, its Python constraint, whether it
+builds extensions (headers and nvcc), its disk need.
+
+Options:
+  --profile NAME|FILE  judge the node for this profile (a built-in name or a path to a .json file)
+  --root DIR           venv root to check for space and filesystem (default MLAGENT_ROOT)
+  --timeout S          seconds each probe (nvidia-smi, nvcc, python) may take (default 10)
+  --json               one JSON document: {ok, checks: [{id, status, message, remedy}], facts: {...}}
+
+Environment: MLAGENT_ROOT, MLAGENT_CACHE_DIR, MLAGENT_INSTALLER (uv|pip), MLAGENT_CUDA_VARIANT (force a
+wheel variant), CUDA_HOME/CUDA_PATH, PYENV_ROOT, TMPDIR, MLAGENT_STATE_DIR (where the last verdict is kept).
+
+Exit codes: 0 no check failed (warnings allowed), 1 a check failed, 2 bad input (unknown profile, bad flag).`;
 
 export const doctorCommand: Command = {
   name: "doctor",
   summary: "Check this node: GPUs, driver, CUDA, Python, disk, TMPDIR, installers",
-  help: "Usage: mlagent doctor [options]",
-  run: () => Promise.reject(failed("doctor: not implemented yet")),
+  help: HELP,
+  run: runDoctorCommand,
 };
+
+async function runDoctorCommand(env: Env, argv: string[]): Promise<Outcome> {
+  const { values } = parseCommandArgs("doctor", argv, {
+    profile: { type: "string" },
+    root: { type: "string" },
+    timeout: { type: "string" },
+  }, { allowPositionals: false });
+  const timeoutS = parseNumberFlag("doctor", "timeout", values.timeout, { min: 0.1 }) ?? 10;
+  const profile: Profile | null = values.profile ? await loadProfile(env, values.profile) : null;
+  const started = env.now();
+  const report = await runDoctor({
+    env,
+    profile,
+    venvRoot: venvRoot(env, values.root),
+    probeTimeoutMs: Math.round(timeoutS * 1000),
+  });
+  const json = {
+    ok: report.ok,
+    profile: profile?.name ?? null,
+    host: env.hostname(),
+    checked_at: isoTime(started),
+    duration_ms: env.now() - started,
+    checks: report.checks.map(checkJson),
+    facts: report.facts,
+  };
+  await recordVerdict(env, json);
+  const counts = (s: string) => report.checks.filter((c) => c.status === s).length;
+  const text = [
+    renderStatusLines(report.checks),
+    "",
+    `${report.ok ? "ok" : "FAILED"}: ${counts("pass")} passed, ${counts("warn")} warnings, ${
+      counts("fail")
+    } failed, ${counts("skip")} skipped${profile ? ` (profile ${profile.name})` : ""}`,
+  ].join("\n");
+  return { exitCode: report.ok ? 0 : 1, json, text };
+}
+
+function checkJson(c: CheckResult) {
+  return {
+    id: c.id,
+    status: c.status,
+    message: c.message,
+    remedy: c.remedy,
+    duration_ms: c.durationMs ?? null,
+  };
+}
+
+/** The last verdict for `mlagent status`; best effort, a read-only state dir never fails the doctor. */
+async function recordVerdict(env: Env, json: Record<string, unknown>): Promise<void> {
+  try {
+    const dir = stateDir(env);
+    await env.fs.mkdir(dir, { recursive: true });
+    await writeJsonAtomic(env, `${dir}/last-doctor.json`, json);
+  } catch (e) {
+    env.log.debug(`doctor: could not record the verdict: ${e instanceof Error ? e.message : e}`);
+  }
+}
