@@ -137,17 +137,14 @@ export function selectCudaVariant(
       };
     }
     const support = judge(hit);
-    return {
-      variant: hit,
-      support,
-      reason: `forced to ${hit.name}${
-        support === "yes"
-          ? ""
-          : ` although ${driverText} ${
-            support === "no" ? "cannot run it" : "runs it only through minor-version compatibility"
-          }`
-      }`,
-    };
+    const note = support === "yes"
+      ? ""
+      : !driverVersion && !driverCudaVersion
+      ? " (no NVIDIA driver here to judge it against)"
+      : ` although ${driverText} ${
+        support === "no" ? "cannot run it" : "runs it only through minor-version compatibility"
+      }`;
+    return { variant: hit, support, reason: `forced to ${hit.name}${note}` };
   }
 
   const gpu = variants.filter((v) => !isCpuVariant(v))
