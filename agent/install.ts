@@ -156,9 +156,9 @@ export async function planInstall(env: Env, opts: InstallOptions): Promise<Insta
     throw failed(`install ${profile.name}: --cuda ${opts.cuda} given but the profile has no CUDA variants`);
   }
 
-  const { python, reason: pythonReason } = await chooseInterpreter(env, profile);
+  const { python, reason: pythonReason } = await interpreterFromDoctor(env, profile, doctor.facts);
   const installer = chooseInstaller(env);
-  const cache = resolveInstallerCache(env, installer.kind);
+  const cache = resolveInstallerCache(env, installer.kind, doctor.facts);
   const cacheDir = cache.path;
   const crossDevice = cacheDir !== null &&
     !sameFilesystem(mountForPath(env, cacheDir), mountForPath(env, venvDir));
@@ -213,6 +213,27 @@ export async function planInstall(env: Env, opts: InstallOptions): Promise<Insta
     models,
     gpuPresent: profile.gpu.required || devices > 0,
   };
+}
+
+/** The doctor's choice of interpreter (it has probed them all), unless MLAGENT_PYTHON names one. */
+async function interpreterFromDoctor(
+  env: Env,
+  profile: Profile,
+  facts: Record<string, unknown>,
+): Promise<{ python: PythonInfo; reason: string }> {
+  const py = facts.python as
+    | { executable?: string | null; meets_constraint?: boolean; source?: string }
+    | undefined;
+  if (!env.vars.MLAGENT_PYTHON?.trim() && py?.executable && py.meets_constraint) {
+    const info = await probePython(env, py.executable);
+    if (info && pythonSatisfies(info.version, profile.python)) {
+      return {
+        python: info,
+        reason: `the doctor's choice (${py.source ?? "found"}), meets ${profile.python}`,
+      };
+    }
+  }
+  return await chooseInterpreter(env, profile);
 }
 
 /**
@@ -301,11 +322,17 @@ export function pythonSatisfies(version: string, spec: string): boolean {
  * The node-local installer cache: MLAGENT_CACHE_DIR, else $XDG_CACHE_HOME/mlagent/<installer>.
  * (agent/cache.ts owns cache policy; this is the fallback until it takes over.)
  */
-function resolveInstallerCache(env: Env, kind: "uv" | "pip"): { path: string | null; reason: string } {
+function resolveInstallerCache(
+  env: Env,
+  kind: "uv" | "pip",
+  facts: Record<string, unknown>,
+): { path: string | null; reason: string } {
   if (env.vars.MLAGENT_NO_CACHE === "1") return { path: null, reason: "MLAGENT_NO_CACHE=1" };
   if (env.vars.MLAGENT_CACHE_DIR) {
     return { path: `${absolute(env, env.vars.MLAGENT_CACHE_DIR)}/${kind}`, reason: "MLAGENT_CACHE_DIR" };
   }
+  const placed = facts.cache as { dir?: string; reason?: string } | undefined;
+  if (placed?.dir) return { path: `${placed.dir}/${kind}`, reason: placed.reason ?? "node-local default" };
   const base = env.vars.XDG_CACHE_HOME || `${env.vars.HOME || `/tmp/mlagent-${env.uid}`}/.cache`;
   return { path: `${absolute(env, base)}/mlagent/${kind}`, reason: "default under XDG_CACHE_HOME" };
 }
@@ -442,7 +469,14 @@ export async function install(env: Env, opts: InstallOptions): Promise<InstallRe
       return await finishWithModels(env, plan, opts, report, started);
     }
   }
-  await checkIndexes(env, plan, plan.stages);
+  // Probe the indexes of the stages this run will install, before anything is written.
+  const prior = await readVenvState(env, plan.venvDir);
+  const done = new Set(
+    !opts.force && prior.kind === "ok"
+      ? prior.value.stages.filter((s) => s.status === "done").map((s) => s.fingerprint)
+      : [],
+  );
+  await checkIndexes(env, plan, plan.stages.filter((s) => !done.has(s.fingerprint)));
 
   const report = await withLock(
     env,

@@ -47,7 +47,8 @@ export const normalizeName = (name: string) => name.toLowerCase().replace(/[-_.]
  * - mla-alpha 1.0 -> mla-beta 1.0 -> mla-gamma 1.0 (a dependency chain); mla-alpha 2.0 also exists.
  * - mla-helper 1.0, a plain wheel; mla-needs-helper 1.0, an sdist whose backend imports mla_helper, so it
  *   builds only without build isolation and after mla-helper is installed.
- * - mla-slow 1.0, an sdist whose build touches $MLA_BUILD_STARTED (when set) and sleeps $MLA_SLOW_BUILD_S.
+ * - mla-slow 1.0, an sdist whose build writes its process group id to $MLA_BUILD_STARTED
+ *   (when set) and sleeps $MLA_SLOW_BUILD_S.
  * - mla-broken 1.0, an sdist whose build always fails.
  */
 export const DEFAULT_DISTS: DistSpec[] = [
@@ -69,7 +70,7 @@ export const DEFAULT_DISTS: DistSpec[] = [
     buildHook: [
       "import time",
       "if os.environ.get('MLA_BUILD_STARTED'):",
-      "    open(os.environ['MLA_BUILD_STARTED'], 'w').close()",
+      "    with open(os.environ['MLA_BUILD_STARTED'], 'w') as f: f.write(str(os.getpgid(0)))",
       "time.sleep(float(os.environ.get('MLA_SLOW_BUILD_S', '0')))",
     ].join("\n"),
   },

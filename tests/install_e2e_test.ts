@@ -1,0 +1,343 @@
+/**
+ * `mlagent install` end to end: spawned main.ts, real `python -m venv`, real pip, a local PEP 503 index
+ * serving wheels and sdists built by tests/support/pypi.ts. Venv creation costs seconds, so one venv is
+ * carried through a sequence of steps where the step is not about creation.
+ */
+import assert from "node:assert/strict";
+import { runMlagent } from "./support/cli.ts";
+import { hermeticVars } from "./support/env.ts";
+import { mlagentArgv } from "./support/cli.ts";
+import { type LocalIndex, startIndex, testDists } from "./support/pypi.ts";
+
+interface StageOut {
+  name: string;
+  action: string;
+  attempts: number;
+}
+interface Report {
+  ok: boolean;
+  action: string;
+  status: string;
+  waited_for_other: boolean;
+  stages: StageOut[];
+  packages: Record<string, string>;
+  verify: { name: string; ok: boolean }[];
+  error?: {
+    message: string;
+    stage?: string;
+    verify_step?: string;
+    index_url?: string;
+    reach_failure?: string;
+  };
+}
+
+function profile(name: string, stages: unknown[], verify: unknown[] = []) {
+  return {
+    name,
+    description: "test profile",
+    python: ">=3.8",
+    gpu: { required: false },
+    cuda_variants: [],
+    builds_extensions: false,
+    disk_gib: 0,
+    stages,
+    verify,
+    models: [],
+  };
+}
+
+const BASE_STAGES = [
+  { name: "helper", packages: ["mla-helper==1.0"] },
+  { name: "chain", packages: ["mla-alpha==1.0"] },
+  // Builds an sdist whose backend imports mla_helper: works only without build isolation, after "helper".
+  { name: "build", packages: ["mla-needs-helper==1.0"], no_build_isolation: true },
+];
+const IMPORTS = { name: "imports", code: "import mla_alpha, mla_beta, mla_gamma, mla_needs_helper" };
+
+async function setup(dir: string, index: LocalIndex) {
+  const vars = {
+    MLAGENT_ROOT: `${dir}/venvs`,
+    MLAGENT_INDEX_URL: index.url,
+    MLAGENT_CACHE_DIR: `${dir}/cache`,
+    MLAGENT_LOCK_DIR: `${dir}/locks`,
+    MLAGENT_RETRY_BASE_MS: "20",
+    MLAGENT_MODELS_DIR: `${dir}/models`,
+    HOME: `${dir}/home`,
+  };
+  const write = async (file: string, p: unknown) => {
+    await Deno.writeTextFile(`${dir}/${file}`, JSON.stringify(p, null, 2));
+    return `${dir}/${file}`;
+  };
+  const install = async (file: string, args: string[] = [], env: Record<string, string> = {}) => {
+    const r = await runMlagent(["install", file, "--json", ...args], {
+      env: { ...vars, ...env },
+      timeoutMs: 120_000,
+    });
+    return { r, report: r.json<Report>() };
+  };
+  return { vars, write, install };
+}
+
+const exists = async (p: string) => {
+  try {
+    await Deno.lstat(p);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+const readState = async (venv: string) => JSON.parse(await Deno.readTextFile(`${venv}/.mlagent/state.json`));
+
+Deno.test("install builds a venv stage by stage, then a rerun, a changed profile, a failed verify, a network fault and --force behave", async (t) => {
+  const dists = await testDists();
+  await using index = await startIndex(dists.dir);
+  const dir = await Deno.makeTempDir({ prefix: "mlagent-install-" });
+  try {
+    const { vars, write, install } = await setup(dir, index);
+    const venv = `${vars.MLAGENT_ROOT}/seq`;
+    const file = await write("seq.json", profile("seq", BASE_STAGES, [IMPORTS]));
+    let changed = BASE_STAGES;
+
+    await t.step("--dry-run prints every installer command and writes nothing", async () => {
+      const r = await runMlagent(["install", file, "--dry-run"], { env: vars });
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(
+        r.stdout,
+        /-m pip install .*--index-url http:\/\/127\.0\.0\.1:\d+\/simple\/ mla-helper==1\.0/,
+      );
+      assert.match(r.stdout, /--no-build-isolation mla-needs-helper==1\.0/);
+      assert.match(r.stdout, /python: +\S+ 3\.\d+/);
+      assert.equal(await exists(vars.MLAGENT_ROOT), false, "venv root created by a dry run");
+      assert.equal(await exists(vars.MLAGENT_CACHE_DIR), false, "cache created by a dry run");
+      assert.equal(index.requests.length, 0, "a dry run contacted the index");
+    });
+
+    await t.step(
+      "first install runs the stages in order and the sdist builds against the earlier stage",
+      async () => {
+        const { r, report } = await install(file);
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(report.action, "created");
+        assert.deepEqual(report.stages.map((s) => [s.name, s.action]), [
+          ["helper", "installed"],
+          ["chain", "installed"],
+          ["build", "installed"],
+        ]);
+        assert.equal(report.packages["mla-gamma"], "1.0", "dependency chain resolved");
+        assert.equal(report.packages["mla-needs-helper"], "1.0");
+        const state = await readState(venv);
+        assert.equal(state.status, "ready");
+        assert.equal(state.packages["mla-alpha"], "1.0");
+        assert.equal(state.owner.pid > 0, true);
+      },
+    );
+
+    await t.step("an unchanged rerun returns at once without running the installer", async () => {
+      const before = index.requests.length;
+      const { r, report } = await install(file);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(report.action, "none");
+      assert.equal(index.requests.length, before, "the installer (or a probe) contacted the index");
+    });
+
+    await t.step("a changed stage reinstalls it and the stages after it only", async () => {
+      changed = BASE_STAGES.map((s) => s.name === "chain" ? { ...s, packages: ["mla-alpha==2.0"] } : s);
+      await write("seq.json", profile("seq", changed, [IMPORTS]));
+      // The index fails the first two requests for the changed package: mlagent retries with backoff.
+      index.failPath("/simple/mla-alpha/", 2, { status: 503 });
+      const { r, report } = await install(file);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(report.action, "updated");
+      assert.deepEqual(report.stages.map((s) => [s.name, s.action]), [
+        ["helper", "skipped"],
+        ["chain", "installed"],
+        ["build", "installed"],
+      ]);
+      assert.equal(report.packages["mla-alpha"], "2.0");
+      const alpha = index.requests.filter((q) => q.path === "/simple/mla-alpha/").map((q) => q.status);
+      // mlagent's own probe met the faults and retried; pip then found the index healthy.
+      assert.deepEqual(alpha.slice(-4), [503, 503, 200, 200]);
+      assert.match(r.stderr, /attempt 2\/3/);
+    });
+
+    await t.step(
+      "a failing verify fails the install naming the step and its stderr, and marks the venv failed",
+      async () => {
+        const bad = {
+          name: "has-magic",
+          code: "import sys, mla_helper; sys.exit('magic is ' + str(mla_helper.MAGIC + 1))",
+        };
+        const failing = await write("seq_fail.json", profile("seq", changed, [IMPORTS, bad]));
+        const { r, report } = await install(failing);
+        assert.equal(r.code, 1);
+        assert.equal(report.ok, false);
+        assert.match(report.error!.message, /verify step "has-magic" failed/);
+        assert.match(report.error!.message, /magic is 43/);
+        assert.equal((await readState(venv)).status, "failed");
+        // The fixed profile is ready again without reinstalling the stages it already has.
+        const { r: r2, report: again } = await install(file);
+        assert.equal(r2.code, 0, r2.stderr);
+        assert.ok(again.stages.every((s) => s.action === "skipped"), JSON.stringify(again.stages));
+        assert.equal((await readState(venv)).status, "ready");
+      },
+    );
+
+    await t.step("a build failure names the stage and the package and exits 1", async () => {
+      const broken = await write(
+        "seq_broken.json",
+        profile("seq", [...changed, { name: "extra", packages: ["mla-broken==1.0"] }], [IMPORTS]),
+      );
+      const { r, report } = await install(broken);
+      assert.equal(r.code, 1);
+      assert.match(report.error!.message, /stage "extra"/);
+      assert.match(report.error!.message, /mla-broken/);
+      assert.match(r.stderr, /this build always fails/);
+      assert.equal((await readState(venv)).status, "failed");
+    });
+
+    await t.step("--force rebuilds the venv from scratch", async () => {
+      const marker = `${venv}/marker`;
+      await Deno.writeTextFile(marker, "x");
+      const { r, report } = await install(file, ["--force"]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(report.action, "rebuilt");
+      assert.ok(report.stages.every((s) => s.action === "installed"));
+      assert.equal(await exists(marker), false);
+      assert.equal((await readState(venv)).status, "ready");
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
+
+Deno.test("install of an unreachable index exits 1 naming the URL and the connection failure, creating nothing", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "mlagent-install-" });
+  try {
+    const file = `${dir}/p.json`;
+    await Deno.writeTextFile(
+      file,
+      JSON.stringify(profile("far", [{ name: "a", packages: ["mla-gamma==1.0"] }])),
+    );
+    const r = await runMlagent(["install", file, "--json"], {
+      env: {
+        MLAGENT_ROOT: `${dir}/venvs`,
+        MLAGENT_INDEX_URL: "http://127.0.0.1:9/simple/",
+        MLAGENT_CACHE_DIR: `${dir}/cache`,
+        MLAGENT_RETRY_BASE_MS: "10",
+        HOME: `${dir}/home`,
+      },
+    });
+    assert.equal(r.code, 1, r.stderr);
+    const err = r.json<Report>().error!;
+    assert.equal(err.reach_failure, "connection");
+    assert.equal(err.index_url, "http://127.0.0.1:9/simple/");
+    assert.match(
+      r.stderr,
+      /Cannot reach the package index http:\/\/127\.0\.0\.1:9\/simple\/: the connection failed/,
+    );
+    assert.equal(await exists(`${dir}/venvs`), false);
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
+
+Deno.test("install of a profile that fails validation exits 2 and creates nothing", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "mlagent-install-" });
+  try {
+    const file = `${dir}/p.json`;
+    await Deno.writeTextFile(
+      file,
+      JSON.stringify(profile("loose", [{ name: "a", packages: ["mla-gamma>=1.0"] }])),
+    );
+    const r = await runMlagent(["install", file], {
+      env: { MLAGENT_ROOT: `${dir}/venvs`, HOME: `${dir}/home` },
+    });
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(await exists(`${dir}/venvs`), false);
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
+
+Deno.test("install killed mid-stage is repaired by the next run, and concurrent installs end with one install", async (t) => {
+  const dists = await testDists();
+  await using index = await startIndex(dists.dir);
+  const dir = await Deno.makeTempDir({ prefix: "mlagent-install-" });
+  try {
+    const { vars, write, install } = await setup(dir, index);
+    const venv = `${vars.MLAGENT_ROOT}/slow`;
+    const stages = [
+      { name: "first", packages: ["mla-gamma==1.0"] },
+      { name: "slow", packages: ["mla-slow==1.0"] },
+    ];
+    const file = await write("slow.json", profile("slow", stages));
+
+    await t.step("SIGKILL during the slow stage leaves the venv installing, not ready", async () => {
+      const started = `${dir}/build-started`;
+      const [cmd, ...args] = mlagentArgv(["install", file]);
+      const child = new Deno.Command(cmd, {
+        args,
+        env: hermeticVars({ ...vars, MLA_SLOW_BUILD_S: "60", MLA_BUILD_STARTED: started }),
+        clearEnv: true,
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
+      const deadline = Date.now() + 60_000;
+      while (!(await exists(started))) {
+        assert.ok(Date.now() < deadline, "the slow build never started");
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      // Wait until the backend wrote its group id, then kill mlagent and (as a job kill would) the build.
+      let pgid = 0;
+      while (!pgid) {
+        pgid = Number(await Deno.readTextFile(started)) || 0;
+        if (!pgid) await new Promise((r) => setTimeout(r, 50));
+      }
+      child.kill("SIGKILL");
+      await child.status;
+      try {
+        Deno.kill(-pgid, "SIGKILL");
+      } catch { /* already gone */ }
+      const state = await readState(venv);
+      assert.equal(state.status, "installing");
+      assert.deepEqual(state.stages.map((s: { status: string }) => s.status), ["done", "pending"]);
+    });
+
+    await t.step(
+      "the next run repairs it: done stages are kept, the interrupted one is installed",
+      async () => {
+        const { r, report } = await install(file);
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(report.action, "repaired");
+        assert.match(r.stderr, /left installing by pid \d+ .*which is gone; repairing/);
+        assert.deepEqual(report.stages.map((s) => [s.name, s.action]), [["first", "skipped"], [
+          "slow",
+          "installed",
+        ]]);
+        assert.equal(report.packages["mla-slow"], "1.0");
+      },
+    );
+
+    await t.step(
+      "two installs of one changed profile at once: one installs, the other waits and finds it ready",
+      async () => {
+        await write(
+          "slow.json",
+          profile("slow", [...stages, { name: "more", packages: ["mla-alpha==1.0"] }]),
+        );
+        const [a, b] = await Promise.all([install(file), install(file)]);
+        assert.equal(a.r.code, 0, a.r.stderr);
+        assert.equal(b.r.code, 0, b.r.stderr);
+        const installed = [a.report, b.report].filter((x) => x.stages.some((s) => s.action === "installed"));
+        assert.equal(installed.length, 1, "exactly one process ran the installer");
+        const other = installed[0] === a.report ? b.report : a.report;
+        assert.equal(other.action, "none");
+        assert.equal(other.waited_for_other, true);
+        assert.equal((await readState(venv)).status, "ready");
+      },
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
