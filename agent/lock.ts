@@ -5,7 +5,7 @@
  * - flock mode (node-local filesystems): a kernel lock on `X.lock`, so a holder that dies releases it at once
  *   and a waiter blocked in flock(2) wakes the moment it does. The lock file is persistent and never truncated
  *   before it is held; it carries only the fencing counter. The owner record is a sidecar `X.lock.owner`
- *   written with writeJsonAtomic: readers that do not hold the lock (`lock list`, waiters printing who holds
+ *   written atomically (temp file, then rename): readers that do not hold the lock (`lock list`, waiters printing who holds
  *   it) must never see half a record, and rewriting the locked file in place cannot promise that.
  * - lease mode (network filesystems, where flock is emulated, node-local or missing, or where flock fails):
  *   `X.lock` itself is the claim, made atomically by hard-linking a complete record into place (link(2) is
@@ -19,7 +19,6 @@
  * finds the owner dead looks for a live process carrying the token before calling the lock stale.
  */
 import type { Env } from "./env.ts";
-import { writeFileAtomic, writeJsonAtomic } from "./atomic.ts";
 import { badInput, failed, MlagentError } from "./errors.ts";
 import { mountForPath } from "./mounts.ts";
 import { formatDuration, isoTime } from "./output.ts";
@@ -465,6 +464,36 @@ export function describeOwner(env: Env, rec: OwnerRecord | null): string {
   return `${who} for ${formatDuration(env.now() - Date.parse(rec.acquired_at))}${extra ? ` (${extra})` : ""}`;
 }
 
+/** Creates `path` with `text`; fails if it exists. */
+async function writeNew(env: Env, path: string, text: string): Promise<void> {
+  const bytes = new TextEncoder().encode(text);
+  const file = await env.fs.open(path, { write: true, createNew: true, mode: 0o644 });
+  try {
+    let off = 0;
+    while (off < bytes.length) off += await file.write(bytes.subarray(off));
+  } finally {
+    file.close();
+  }
+}
+
+/**
+ * Replaces a small record atomically (temp name, then rename) so readers see the old or the new one, never
+ * half. Deliberately no fsync: it cost milliseconds per hand-off, and after a crash the records are judged
+ * stale by boot id and pid anyway.
+ */
+async function writeRecord(env: Env, path: string, value: unknown): Promise<void> {
+  const tmp = `${dirOf(path)}/.${path.slice(dirOf(path).length + 1)}.tmp-${env.pid}-${
+    newToken().slice(0, 8)
+  }`;
+  await writeNew(env, tmp, JSON.stringify(value, null, 2) + "\n");
+  try {
+    await env.fs.rename(tmp, path);
+  } catch (e) {
+    await env.fs.remove(tmp).catch(() => {});
+    throw e;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Reading what is on disk
 
@@ -733,7 +762,7 @@ class FlockLock extends HeldLock {
       command_pid: this.commandPid,
       command_start_time: this.commandStart,
     };
-    await writeJsonAtomic(this.env, `${this.spec.path}.owner`, this.record);
+    await writeRecord(this.env, `${this.spec.path}.owner`, this.record);
   }
 
   protected async drop() {
@@ -829,7 +858,7 @@ async function acquireFlock(
     const record = makeRecord(env, spec, "flock", token, fencing, s, opts.command);
     try {
       await writeHeader(file, fencing, header);
-      await writeJsonAtomic(env, `${spec.path}.owner`, record);
+      await writeRecord(env, `${spec.path}.owner`, record);
     } catch (e) {
       file.close();
       throw e;
@@ -943,7 +972,7 @@ class LeaseLock extends HeldLock {
       command_pid: this.commandPid,
       command_start_time: this.commandStart,
     };
-    await writeJsonAtomic(this.env, `${this.spec.path}.heartbeat`, hb);
+    await writeRecord(this.env, `${this.spec.path}.heartbeat`, hb);
   }
 
   protected async drop() {
@@ -1025,7 +1054,7 @@ async function breakClaim(
 /** Atomic claim: a complete record hard-linked into place; link(2) fails if the claim exists. */
 async function tryClaim(env: Env, path: string, record: OwnerRecord): Promise<boolean> {
   const tmp = sideName(env, path, "claim");
-  await writeFileAtomic(env, tmp, JSON.stringify(record, null, 2) + "\n");
+  await writeNew(env, tmp, JSON.stringify(record, null, 2) + "\n");
   try {
     await env.fs.link(tmp, path);
     return true;
@@ -1060,7 +1089,7 @@ async function acquireLease(
     const fencing = Math.max(await readFence(env, spec.path), brokenFencing) + 1;
     const record = makeRecord(env, spec, "lease", token, fencing, s, opts.command);
     if (await tryClaim(env, spec.path, record)) {
-      await writeFileAtomic(env, `${spec.path}.fence`, `${fencing}\n`).catch(() => {});
+      await writeRecord(env, `${spec.path}.fence`, fencing).catch(() => {});
       return new LeaseLock(env, spec, token, fencing, record, s);
     }
     const state = await readLockState(env, spec.path);

@@ -1,0 +1,264 @@
+/**
+ * Lock benchmarks, measured side by side in one run:
+ * - hand-off latency: from the holder's release() to the next waiter's acquisition (a separate process
+ *   blocked in acquire), in flock mode (target: median under 50 ms) and lease mode (for reference);
+ * - 16 processes contending for one lock, each doing the same 100 ms of work, under `mlagent lock run`
+ *   versus `flock(1)`: the span from the first section's start to the last one's end is what the lock
+ *   costs (target: at most 1.5x flock(1)); the wall time including process startup is reported beside it,
+ *   since 16 concurrent `deno run` startups on a small node cost more than the lock does.
+ */
+import type { BenchRow } from "../bench.ts";
+import { realEnv } from "../../agent/env.ts";
+import { acquire, namedLockSpec } from "../../agent/lock.ts";
+
+const REPO = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
+const wallNow = () => performance.timeOrigin + performance.now();
+
+const WAITER = `
+import { realEnv } from "${REPO}/agent/env.ts";
+import { acquire, namedLockSpec } from "${REPO}/agent/lock.ts";
+const [mode] = Deno.args;
+const env = realEnv();
+const spec = namedLockSpec(env, "handoff", "bench");
+console.log("waiting");
+const lock = await acquire(env, spec, { mode, handleSignals: false });
+const at = performance.timeOrigin + performance.now();
+console.log(String(at));
+await lock.release();
+`;
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+async function handoff(dir: string, mode: "flock" | "lease", rounds: number): Promise<number[]> {
+  const script = `${dir}/waiter.ts`;
+  await Deno.writeTextFile(script, WAITER);
+  const vars = {
+    ...Deno.env.toObject(),
+    MLAGENT_LOCK_DIR: `${dir}/locks-${mode}`,
+    MLAGENT_LOCK_POLL_MS: "100",
+  };
+  const env = realEnv({ vars });
+  const spec = namedLockSpec(env, "handoff", "bench");
+  const out: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    const lock = await acquire(env, spec, { mode, handleSignals: false });
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--quiet", script, mode],
+      env: vars,
+      clearEnv: true,
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let buf = "";
+    while (!buf.includes("waiting\n")) buf += (await reader.read()).value ?? "";
+    // Let the waiter reach its blocking flock (or its poll loop) before releasing.
+    await new Promise((r) => setTimeout(r, 250));
+    const released = wallNow();
+    await lock.release();
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (value) buf += value;
+      if (done || /\n\d+(\.\d+)?\n/.test(buf)) break;
+    }
+    const acquiredAt = Number(buf.split("\n").filter(Boolean)[1]);
+    out.push(acquiredAt - released);
+    for (;;) if ((await reader.read()).done) break;
+    await child.status;
+  }
+  return out;
+}
+
+/** Starts n contenders at once; returns the total wall time and the span from the first begin to the last end. */
+async function contend(dir: string, argvFor: (i: number) => string[], log: string, n: number) {
+  const started = performance.now();
+  const procs = Array.from({ length: n }, (_, i) => {
+    const argv = argvFor(i);
+    return new Deno.Command(argv[0], {
+      args: argv.slice(1),
+      env: { ...Deno.env.toObject(), MLAGENT_LOCK_DIR: `${dir}/locks-contend` },
+      stdout: "null",
+      stderr: "null",
+    }).output();
+  });
+  const results = await Promise.all(procs);
+  const totalMs = performance.now() - started;
+  if (results.some((r) => !r.success)) throw new Error("a contender failed");
+  const stamps = (await Deno.readTextFile(log)).trim().split("\n").map((l) => l.split(" "));
+  for (let i = 0; i < stamps.length; i += 2) {
+    if (stamps[i][0] !== "begin" || stamps[i + 1]?.[0] !== "end" || stamps[i][1] !== stamps[i + 1][1]) {
+      throw new Error(`critical sections overlapped in ${log}`);
+    }
+  }
+  if (stamps.length !== 2 * n) throw new Error(`${stamps.length / 2} of ${n} sections ran`);
+  const spanMs = (Number(stamps.at(-1)![2]) - Number(stamps[0][2])) / 1e6;
+  return { totalMs, spanMs };
+}
+
+/** Waiters blocked in flock(2) on the file with this inode, from /proc/locks. */
+async function blockedOn(ino: number): Promise<number> {
+  const text = await Deno.readTextFile("/proc/locks");
+  return text.split("\n").filter((l) => l.includes("->") && l.includes(`:${ino} `)).length;
+}
+
+/**
+ * Steady contention: we hold the lock while n contenders start and block on it, then release and time the
+ * span to the last section's end. Startup is out of the picture; hand-offs and the lock's own work are in.
+ */
+async function contendHeld(
+  lockFile: string,
+  hold: () => Promise<() => Promise<void>>,
+  argvFor: (i: number) => string[],
+  log: string,
+  n: number,
+  vars: Record<string, string>,
+): Promise<number> {
+  const release = await hold();
+  const procs = Array.from({ length: n }, (_, i) => {
+    const argv = argvFor(i);
+    return new Deno.Command(argv[0], { args: argv.slice(1), env: vars, stdout: "null", stderr: "null" })
+      .output();
+  });
+  const ino = (await Deno.stat(lockFile)).ino!;
+  const until = Date.now() + 60_000;
+  while ((await blockedOn(ino)) < n && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+  const releasedAt = wallNow();
+  await release();
+  const results = await Promise.all(procs);
+  if (results.some((r) => !r.success)) throw new Error("a contender failed");
+  const stamps = (await Deno.readTextFile(log)).trim().split("\n").map((l) => l.split(" "));
+  if (stamps.length !== 2 * n) throw new Error(`${stamps.length / 2} of ${n} sections ran`);
+  return Number(stamps.at(-1)![2]) / 1e6 - releasedAt;
+}
+
+export async function run(): Promise<BenchRow[]> {
+  const dir = await Deno.makeTempDir({ prefix: "mlagent-bench-lock-" });
+  try {
+    const flockMs = await handoff(dir, "flock", 15);
+    const leaseMs = await handoff(dir, "lease", 9);
+    const n = 16;
+    const work = (log: string, i: number) =>
+      `echo "begin ${i} $(date +%s%N)" >> '${log}'; sleep 0.1; echo "end ${i} $(date +%s%N)" >> '${log}'`;
+    const viaFlock = await contend(
+      dir,
+      (i) => ["flock", `${dir}/flock1.lock`, "sh", "-c", work(`${dir}/flock1.log`, i)],
+      `${dir}/flock1.log`,
+      n,
+    );
+    const viaMlagent = await contend(
+      dir,
+      (i) => [
+        Deno.execPath(),
+        "run",
+        "-A",
+        "--quiet",
+        `${REPO}/main.ts`,
+        "lock",
+        "run",
+        "contend",
+        "--",
+        "sh",
+        "-c",
+        work(`${dir}/mlagent.log`, i),
+      ],
+      `${dir}/mlagent.log`,
+      n,
+    );
+    const heldVars = { ...Deno.env.toObject(), MLAGENT_LOCK_DIR: `${dir}/locks-held` };
+    const heldFlock = await contendHeld(
+      `${dir}/held-flock1.lock`,
+      async () => {
+        const f = await Deno.open(`${dir}/held-flock1.lock`, { read: true, write: true, create: true });
+        await f.lock(true);
+        return async () => {
+          await f.unlock();
+          f.close();
+        };
+      },
+      (i) => ["flock", `${dir}/held-flock1.lock`, "sh", "-c", work(`${dir}/held-flock1.log`, i)],
+      `${dir}/held-flock1.log`,
+      n,
+      heldVars,
+    );
+    const heldEnv = realEnv({ vars: heldVars });
+    const heldSpec = namedLockSpec(heldEnv, "held", "bench");
+    const heldMlagent = await contendHeld(
+      heldSpec.path,
+      async () => {
+        const lock = await acquire(heldEnv, heldSpec, { handleSignals: false });
+        return () => lock.release();
+      },
+      (i) => [
+        Deno.execPath(),
+        "run",
+        "-A",
+        "--quiet",
+        `${REPO}/main.ts`,
+        "lock",
+        "run",
+        "held",
+        "--",
+        "sh",
+        "-c",
+        work(`${dir}/held-mlagent.log`, i),
+      ],
+      `${dir}/held-mlagent.log`,
+      n,
+      heldVars,
+    );
+    const heldRatio = heldMlagent / heldFlock;
+    const spanRatio = viaMlagent.spanMs / viaFlock.spanMs;
+    const totalRatio = viaMlagent.totalMs / viaFlock.totalMs;
+    const f = median(flockMs);
+    const l = median(leaseMs);
+    return [
+      {
+        name: "lock hand-off latency, flock mode (median)",
+        value: f,
+        unit: "ms",
+        target: "< 50 ms",
+        met: f < 50,
+        detail: `${flockMs.length} hand-offs, max ${Math.max(...flockMs).toFixed(1)} ms`,
+      },
+      {
+        name: "lock hand-off latency, lease mode (median, poll 100 ms)",
+        value: l,
+        unit: "ms",
+        target: "< 250 ms",
+        met: l < 250,
+        detail: `${leaseMs.length} hand-offs, max ${Math.max(...leaseMs).toFixed(1)} ms`,
+      },
+      {
+        name: "16 waiting contenders x 100 ms: lock run / flock(1)",
+        value: heldRatio,
+        unit: "x",
+        target: "<= 1.5",
+        met: heldRatio <= 1.5,
+        detail: `release to last end: ${Math.round(heldMlagent)} ms vs ${Math.round(heldFlock)} ms`,
+      },
+      {
+        name: "16 contenders x 100 ms: lock run / flock(1), first begin to last end",
+        value: spanRatio,
+        unit: "x",
+        target: "report",
+        met: true,
+        detail: `${Math.round(viaMlagent.spanMs)} ms vs ${Math.round(viaFlock.spanMs)} ms`,
+      },
+      {
+        name: "16 contenders x 100 ms: lock run / flock(1), wall incl. startup",
+        value: totalRatio,
+        unit: "x",
+        target: "report",
+        met: true,
+        detail: `${Math.round(viaMlagent.totalMs)} ms vs ${
+          Math.round(viaFlock.totalMs)
+        } ms; includes 16 concurrent \`deno run\` startups`,
+      },
+    ];
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
