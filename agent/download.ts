@@ -192,12 +192,22 @@ export async function readMetadata(
   }
 }
 
-async function writeMetadata(env: Env, localDir: string, path: string, commit: string, etag: string) {
+async function writeMetadata(
+  env: Env,
+  localDir: string,
+  path: string,
+  commit: string,
+  etag: string,
+  dirs?: Set<string>,
+) {
   const p = metadataPath(localDir, path);
-  await env.fs.mkdir(parentOf(p), { recursive: true });
-  // Written after the rename, so the timestamp is not older than the file's mtime (huggingface_hub ignores
+  if (!dirs?.has(parentOf(p))) {
+    await env.fs.mkdir(parentOf(p), { recursive: true });
+    dirs?.add(parentOf(p));
+  }
+  // Written in place as huggingface_hub does (a torn record only costs a re-hash). Written after the rename, so the timestamp is not older than the file's mtime (huggingface_hub ignores
   // a record older than its file by more than a second).
-  await writeText(env, p, `${commit}\n${etag}\n${env.now() / 1000}\n`);
+  await env.fs.writeTextFile(p, `${commit}\n${etag}\n${env.now() / 1000}\n`);
 }
 
 async function writeText(env: Env, path: string, text: string) {
@@ -375,7 +385,54 @@ interface Job {
   done: number;
   /** Bytes already on disk from an earlier run when this run began. */
   resumedFrom: number;
+  /** Hashes the bytes as they are written, so verifying needs no second pass over the file. */
+  hasher?: InlineHasher;
+  /** Whether the `.incomplete.json` state exists on disk. */
+  stateSaved?: boolean;
 }
+
+/**
+ * sha256 (or git blob sha1) of a file being written: bytes written at the cursor are hashed on the way;
+ * whatever the cursor has not reached (a resumed prefix, later ranges) is read back from disk at the end.
+ */
+class InlineHasher {
+  cursor = 0;
+  private h;
+  constructor(readonly algo: "sha256" | "git-sha1", size: number) {
+    this.h = createHash(algo === "sha256" ? "sha256" : "sha1");
+    if (algo === "git-sha1") this.h.update(`blob ${size}\0`);
+  }
+  feed(offset: number, chunk: Uint8Array) {
+    if (offset !== this.cursor) return;
+    this.h.update(chunk);
+    this.cursor += chunk.length;
+  }
+  /** Hashes [cursor, upTo) from the file. */
+  async catchUp(env: Env, path: string, upTo: number, signal?: AbortSignal) {
+    if (this.cursor >= upTo) return;
+    const file = await env.fs.open(path, { read: true });
+    try {
+      await file.seek(this.cursor, Deno.SeekMode.Start);
+      const buf = new Uint8Array(4 << 20);
+      while (this.cursor < upTo) {
+        if (signal?.aborted) throw signal.reason;
+        const n = await file.read(buf.subarray(0, Math.min(buf.length, upTo - this.cursor)));
+        if (n === null) break;
+        this.h.update(buf.subarray(0, n));
+        this.cursor += n;
+      }
+    } finally {
+      file.close();
+    }
+  }
+  async digest(env: Env, path: string, size: number, signal?: AbortSignal): Promise<string> {
+    await this.catchUp(env, path, size, signal);
+    return this.h.digest("hex");
+  }
+}
+
+/** Smaller files keep no state file unless interrupted: restarting them costs less than the extra write. */
+const STATE_MIN_BYTES = 1024 * 1024;
 
 class RestartFile extends Error {
   constructor(message: string, readonly singleStream = false) {
@@ -402,6 +459,14 @@ interface Ctx {
   reused: number;
   filesResumed: number;
   active: Set<Job>;
+  /** Dirs known to exist (saves a mkdir per file). */
+  dirs: Set<string>;
+}
+
+async function ensureDir(ctx: Ctx, dir: string) {
+  if (ctx.dirs.has(dir)) return;
+  await ctx.env.fs.mkdir(dir, { recursive: true });
+  ctx.dirs.add(dir);
 }
 
 function envNumber(env: Env, name: string): number | undefined {
@@ -471,6 +536,7 @@ export async function downloadRepo(env: Env, opts: DownloadOptions): Promise<Dow
     reused: 0,
     filesResumed: 0,
     active: new Set(),
+    dirs: new Set(),
   };
 
   // Plan everything before writing anything: a hostile listing leaves the disk untouched.
@@ -703,10 +769,9 @@ async function writeManifest(
     : {};
   for (const f of files) {
     const st = await env.fs.stat(`${localDir}/${f.path}`);
-    const rec = await readMetadata(env, localDir, f.path);
     entries[f.path] = {
       size: f.size,
-      etag: rec?.etag ?? f.lfsSha256 ?? f.oid,
+      etag: f.lfsSha256 ?? f.oid,
       ...(f.lfsSha256 ? { sha256: f.lfsSha256 } : {}),
       mtime_ms: st.mtime?.getTime() ?? 0,
     };
@@ -783,14 +848,17 @@ async function loadState(ctx: Ctx, job: Job, etag: string, size: number): Promis
   const inc = incompletePath(ctx.localDir, job.file.path);
   const have = (await statOrNull(ctx.env, inc))?.size;
   let saved: PartState | null = null;
-  try {
-    saved = JSON.parse(await ctx.env.fs.readTextFile(statePath(ctx.localDir, job.file.path)));
-  } catch {
-    saved = null;
+  if (have !== undefined) {
+    try {
+      saved = JSON.parse(await ctx.env.fs.readTextFile(statePath(ctx.localDir, job.file.path)));
+    } catch {
+      saved = null;
+    }
   }
   if (
     have !== undefined && saved && saved.etag === etag && saved.size === size && Array.isArray(saved.segments)
   ) {
+    job.stateSaved = true;
     if (saved.segments.length === 1) {
       // One stream appends: the file's length is the truth, even past the last saved state.
       saved.segments[0].pos = Math.min(have, size);
@@ -817,9 +885,13 @@ async function freshState(
   single: boolean,
 ): Promise<PartState> {
   const inc = incompletePath(ctx.localDir, job.file.path);
-  await ctx.env.fs.mkdir(parentOf(inc), { recursive: true });
+  await ensureDir(ctx, parentOf(inc));
   const f = await ctx.env.fs.open(inc, { write: true, create: true, truncate: true });
   f.close();
+  if (job.stateSaved) {
+    await ctx.env.fs.remove(statePath(ctx.localDir, job.file.path)).catch(() => {});
+    job.stateSaved = false;
+  }
   const segments: Segment[] = [];
   const parts = single ? 1 : ctx.rangeParts;
   const step = Math.ceil(size / parts);
@@ -828,17 +900,20 @@ async function freshState(
     if (size === 0) break;
   }
   const state = { etag, size, segments };
-  await saveState(ctx, job, state);
+  // A small file gets its state only when a transfer is interrupted: a kill before that loses < 1 MiB.
+  if (size >= STATE_MIN_BYTES) await saveState(ctx, job, state);
   return state;
 }
 
 async function saveState(ctx: Ctx, job: Job, state: PartState) {
   await writeText(ctx.env, statePath(ctx.localDir, job.file.path), JSON.stringify(state));
+  job.stateSaved = true;
 }
 
 async function removePart(ctx: Ctx, job: Job) {
   await ctx.env.fs.remove(incompletePath(ctx.localDir, job.file.path)).catch(() => {});
-  await ctx.env.fs.remove(statePath(ctx.localDir, job.file.path)).catch(() => {});
+  if (job.stateSaved) await ctx.env.fs.remove(statePath(ctx.localDir, job.file.path)).catch(() => {});
+  job.stateSaved = false;
 }
 
 /** HEAD, fetch (resuming), verify, rename, record. */
@@ -858,10 +933,14 @@ async function fetchFile(ctx: Ctx, job: Job): Promise<void> {
     );
   }
   const sha256 = job.file.lfsSha256 ?? (isSha256(meta.etag) ? meta.etag : undefined);
+  const algo = sha256 ? "sha256" : isSha1(meta.etag) && meta.etag === job.file.oid ? "git-sha1" : null;
+  const want = sha256 ?? meta.etag;
+  const inc = incompletePath(localDir, path);
   ctx.active.add(job);
   try {
     for (let verifyAttempt = 1;; verifyAttempt++) {
       let state = await loadState(ctx, job, meta.etag, meta.size);
+      job.hasher = algo ? new InlineHasher(algo, meta.size) : undefined;
       const already = state.segments.reduce((a, s) => a + (s.pos - s.start), 0);
       if (verifyAttempt === 1 && already > 0) {
         job.resumedFrom = already;
@@ -880,18 +959,17 @@ async function fetchFile(ctx: Ctx, job: Job): Promise<void> {
           ctx.retries++;
           job.done = 0;
           state = await freshState(ctx, job, meta.etag, meta.size, true);
+          job.hasher = algo ? new InlineHasher(algo, meta.size) : undefined;
         }
       }
-      const inc = incompletePath(localDir, path);
       const size = (await env.fs.stat(inc)).size;
       let problem: string | null = null;
       if (size !== meta.size) problem = `size ${size} bytes, expected ${meta.size}`;
-      else if (sha256) {
-        const got = await hashFile(env, inc, "sha256", ctx.signal);
-        if (got !== sha256) problem = `sha256 ${got}, expected ${sha256}`;
-      } else if (isSha1(meta.etag) && meta.etag === job.file.oid) {
-        const got = await hashFile(env, inc, "git-sha1", ctx.signal);
-        if (got !== meta.etag) problem = `git blob sha1 ${got}, expected ${meta.etag}`;
+      else if (job.hasher) {
+        const got = await job.hasher.digest(env, inc, size, ctx.signal);
+        if (got !== want) {
+          problem = `${algo === "sha256" ? "sha256" : "git blob sha1"} ${got}, expected ${want}`;
+        }
       }
       if (problem) {
         await removePart(ctx, job);
@@ -906,10 +984,10 @@ async function fetchFile(ctx: Ctx, job: Job): Promise<void> {
         continue;
       }
       const final = `${localDir}/${path}`;
-      await env.fs.mkdir(parentOf(final), { recursive: true });
+      await ensureDir(ctx, parentOf(final));
       await env.fs.rename(inc, final);
-      await writeMetadata(env, localDir, path, ctx.commit, meta.etag);
-      await env.fs.remove(statePath(localDir, path)).catch(() => {});
+      await writeMetadata(env, localDir, path, ctx.commit, meta.etag, ctx.dirs);
+      if (job.stateSaved) await env.fs.remove(statePath(localDir, path)).catch(() => {});
       return;
     }
   } finally {
@@ -927,7 +1005,7 @@ async function fetchSegments(ctx: Ctx, job: Job, state: PartState, url: string) 
   try {
     const results = await Promise.allSettled(
       state.segments.filter((s) => s.pos < s.end).map((s) =>
-        fetchSegment(ctx, job, s, url, state.segments.length === 1 && s.start === 0, fileAbort.signal).catch(
+        fetchSegment(ctx, job, state, s, url, fileAbort.signal).catch(
           (e) => {
             fileAbort.abort(e);
             throw e;
@@ -940,7 +1018,9 @@ async function fetchSegments(ctx: Ctx, job: Job, state: PartState, url: string) 
   } finally {
     clearInterval(saver);
     ctx.signal.removeEventListener("abort", onParent);
-    if (multi) await saveState(ctx, job, state).catch(() => {});
+    const progressed = state.segments.some((s) => s.pos > s.start) &&
+      state.segments.some((s) => s.pos < s.end);
+    if (multi || (!job.stateSaved && progressed)) await saveState(ctx, job, state).catch(() => {});
   }
 }
 
@@ -948,16 +1028,16 @@ async function fetchSegments(ctx: Ctx, job: Job, state: PartState, url: string) 
 async function fetchSegment(
   ctx: Ctx,
   job: Job,
+  state: PartState,
   seg: Segment,
   url: string,
-  wholeFile: boolean,
   signal: AbortSignal,
 ) {
   let failures = 0;
   while (seg.pos < seg.end) {
     const before = seg.pos;
     try {
-      await streamOnce(ctx, job, seg, url, wholeFile, signal);
+      await streamOnce(ctx, job, state, seg, url, signal);
     } catch (e) {
       if (signal.aborted || !isRetriable(e)) throw e;
       failures = seg.pos > before ? 1 : failures + 1;
@@ -968,6 +1048,7 @@ async function fetchSegment(
         );
       }
       ctx.retries++;
+      if (!job.stateSaved && seg.pos > seg.start) await saveState(ctx, job, state);
       const delay = e instanceof HubHttpError && e.retryAfterMs !== undefined
         ? e.retryAfterMs
         : backoffMs(ctx, failures);
@@ -985,11 +1066,12 @@ async function fetchSegment(
 async function streamOnce(
   ctx: Ctx,
   job: Job,
+  state: PartState,
   seg: Segment,
   url: string,
-  wholeFile: boolean,
   signal: AbortSignal,
 ) {
+  const wholeFile = state.segments.length === 1;
   const ac = new AbortController();
   const onAbort = () => ac.abort(signal.reason);
   signal.addEventListener("abort", onAbort);
@@ -1034,8 +1116,10 @@ async function streamOnce(
         last = ctx.env.now();
         let chunk = value;
         if (seg.pos + chunk.length > seg.end) chunk = chunk.subarray(0, seg.end - seg.pos);
+        // Synchronous: a page-cache write is faster than another trip through the event loop.
         let off = 0;
-        while (off < chunk.length) off += await file.write(chunk.subarray(off));
+        while (off < chunk.length) off += file.writeSync(chunk.subarray(off));
+        job.hasher?.feed(seg.pos, chunk);
         seg.pos += chunk.length;
         job.done += chunk.length;
         ctx.fetched += chunk.length;
