@@ -69,6 +69,11 @@ export interface LockHandle {
   token?: string;
   /** Records the pid of the command running under the lock, so others can see who really holds it. */
   recordCommand?(pid: number): Promise<void>;
+  /**
+   * Aborted on SIGINT/SIGTERM just before the lock is released and the process exits (handleSignals).
+   * Pass it as `signal` to env.run so the holder's children die before the lock is let go.
+   */
+  interrupted?: AbortSignal;
 }
 
 /** The owner record: what makes a lock judgeable from another process or host. */
@@ -128,14 +133,16 @@ export function venvLockSpec(venvDir: string, purpose: string): LockSpec {
   return { name: `venv:${name}`, path: `${venvDir}.lock`, purpose };
 }
 
+/**
+ * A cache dir's lock sits beside it, keyed by its canonical path: two spellings of one cache, or two users
+ * sharing one, meet on the same lock. (Not inside it: a heal may remove the whole dir while holding it.)
+ */
 export function cacheLockSpec(env: Env, cacheDir: string, purpose: string): LockSpec {
-  // Keyed by the canonical path, so two spellings of one cache share one lock (and two users share it too).
-  let canonical = cacheDir;
+  let canonical = cacheDir.replace(/\/+$/, "") || "/";
   try {
-    canonical = env.fs.realPathSync(cacheDir);
+    canonical = env.fs.realPathSync(canonical);
   } catch { /* not created yet: the path as given */ }
-  const key = canonical.replace(/[^A-Za-z0-9._-]/g, "_").slice(-180);
-  return { name: `cache:${canonical}`, path: `${localLockDir(env)}/cache-${key}.lock`, purpose };
+  return { name: `cache:${canonical}`, path: `${canonical}.lock`, purpose };
 }
 
 export function downloadLockSpec(targetDir: string, purpose: string): LockSpec {
@@ -670,6 +677,8 @@ export async function withLock<T>(
 abstract class HeldLock implements LockHandle {
   readonly lost: AbortSignal;
   protected lostCtl = new AbortController();
+  private interruptCtl = new AbortController();
+  readonly interrupted: AbortSignal = this.interruptCtl.signal;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private released = false;
   private unwatch: (() => void)[] = [];
@@ -717,6 +726,8 @@ abstract class HeldLock implements LockHandle {
     signalHolders++;
     for (const [sig, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
       this.unwatch.push(this.env.onSignal(sig, async () => {
+        // Children wired to `interrupted` are killed synchronously here, before the lock goes.
+        this.interruptCtl.abort(new MlagentError("failed", `interrupted by ${sig}`));
         await this.release();
         if (signalHolders === 0) this.env.exit?.(code);
       }));
@@ -804,7 +815,7 @@ async function acquireFlock(
   for (;;) {
     await checkLockPath(env, spec.path);
     // Opened for writing without truncation: the holder's header stays intact until we hold the lock.
-    const file = await env.fs.open(spec.path, { read: true, write: true, create: true, mode: 0o644 });
+    const file = await openLockFile(env, spec.path);
     if (!(await sameInode(env, spec.path, file))) {
       file.close();
       await checkLockPath(env, spec.path);
@@ -853,11 +864,14 @@ async function acquireFlock(
       verdict = judgeState(env, state, s, true);
     }
     const header = await readText(env, spec.path);
-    const fencing = Math.max(parseFencingHeader(header), verdict.owner?.fencing ?? 0) + 1;
+    const fencing =
+      Math.max(parseFencingHeader(header), await readFence(env, spec.path), verdict.owner?.fencing ?? 0) +
+      1;
     const token = newToken();
     const record = makeRecord(env, spec, "flock", token, fencing, s, opts.command);
     try {
-      await writeHeader(file, fencing, header);
+      // Another user's lock file (a shared venv) opens read-only: flock works, the counter goes beside it.
+      if (!(await writeHeader(file, fencing, header))) await writeRecord(env, `${spec.path}.fence`, fencing);
       await writeRecord(env, `${spec.path}.owner`, record);
     } catch (e) {
       file.close();
@@ -885,14 +899,34 @@ function judgeState(
   return judgeRecord(env, state.owner, s.ttlMs, { kernelLockFree: kernelLockFree && state.kind === "flock" });
 }
 
-async function writeHeader(file: Deno.FsFile, fencing: number, previous: string | null) {
+/**
+ * Opens (creating) the lock file for locking, never truncating it. A lock file another user created in a
+ * shared directory may only be readable to us; flock(2) does not care, so read-only will do.
+ */
+async function openLockFile(env: Env, path: string): Promise<Deno.FsFile> {
+  try {
+    return await env.fs.open(path, { read: true, write: true, create: true, mode: 0o644 });
+  } catch (e) {
+    if (!(e instanceof Deno.errors.PermissionDenied)) throw e;
+    return await env.fs.open(path, { read: true });
+  }
+}
+
+/** Writes the fencing header in place; false when the file is open read-only. */
+async function writeHeader(file: Deno.FsFile, fencing: number, previous: string | null): Promise<boolean> {
   const line = `${FLOCK_MAGIC} fencing=${fencing}`;
   const bytes = new TextEncoder().encode(line.padEnd(FLOCK_HEADER_BYTES - 1, " ") + "\n");
   // Shrinking is safe now: we hold the lock. Only a leftover lease claim is longer than the header.
-  if (previous !== null && previous.length > FLOCK_HEADER_BYTES) await file.truncate(0);
-  await file.seek(0, Deno.SeekMode.Start);
-  let off = 0;
-  while (off < bytes.length) off += await file.write(bytes.subarray(off));
+  try {
+    if (previous !== null && previous.length > FLOCK_HEADER_BYTES) await file.truncate(0);
+    await file.seek(0, Deno.SeekMode.Start);
+    let off = 0;
+    while (off < bytes.length) off += await file.write(bytes.subarray(off));
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.PermissionDenied || e instanceof Deno.errors.BadResource) return false;
+    throw e;
+  }
 }
 
 /**

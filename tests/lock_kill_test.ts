@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { tempDir } from "./support/env.ts";
+import { hermeticVars, REPO_ROOT, tempDir } from "./support/env.ts";
 import { alive, fileExists, lockVars, readOr, spawnMlagent, waitUntil } from "./support/lock_helpers.ts";
 
 for (const mode of ["flock", "lease"] as const) {
@@ -56,3 +56,41 @@ for (const mode of ["flock", "lease"] as const) {
     await holder.done;
   });
 }
+
+Deno.test("SIGTERM to a process holding a lock through the API aborts `interrupted`, releases, exits 143", async () => {
+  await using dir = await tempDir();
+  const script = `${dir.path}/holder.ts`;
+  await Deno.writeTextFile(
+    script,
+    `import { realEnv } from "${REPO_ROOT}/agent/env.ts";
+import { acquire, namedLockSpec } from "${REPO_ROOT}/agent/lock.ts";
+const env = realEnv();
+const lock = await acquire(env, namedLockSpec(env, "api", "test"));
+lock.interrupted?.addEventListener("abort", () => console.log("interrupted"));
+console.log("held");
+await new Promise((r) => setTimeout(r, 30_000));
+`,
+  );
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--quiet", script],
+    env: hermeticVars(lockVars(dir.path)),
+    clearEnv: true,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let out = "";
+  while (!out.includes("held\n")) out += (await reader.read()).value ?? "";
+  assert.equal(await fileExists(`${dir.path}/locks/api.lock.owner`), true);
+  child.kill("SIGTERM");
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    out += value;
+  }
+  const status = await child.status;
+  await child.stderr.cancel();
+  assert.equal(status.code, 143);
+  assert.match(out, /interrupted/);
+  assert.equal(await fileExists(`${dir.path}/locks/api.lock.owner`), false);
+});
