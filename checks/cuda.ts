@@ -225,7 +225,10 @@ export function evaluateCuda(
 
 /** The cuda.* checks; `gpu` comes from gatherGpu so nvidia-smi runs once per doctor. */
 export async function checkCuda(ctx: CheckContext, gpu: GpuFacts | null): Promise<CheckResult[]> {
-  return evaluateCuda(await gatherCuda(ctx.env, ctx.probeTimeoutMs, ctx.cudaSearchRoots), gpu, {
+  // Sites that keep toolkits elsewhere (/opt/nvidia, /sw/cuda) list their roots in MLAGENT_CUDA_SEARCH_PATH.
+  const roots = ctx.cudaSearchRoots ??
+    (ctx.env.vars.MLAGENT_CUDA_SEARCH_PATH?.split(":").filter(Boolean) || undefined);
+  return evaluateCuda(await gatherCuda(ctx.env, ctx.probeTimeoutMs, roots), gpu, {
     profile: ctx.profile,
     forcedVariant: ctx.env.vars.MLAGENT_CUDA_VARIANT || undefined,
   });

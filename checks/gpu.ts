@@ -604,62 +604,92 @@ export function evaluateGpu(facts: GpuFacts, ctx: Pick<CheckContext, "profile">)
   return [driverRes, devices, evaluateHealth(facts.devices)];
 }
 
+const gpus = (ix: number[]) => `GPU${ix.length > 1 ? "s" : ""} ${ix.join(", ")}`;
+const has = (ix: number[]) => `${gpus(ix)} ${ix.length > 1 ? "have" : "has"}`;
+
 /** Health signals per GPU: fails need the node drained; warns need attention but jobs can run. */
 export function evaluateHealth(devices: GpuDevice[]): CheckResult {
-  const fails: string[] = [];
-  const warns: string[] = [];
-  const remedies = new Set<string>();
-  for (const d of devices) {
-    const g = `GPU ${d.index}`;
-    if (d.errors.length) {
-      fails.push(
-        `${g} reports ERR! in ${d.errors.slice(0, 4).join(", ")}${d.errors.length > 4 ? ", ..." : ""}`,
-      );
-      remedies.add(
-        "Drain the node and check `dmesg` for Xid errors; reset the GPU (`nvidia-smi -r`) or reboot",
-      );
-    }
-    if ((d.ecc_uncorrected_volatile ?? 0) > 0) {
-      fails.push(`${g} has ${d.ecc_uncorrected_volatile} uncorrectable ECC errors since the driver loaded`);
-      remedies.add("Drain the node and reset the GPU; report it to the admins if the errors recur");
-    }
-    if (d.remapped_rows_failure) {
-      fails.push(`${g} failed a row remapping`);
-      remedies.add("The GPU needs replacement: drain the node and report it");
-    }
-    if (d.retired_pages_pending) {
-      warns.push(`${g} has retired pages pending`);
-      remedies.add("Reset the GPU (or reboot) when idle so pending page retirements take effect");
-    }
-    if (d.remapped_rows_pending) {
-      warns.push(`${g} has remapped rows pending`);
-      remedies.add("Reset the GPU (or reboot) when idle so pending row remappings take effect");
-    }
-    if (d.mig_mode === "enabled") {
-      warns.push(`${g} is in MIG mode (jobs see MIG slices, not the whole GPU)`);
-      remedies.add(
-        "Address MIG instances by their MIG- UUID in CUDA_VISIBLE_DEVICES, or ask for a non-MIG GPU",
-      );
-    }
-    if (d.persistence_mode === "disabled") {
-      warns.push(`${g} has persistence mode off (slow driver start, state lost between jobs)`);
-      remedies.add("An admin can enable it: `nvidia-smi -pm 1` or the nvidia-persistenced service");
-    }
-  }
+  // Each signal names the GPUs showing it once, so eight GPUs with persistence off make one phrase.
+  const signals: {
+    level: "fail" | "warn";
+    hit: (d: GpuDevice) => boolean;
+    say: (ix: number[]) => string;
+    remedy: string;
+  }[] = [
+    {
+      level: "fail",
+      hit: (d) => d.errors.length > 0,
+      say: (ix) =>
+        ix.map((i) => {
+          const e = devices.find((d) => d.index === i)!.errors;
+          return `GPU ${i} reports ERR! in ${e.slice(0, 4).join(", ")}${e.length > 4 ? ", ..." : ""}`;
+        }).join("; "),
+      remedy: "Drain the node and check `dmesg` for Xid errors; reset the GPU (`nvidia-smi -r`) or reboot",
+    },
+    {
+      level: "fail",
+      hit: (d) => (d.ecc_uncorrected_volatile ?? 0) > 0,
+      say: (ix) =>
+        ix.map((i) =>
+          `GPU ${i} has ${
+            devices.find((d) => d.index === i)!.ecc_uncorrected_volatile
+          } uncorrectable ECC errors since the driver loaded`
+        ).join("; "),
+      remedy: "Drain the node and reset the GPU; report it to the admins if the errors recur",
+    },
+    {
+      level: "fail",
+      hit: (d) => d.remapped_rows_failure === true,
+      say: (ix) => `${gpus(ix)} failed a row remapping`,
+      remedy: "The GPU needs replacement: drain the node and report it",
+    },
+    {
+      level: "warn",
+      hit: (d) => d.retired_pages_pending === true,
+      say: (ix) => `${has(ix)} retired pages pending`,
+      remedy: "Reset the GPU (or reboot) when idle so pending page retirements take effect",
+    },
+    {
+      level: "warn",
+      hit: (d) => d.remapped_rows_pending === true,
+      say: (ix) => `${has(ix)} remapped rows pending`,
+      remedy: "Reset the GPU (or reboot) when idle so pending row remappings take effect",
+    },
+    {
+      level: "warn",
+      hit: (d) => d.mig_mode === "enabled",
+      say: (ix) =>
+        `${gpus(ix)} ${ix.length > 1 ? "are" : "is"} in MIG mode (jobs see MIG slices, not the whole GPU)`,
+      remedy: "Address MIG instances by their MIG- UUID in CUDA_VISIBLE_DEVICES, or ask for a non-MIG GPU",
+    },
+    {
+      level: "warn",
+      hit: (d) => d.persistence_mode === "disabled",
+      say: (ix) => `persistence mode off on ${gpus(ix)} (slower CUDA start, state lost between jobs)`,
+      remedy: "An admin can enable it: `nvidia-smi -pm 1` or the nvidia-persistenced service",
+    },
+  ];
+  const found = signals.map((s) => ({ ...s, ix: devices.filter(s.hit).map((d) => d.index) })).filter((s) =>
+    s.ix.length
+  );
+  const fails = found.filter((s) => s.level === "fail");
   const unknown = devices.filter((d) => d.unknown_fields.length).map((d) =>
     `GPU ${d.index}: ${d.unknown_fields.length} fields N/A`
   );
   const tail = unknown.length ? ` (${unknown.join("; ")})` : "";
-  if (fails.length) {
-    return result("gpu.health", "fail", [...fails, ...warns].join("; "), [...remedies].join("; "));
+  const n = devices.length;
+  if (found.length === 0) {
+    return result(
+      "gpu.health",
+      "pass",
+      `${n} GPU${n === 1 ? "" : "s"} healthy: no ERR!, no uncorrectable ECC errors, nothing pending${tail}`,
+    );
   }
-  if (warns.length) return result("gpu.health", "warn", warns.join("; "), [...remedies].join("; "));
   return result(
     "gpu.health",
-    "pass",
-    `${devices.length} GPU${
-      devices.length === 1 ? "" : "s"
-    } healthy: no ERR!, no uncorrectable ECC errors, nothing pending${tail}`,
+    fails.length ? "fail" : "warn",
+    found.map((s) => s.say(s.ix)).join("; "),
+    found.map((s) => s.remedy).join("; "),
   );
 }
 

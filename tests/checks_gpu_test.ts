@@ -642,7 +642,7 @@ Deno.test("evaluateHealth() fails on uncorrectable ECC and row-remap failure, wa
     ["healthy A100", {}, "pass", /healthy/],
     ["uncorrectable ECC since boot", { ecc_uncorrected_volatile: 3 }, "fail", /3 uncorrectable ECC errors/],
     ["row remapping failed", { remapped_rows_failure: true }, "fail", /failed a row remapping/],
-    ["retired pages pending", { retired_pages_pending: true }, "warn", /retired pages pending/],
+    ["retired pages pending", { retired_pages_pending: true }, "warn", /GPU 0 has retired pages pending/],
     ["remapped rows pending", { remapped_rows_pending: true }, "warn", /remapped rows pending/],
     ["MIG enabled", { mig_mode: "enabled" }, "warn", /MIG mode/],
     ["persistence off", { persistence_mode: "disabled" }, "warn", /persistence mode off/],
