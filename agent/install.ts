@@ -481,7 +481,8 @@ export async function install(env: Env, opts: InstallOptions): Promise<InstallRe
   const report = await withLock(
     env,
     venvLockSpec(plan.venvDir, `install ${plan.profile.name}`),
-    { timeoutMs: opts.lockTimeoutMs, noWait: opts.noWait },
+    // Our own signal handling stops the installer and records the venv as failed before the lock goes.
+    { timeoutMs: opts.lockTimeoutMs, noWait: opts.noWait, handleSignals: false },
     async () => {
       // Whoever held the lock may have finished this very install.
       if (!opts.force) {
@@ -677,17 +678,67 @@ async function installLocked(
     return err;
   };
 
-  if (rebuild || found.kind === "missing") {
-    env.log.info(`creating venv ${venvDir} with Python ${plan.python.version} (${plan.python.executable})`);
-    await env.fs.mkdir(venvDir.slice(0, venvDir.lastIndexOf("/")), { recursive: true });
-    try {
-      await createVenv(env, plan.python.executable, venvDir, { uv: plan.installer.uv, withPip: true });
-    } catch (e) {
-      if (e instanceof MlagentError) throw await fail(null, "venv", e);
-      throw e;
+  // Ctrl-C reaches only our process group, and installers run in their own: stop them ourselves, record
+  // the venv as failed, and let the next run repair it. A SIGKILL is handled by the next run instead.
+  const interrupt = new AbortController();
+  const unhook = (["SIGINT", "SIGTERM", "SIGHUP"] as const).map((sig) =>
+    env.onSignal(sig, () => {
+      if (!interrupt.signal.aborted) env.log.warn(`${sig}: stopping the installer`);
+      interrupt.abort(sig);
+    })
+  );
+  const interrupted = () =>
+    failed(
+      `install ${plan.profile.name}: interrupted (${interrupt.signal.reason}); the venv is marked failed`,
+      "Run the install again to finish it",
+    );
+  try {
+    // Recorded before the venv exists, so a run killed while creating it is seen as unfinished.
+    await save();
+    if (rebuild || found.kind === "missing") {
+      env.log.info(`creating venv ${venvDir} with Python ${plan.python.version} (${plan.python.executable})`);
+      try {
+        await createVenv(env, plan.python.executable, venvDir, {
+          uv: plan.installer.uv,
+          withPip: true,
+          signal: interrupt.signal,
+        });
+      } catch (e) {
+        if (interrupt.signal.aborted) throw await fail(null, "interrupted", interrupted());
+        if (e instanceof MlagentError) throw await fail(null, "venv", e);
+        throw e;
+      }
+      await save();
     }
+    return await runStagesAndVerify(env, plan, state, {
+      action,
+      started,
+      save,
+      fail,
+      interrupt,
+      interrupted,
+    });
+  } finally {
+    for (const u of unhook) u();
   }
-  await save();
+}
+
+interface RunContext {
+  action: InstallAction;
+  started: number;
+  save: () => Promise<void>;
+  fail: (stage: string | null, kind: string, err: MlagentError) => Promise<MlagentError>;
+  interrupt: AbortController;
+  interrupted: () => MlagentError;
+}
+
+async function runStagesAndVerify(
+  env: Env,
+  plan: InstallPlan,
+  state: VenvState,
+  { action, save, fail, interrupt, interrupted }: RunContext,
+): Promise<InstallReport> {
+  const { venvDir } = plan;
   if (plan.cacheDir) await env.fs.mkdir(plan.cacheDir, { recursive: true });
 
   const stageReports: StageReport[] = [];
@@ -707,8 +758,9 @@ async function installLocked(
     }
     const stage = plan.profile.stages[i];
     const t0 = env.now();
-    const outcome = await runStage(env, plan, stage, ps, installer);
+    const outcome = await runStage(env, plan, stage, ps, installer, interrupt.signal);
     installer = outcome.installer;
+    if (interrupt.signal.aborted) throw await fail(ps.name, "interrupted", interrupted());
     if (!outcome.ok) {
       st.status = "failed";
       throw await fail(ps.name, outcome.verdict.kind, outcome.error);
@@ -733,7 +785,12 @@ async function installLocked(
     }
     const t0 = env.now();
     const timeoutMs = (step.timeout_s ?? 600) * 1000;
-    const r = await env.run([venvPython(venvDir), "-c", step.code], { timeoutMs, cwd: venvDir });
+    const r = await env.run([venvPython(venvDir), "-c", step.code], {
+      timeoutMs,
+      cwd: venvDir,
+      signal: interrupt.signal,
+    });
+    if (interrupt.signal.aborted) throw await fail(null, "interrupted", interrupted());
     const ok = r.kind === "exited" && r.code === 0;
     verify.push({ name: step.name, ok, skipped: false, duration_ms: env.now() - t0 });
     if (!ok) {
@@ -762,12 +819,15 @@ async function installLocked(
   return {
     ...baseReport(plan),
     action,
+    waited_for_other: false,
     installer: installer.kind,
     stages: stageReports,
     verify,
     packages: state.packages,
   };
 }
+
+const UNKNOWN: FailureVerdict = { kind: "unknown", package: null, cause: null, remedy: "", detail: null };
 
 type StageOutcome =
   | { ok: true; attempts: number; argv: string[]; installer: InstallerChoice }
@@ -783,6 +843,7 @@ async function runStage(
   stage: Stage,
   ps: PlannedStage,
   initial: InstallerChoice,
+  signal: AbortSignal,
 ): Promise<StageOutcome> {
   let installer = initial;
   let command = ps.command;
@@ -793,6 +854,7 @@ async function runStage(
     attempts++;
     env.log.info(`stage ${ps.name}: installing ${stage.packages.join(" ")}`);
     const r = await env.run(command.argv, {
+      signal,
       timeoutMs: command.timeoutMs,
       env: command.env,
       onOutput: (_s, text) => {
@@ -800,6 +862,9 @@ async function runStage(
       },
     });
     if (r.kind === "exited" && r.code === 0) return { ok: true, attempts, argv: command.argv, installer };
+    if (signal.aborted) {
+      return { ok: false, verdict: UNKNOWN, installer, error: failed(`stage ${ps.name} interrupted`) };
+    }
     if (installer.kind === "uv" && uvItselfBroke(r)) {
       env.log.warn(`uv itself failed (${describeRun(r)}); falling back to pip for the remaining stages`);
       installer = { kind: "pip", uv: null, reason: "uv failed" };

@@ -4,7 +4,7 @@
  * built where it lives and judged by running its interpreter, never by the directory existing.
  */
 import type { Env } from "./env.ts";
-import { describeRun } from "./run.ts";
+import { describeRun, type RunResult } from "./run.ts";
 import { failed } from "./errors.ts";
 
 export interface PythonInfo {
@@ -75,19 +75,36 @@ export interface CreateVenvOptions {
   /** The venv must carry pip (the pip installer runs `<venv>/bin/python -m pip`). */
   withPip: boolean;
   timeoutMs?: number;
+  signal?: AbortSignal;
 }
 
-/** Creates a venv at venvDir from `python` (which must not exist or be empty). Throws `failed` with the output. */
+/** Creates a venv at venvDir from `python` (venvDir may exist holding only .mlagent/). Throws `failed` with the output. */
 export async function createVenv(
   env: Env,
   python: string,
   venvDir: string,
   opts: CreateVenvOptions,
 ): Promise<void> {
-  const argv = opts.uv
-    ? [opts.uv, "venv", "--python", python, ...(opts.withPip ? ["--seed"] : []), venvDir]
-    : [python, "-m", "venv", ...(opts.withPip ? [] : ["--without-pip"]), venvDir];
-  const r = await env.run(argv, { timeoutMs: opts.timeoutMs ?? 300_000 });
+  const venvArgv = [python, "-m", "venv", ...(opts.withPip ? [] : ["--without-pip"]), venvDir];
+  const run = (argv: string[]) =>
+    env.run(argv, { timeoutMs: opts.timeoutMs ?? 300_000, signal: opts.signal });
+  let r: RunResult;
+  if (opts.uv) {
+    r = await run([
+      opts.uv,
+      "venv",
+      "--allow-existing",
+      "--python",
+      python,
+      ...(opts.withPip ? ["--seed"] : []),
+      venvDir,
+    ]);
+    if (r.kind === "exited" && r.code === 0) return;
+    if (opts.signal?.aborted) throw failed(`venv creation interrupted`);
+    // uv broken on this node (old glibc, bad download): the interpreter's own venv module still works.
+    env.log.warn(`uv venv failed (${describeRun(r)}); creating the venv with ${python} -m venv`);
+  }
+  r = await run(venvArgv);
   if (r.kind === "exited" && r.code === 0) return;
   const tail = r.kind === "not-found" ? "" : tailLines(r.stderr || r.stdout, 15);
   const headers = /ensurepip|No module named venv/.test(tail)

@@ -54,7 +54,7 @@ const BASE_STAGES = [
 ];
 const IMPORTS = { name: "imports", code: "import mla_alpha, mla_beta, mla_gamma, mla_needs_helper" };
 
-async function setup(dir: string, index: LocalIndex) {
+function setup(dir: string, index: LocalIndex) {
   const vars = {
     MLAGENT_ROOT: `${dir}/venvs`,
     MLAGENT_INDEX_URL: index.url,
@@ -94,7 +94,7 @@ Deno.test("install builds a venv stage by stage, then a rerun, a changed profile
   await using index = await startIndex(dists.dir);
   const dir = await Deno.makeTempDir({ prefix: "mlagent-install-" });
   try {
-    const { vars, write, install } = await setup(dir, index);
+    const { vars, write, install } = setup(dir, index);
     const venv = `${vars.MLAGENT_ROOT}/seq`;
     const file = await write("seq.json", profile("seq", BASE_STAGES, [IMPORTS]));
     let changed = BASE_STAGES;
@@ -265,13 +265,59 @@ Deno.test("install killed mid-stage is repaired by the next run, and concurrent 
   await using index = await startIndex(dists.dir);
   const dir = await Deno.makeTempDir({ prefix: "mlagent-install-" });
   try {
-    const { vars, write, install } = await setup(dir, index);
+    const { vars, write, install } = setup(dir, index);
     const venv = `${vars.MLAGENT_ROOT}/slow`;
     const stages = [
       { name: "first", packages: ["mla-gamma==1.0"] },
       { name: "slow", packages: ["mla-slow==1.0"] },
     ];
     const file = await write("slow.json", profile("slow", stages));
+
+    const waitForBuild = async (started: string) => {
+      const deadline = Date.now() + 60_000;
+      let pgid = 0;
+      while (!pgid) {
+        assert.ok(Date.now() < deadline, "the slow build never started");
+        pgid = Number(await Deno.readTextFile(started).catch(() => "")) || 0;
+        if (!pgid) await new Promise((r) => setTimeout(r, 100));
+      }
+      return pgid;
+    };
+    // A live (non-zombie: PID 1 here does not reap) process in the group, from /proc.
+    const groupAlive = (pgid: number) => {
+      for (const e of Deno.readDirSync("/proc")) {
+        if (!/^\d+$/.test(e.name)) continue;
+        try {
+          const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
+          const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+          if (Number(f[2]) === pgid && f[0] !== "Z" && f[0] !== "X") return true;
+        } catch { /* exited meanwhile */ }
+      }
+      return false;
+    };
+
+    await t.step(
+      "SIGINT during a stage stops the installer's process group and marks the venv failed",
+      async () => {
+        const started = `${dir}/build-started-int`;
+        const [cmd, ...args] = mlagentArgv(["install", file]);
+        const child = new Deno.Command(cmd, {
+          args,
+          env: hermeticVars({ ...vars, MLA_SLOW_BUILD_S: "60", MLA_BUILD_STARTED: started }),
+          clearEnv: true,
+          stdout: "null",
+          stderr: "piped",
+        }).spawn();
+        const pgid = await waitForBuild(started);
+        child.kill("SIGINT");
+        const out = await child.output();
+        assert.equal(out.code, 1);
+        assert.match(new TextDecoder().decode(out.stderr), /interrupted \(SIGINT\)/);
+        const state = await readState(venv);
+        assert.equal(state.status, "failed");
+        assert.equal(groupAlive(pgid), false, "the build kept running after mlagent stopped");
+      },
+    );
 
     await t.step("SIGKILL during the slow stage leaves the venv installing, not ready", async () => {
       const started = `${dir}/build-started`;
@@ -283,17 +329,8 @@ Deno.test("install killed mid-stage is repaired by the next run, and concurrent 
         stdout: "null",
         stderr: "null",
       }).spawn();
-      const deadline = Date.now() + 60_000;
-      while (!(await exists(started))) {
-        assert.ok(Date.now() < deadline, "the slow build never started");
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      // Wait until the backend wrote its group id, then kill mlagent and (as a job kill would) the build.
-      let pgid = 0;
-      while (!pgid) {
-        pgid = Number(await Deno.readTextFile(started)) || 0;
-        if (!pgid) await new Promise((r) => setTimeout(r, 50));
-      }
+      // Kill mlagent and, as a job kill would, the build it started.
+      const pgid = await waitForBuild(started);
       child.kill("SIGKILL");
       await child.status;
       try {
