@@ -287,7 +287,15 @@ async function checkLockPath(env: Env, path: string): Promise<{ dev: number; ino
 // Owner records and judging
 
 function userName(env: Env): string {
-  return env.vars.USER || env.vars.LOGNAME || `uid ${env.uid}`;
+  if (env.vars.USER || env.vars.LOGNAME) return env.vars.USER || env.vars.LOGNAME;
+  try {
+    // Batch jobs often run without USER; the passwd entry still names the uid.
+    const line = env.fs.readTextFileSync("/etc/passwd").split("\n").find((l) =>
+      l.split(":")[2] === String(env.uid)
+    );
+    if (line) return line.split(":")[0];
+  } catch { /* no passwd file */ }
+  return `uid ${env.uid}`;
 }
 
 function newToken(): string {
@@ -463,7 +471,7 @@ export function judgeRecord(
 
 /** "gpu-17 pid 4411 for 6m12s (install, job 123)" */
 export function describeOwner(env: Env, rec: OwnerRecord | null): string {
-  if (!rec) return "an owner that left no record";
+  if (!rec) return "an owner without a readable record (just acquiring, or it crashed)";
   const who = isAlive(env, rec.pid, rec.pid_start_time) || rec.host !== env.hostname() || !rec.command_pid
     ? `${rec.host} pid ${rec.pid}`
     : `${rec.host} pid ${rec.command_pid} (command of exited mlagent pid ${rec.pid})`;
