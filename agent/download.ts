@@ -389,6 +389,10 @@ interface Job {
   hasher?: InlineHasher;
   /** Whether the `.incomplete.json` state exists on disk. */
   stateSaved?: boolean;
+  /** Whether an `.incomplete` file may exist. */
+  hasPart: boolean;
+  /** mtime of the finished file (a rename keeps it). */
+  mtimeMs?: number;
 }
 
 /**
@@ -590,11 +594,27 @@ export async function downloadRepo(env: Env, opts: DownloadOptions): Promise<Dow
       const jobs: Job[] = [];
       let reusedFiles = 0;
       const manifest = await readManifest(env, localDir);
+      // Two directory walks instead of a failing stat per file of a fresh download.
+      const present = await scanFiles(env, localDir, ".cache/huggingface");
+      const parts = await scanFiles(env, `${localDir}/${META_DIR}`);
+      const mtimes = new Map<string, number>();
       for (const f of wanted) {
-        if (await isAlreadyDone(env, localDir, f, ctx.commit, manifest)) {
+        const mtime = present.has(f.path)
+          ? await isAlreadyDone(env, localDir, f, ctx.commit, manifest)
+          : null;
+        if (mtime !== null) {
           ctx.reused += f.size;
           reusedFiles++;
-        } else jobs.push({ file: f, size: f.size, done: 0, resumedFrom: 0 });
+          mtimes.set(f.path, mtime);
+        } else {
+          jobs.push({
+            file: f,
+            size: f.size,
+            done: 0,
+            resumedFrom: 0,
+            hasPart: parts.has(`${f.path}.incomplete`),
+          });
+        }
       }
       if (!opts.skipDiskCheck) await checkFreeSpace(env, localDir, jobs);
       const stopProgress = startProgress(ctx, jobs);
@@ -603,7 +623,8 @@ export async function downloadRepo(env: Env, opts: DownloadOptions): Promise<Dow
       } finally {
         stopProgress();
       }
-      await writeManifest(env, localDir, opts.repo, revision, ctx.commit, wanted);
+      for (const j of jobs) mtimes.set(j.file.path, j.mtimeMs ?? 0);
+      await writeManifest(env, localDir, opts.repo, revision, ctx.commit, wanted, mtimes);
       const duration = Math.max(1, env.now() - started);
       return {
         ok: true,
@@ -707,34 +728,58 @@ async function refuseSymlinkEscapes(env: Env, localDir: string, paths: string[])
   }
 }
 
-/** A file either tool finished: right size, a record naming the same etag, and not modified since. */
+/** Relative paths of the files (and symlinks) under `root`, skipping the `skip` subtree. */
+async function scanFiles(env: Env, root: string, skip?: string): Promise<Set<string>> {
+  const out = new Set<string>();
+  const walk = async (dir: string, prefix: string) => {
+    const entries: Deno.DirEntry[] = [];
+    try {
+      for await (const e of env.fs.readDir(dir)) entries.push(e);
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      const rel = prefix + e.name;
+      if (rel === skip) continue;
+      if (e.isDirectory) await walk(`${dir}/${e.name}`, `${rel}/`);
+      else out.add(rel);
+    }
+  };
+  await walk(root, "");
+  return out;
+}
+
+/**
+ * A file either tool finished: right size, a record naming the same etag, and not modified since.
+ * Returns its mtime (ms) if so, else null.
+ */
 async function isAlreadyDone(
   env: Env,
   localDir: string,
   f: HubFile,
   commit: string,
   manifest: Manifest | null,
-): Promise<boolean> {
+): Promise<number | null> {
   const st = await statOrNull(env, `${localDir}/${f.path}`);
-  if (!st?.isFile || st.size !== f.size) return false;
+  if (!st?.isFile || st.size !== f.size) return null;
   const want = f.lfsSha256 ?? f.oid;
   const rec = await readMetadata(env, localDir, f.path);
   const mtime = st.mtime?.getTime() ?? 0;
   const known = manifest?.files[f.path];
   // mlagent saw the file at verification time; a different mtime means someone rewrote it since.
   const untouched = !known || known.mtime_ms === mtime;
-  if (rec && rec.etag === want && mtime / 1000 - 1 <= rec.timestamp && untouched) return true;
+  if (rec && rec.etag === want && mtime / 1000 - 1 <= rec.timestamp && untouched) return mtime;
   // No record or an outdated one: the bytes decide (huggingface_hub does the same for LFS files).
   const algo = f.lfsSha256 ? "sha256" : isSha1(f.oid) ? "git-sha1" : null;
-  if (!algo || (await hashFile(env, `${localDir}/${f.path}`, algo)) !== want) return false;
+  if (!algo || (await hashFile(env, `${localDir}/${f.path}`, algo)) !== want) return null;
   await writeMetadata(env, localDir, f.path, commit, want);
-  return true;
+  return mtime;
 }
 
 async function checkFreeSpace(env: Env, localDir: string, jobs: Job[]) {
   let need = 0;
   for (const j of jobs) {
-    const have = (await statOrNull(env, incompletePath(localDir, j.file.path)))?.size ?? 0;
+    const have = j.hasPart ? (await statOrNull(env, incompletePath(localDir, j.file.path)))?.size ?? 0 : 0;
     need += Math.max(0, j.size - have);
   }
   if (need === 0) return;
@@ -762,18 +807,18 @@ async function writeManifest(
   revision: string,
   commit: string,
   files: HubFile[],
+  mtimes: Map<string, number>,
 ) {
   const old = await readManifest(env, localDir);
   const entries: Manifest["files"] = old && old.commit === commit && old.repo === repo
     ? { ...old.files }
     : {};
   for (const f of files) {
-    const st = await env.fs.stat(`${localDir}/${f.path}`);
     entries[f.path] = {
       size: f.size,
       etag: f.lfsSha256 ?? f.oid,
       ...(f.lfsSha256 ? { sha256: f.lfsSha256 } : {}),
-      mtime_ms: st.mtime?.getTime() ?? 0,
+      mtime_ms: mtimes.get(f.path) ?? 0,
     };
   }
   const m: Manifest = {
@@ -846,7 +891,7 @@ async function withRetries<T>(ctx: Ctx, what: string, fn: () => Promise<T>): Pro
 
 async function loadState(ctx: Ctx, job: Job, etag: string, size: number): Promise<PartState> {
   const inc = incompletePath(ctx.localDir, job.file.path);
-  const have = (await statOrNull(ctx.env, inc))?.size;
+  const have = job.hasPart ? (await statOrNull(ctx.env, inc))?.size : undefined;
   let saved: PartState | null = null;
   if (have !== undefined) {
     try {
@@ -886,8 +931,12 @@ async function freshState(
 ): Promise<PartState> {
   const inc = incompletePath(ctx.localDir, job.file.path);
   await ensureDir(ctx, parentOf(inc));
-  const f = await ctx.env.fs.open(inc, { write: true, create: true, truncate: true });
-  f.close();
+  if (!single || job.hasPart) {
+    // One stream truncates when it opens at byte 0; ranges write at offsets into an existing file.
+    const f = await ctx.env.fs.open(inc, { write: true, create: true, truncate: true });
+    f.close();
+  }
+  job.hasPart = true;
   if (job.stateSaved) {
     await ctx.env.fs.remove(statePath(ctx.localDir, job.file.path)).catch(() => {});
     job.stateSaved = false;
@@ -912,6 +961,7 @@ async function saveState(ctx: Ctx, job: Job, state: PartState) {
 
 async function removePart(ctx: Ctx, job: Job) {
   await ctx.env.fs.remove(incompletePath(ctx.localDir, job.file.path)).catch(() => {});
+  job.hasPart = false;
   if (job.stateSaved) await ctx.env.fs.remove(statePath(ctx.localDir, job.file.path)).catch(() => {});
   job.stateSaved = false;
 }
@@ -962,7 +1012,9 @@ async function fetchFile(ctx: Ctx, job: Job): Promise<void> {
           job.hasher = algo ? new InlineHasher(algo, meta.size) : undefined;
         }
       }
-      const size = (await env.fs.stat(inc)).size;
+      const st = await env.fs.stat(inc);
+      const size = st.size;
+      job.mtimeMs = st.mtime?.getTime() ?? 0;
       let problem: string | null = null;
       if (size !== meta.size) problem = `size ${size} bytes, expected ${meta.size}`;
       else if (job.hasher) {
@@ -1106,8 +1158,12 @@ async function streamOnce(
       }
     }
     if (!res.body) throw new HubHttpError(`${job.file.path}: empty body`, res.status, true);
-    file = await ctx.env.fs.open(incompletePath(ctx.localDir, job.file.path), { write: true });
-    await file.seek(seg.pos, Deno.SeekMode.Start);
+    file = await ctx.env.fs.open(incompletePath(ctx.localDir, job.file.path), {
+      write: true,
+      create: true,
+      truncate: wholeFile && seg.pos === 0,
+    });
+    if (seg.pos > 0) await file.seek(seg.pos, Deno.SeekMode.Start);
     const reader = res.body.getReader();
     try {
       while (true) {
