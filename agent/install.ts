@@ -34,7 +34,7 @@ import {
 import { readVenvState, stateFileOf, type VenvState, writeVenvState } from "./state.ts";
 import { venvLockSpec, withLock } from "./lock.ts";
 import { bootId, isAlive, selfIdentity } from "./proc.ts";
-import { classifyInstallFailure, type FailureVerdict } from "./classify.ts";
+import { classifyInstallFailure, type FailureVerdict, type NetworkDetail } from "./classify.ts";
 import { mountForPath, sameFilesystem } from "./mounts.ts";
 import { isoTime } from "./output.ts";
 import { describeRun, findOnPath, type RunResult } from "./run.ts";
@@ -389,6 +389,14 @@ export function classifyFetchError(e: unknown, msg: string): ReachFailure {
   if (/timed? ?out/i.test(msg)) return "timeout";
   return "connection";
 }
+
+const REACH_DETAIL: Record<ReachFailure, NetworkDetail> = {
+  dns: "dns",
+  connection: "connect",
+  tls: "tls",
+  timeout: "timeout",
+  http: "http-5xx",
+};
 
 const REACH_WORDS: Record<ReachFailure, string> = {
   dns: "DNS lookup failed",
@@ -827,7 +835,16 @@ async function runStagesAndVerify(
   };
 }
 
-const UNKNOWN: FailureVerdict = { kind: "unknown", package: null, cause: null, remedy: "", detail: null };
+const UNKNOWN: FailureVerdict = {
+  kind: "unknown",
+  package: null,
+  cause: null,
+  remedy: "",
+  detail: null,
+  url: null,
+  retry: "none",
+  evidence: null,
+};
 
 type StageOutcome =
   | { ok: true; attempts: number; argv: string[]; installer: InstallerChoice }
@@ -849,6 +866,7 @@ async function runStage(
   let command = ps.command;
   let networkFailures = 0;
   let healed = false;
+  let uncached = false;
   let attempts = 0;
   for (;;) {
     attempts++;
@@ -880,17 +898,15 @@ async function runStage(
       continue;
     }
     const output = r.kind === "not-found" ? `${r.program}: not found` : `${r.stdout}\n${r.stderr}`;
-    let verdict = r.kind === "timed-out"
+    let verdict: FailureVerdict = r.kind === "timed-out"
       ? {
-        kind: "unknown" as const,
-        package: null,
+        ...UNKNOWN,
         cause: `the installer did not finish within ${Math.round(r.afterMs / 1000)} s`,
         remedy: `Raise the stage's timeout_s, or check for a build that hangs`,
-        detail: null,
       }
       : classifyInstallFailure(output);
     verdict = await reconsiderAsNetwork(env, verdict, output, ps.indexes);
-    if (verdict.kind === "network" && ++networkFailures < NETWORK_ATTEMPTS) {
+    if (verdict.retry === "backoff" && ++networkFailures < NETWORK_ATTEMPTS) {
       const ms = backoffMs(env, networkFailures);
       env.log.warn(
         `stage ${ps.name}: network failure (${verdict.detail ?? verdict.cause ?? "network"}); ` +
@@ -899,11 +915,27 @@ async function runStage(
       await env.sleep(ms);
       continue;
     }
-    if (verdict.kind === "cache-corrupt" && !healed && plan.cacheDir) {
+    if (verdict.retry === "heal-cache-then-once" && !healed && plan.cacheDir) {
       healed = true;
       await healCache(env, plan.cacheDir, verdict);
       await env.fs.mkdir(plan.cacheDir, { recursive: true });
       env.log.warn(`stage ${ps.name}: retrying once after healing the cache`);
+      continue;
+    }
+    if (verdict.retry === "without-cache-once" && !uncached) {
+      uncached = true;
+      env.log.warn(
+        `stage ${ps.name}: ${verdict.cause ?? "the cache is unusable here"}; retrying once without it`,
+      );
+      command = stageCommand({
+        installer,
+        venvDir: plan.venvDir,
+        stage,
+        indexes: stageIndexes(stage, plan.cuda, plan.mirror),
+        cacheDir: null,
+        crossDevice: true,
+        mirrorOnly: plan.mirror !== null,
+      });
       continue;
     }
     const pkg = verdict.package ?? packageFromOutput(output);
@@ -952,7 +984,10 @@ async function reconsiderAsNetwork(
         package: m[1].toLowerCase(),
         cause: `the index did not answer for ${m[1]}: ${bad.message}`,
         remedy: "Check the network or the index; set MLAGENT_INDEX_URL to a reachable mirror",
-        detail: bad.kind,
+        detail: REACH_DETAIL[bad.kind],
+        url: null,
+        retry: "backoff",
+        evidence: bad.message,
       };
     }
   }
