@@ -1,0 +1,125 @@
+/**
+ * `mlagent doctor --json` wall time (spawned via `deno run main.ts`, a fake nvidia-smi printing a real XML
+ * capture first on PATH) against running the same probes alone: the nvidia-smi, python, nvcc and df commands
+ * the doctor runs, spawned directly from this process. Both measured alternately in one run; medians.
+ * Nothing is subtracted: the doctor's time includes Deno's start-up and module loading.
+ */
+import type { BenchRow } from "../bench.ts";
+import { realEnv } from "../../agent/env.ts";
+import { findOnPath } from "../../agent/run.ts";
+import { listPythonCandidates, PROBE_SCRIPT } from "../../checks/python.ts";
+import { SMI_XML_ARGV } from "../../checks/gpu.ts";
+
+const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
+const RUNS = 7;
+
+async function spawn(argv: string[], env: Record<string, string>): Promise<number> {
+  const out = await new Deno.Command(argv[0], {
+    args: argv.slice(1),
+    env,
+    clearEnv: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return out.code;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+export async function run(): Promise<BenchRow[]> {
+  const dir = await Deno.makeTempDir({ prefix: "mlagent-bench-doctor-" });
+  try {
+    await Deno.mkdir(`${dir}/bin`);
+    const xml = `${ROOT}/tests/fixtures/nvidia-smi/xml/q_x_595.58.03_1xRTX3080.xml`;
+    await Deno.writeTextFile(`${dir}/bin/nvidia-smi`, `#!/bin/sh\ncat '${xml}'\n`, { mode: 0o755 });
+    const vars: Record<string, string> = {
+      ...Deno.env.toObject(),
+      PATH: `${dir}/bin:${Deno.env.get("PATH") ?? "/usr/bin:/bin"}`,
+      MLAGENT_STATE_DIR: `${dir}/state`,
+      MLAGENT_ROOT: `${dir}/venvs`,
+      NO_COLOR: "1",
+      PIP_CONFIG_FILE: "/dev/null",
+    };
+
+    // The probes the doctor runs on this node, found the way it finds them.
+    const env = realEnv({ vars });
+    const seen = new Set<string>();
+    const pythons: string[][] = [];
+    for (const c of await listPythonCandidates(env)) {
+      const real = await Deno.realPath(c.path).catch(() => null);
+      if (!real || seen.has(real)) continue;
+      seen.add(real);
+      pythons.push([c.path, "-I", "-c", PROBE_SCRIPT, "--venv"]);
+    }
+    const nvcc = findOnPath("nvcc", vars.PATH) ??
+      ["/usr/local/cuda/bin/nvcc"].find((p) => findOnPath(p, undefined));
+    const probes: string[][] = [
+      [`${dir}/bin/nvidia-smi`, ...SMI_XML_ARGV.slice(1)],
+      ...pythons,
+      ...(nvcc ? [[nvcc, "--version"]] : []),
+      ["df", "-P", "-k", dir, "/tmp"],
+    ].map((a) => [findOnPath(a[0], vars.PATH) ?? a[0], ...a.slice(1)]);
+
+    const doctorArgv = [
+      Deno.execPath(),
+      "run",
+      "--allow-all",
+      "--quiet",
+      `${ROOT}/main.ts`,
+      "doctor",
+      "--json",
+    ];
+    const timeDoctor = async () => {
+      const t = performance.now();
+      const code = await spawn(doctorArgv, vars);
+      if (code !== 0 && code !== 1) throw new Error(`doctor exited ${code}`);
+      return performance.now() - t;
+    };
+    // The doctor runs independent probes side by side; so does this baseline (the fastest they can go).
+    const timeProbesParallel = async () => {
+      const t = performance.now();
+      await Promise.all(probes.map((p) => spawn(p, vars)));
+      return performance.now() - t;
+    };
+    const timeProbesSequential = async () => {
+      const t = performance.now();
+      for (const p of probes) await spawn(p, vars);
+      return performance.now() - t;
+    };
+
+    await timeDoctor(); // warm Deno's module cache, as any second run on a node is
+    await timeProbesParallel();
+    const d: number[] = [];
+    const par: number[] = [];
+    const seq: number[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      d.push(await timeDoctor());
+      par.push(await timeProbesParallel());
+      seq.push(await timeProbesSequential());
+    }
+    const [md, mp, ms] = [median(d), median(par), median(seq)];
+    const detail = `doctor ${md.toFixed(0)} ms, probes side by side ${mp.toFixed(0)} ms, one after another ${
+      ms.toFixed(0)
+    } ms; ${probes.length} probes (${pythons.length} interpreters); median of ${RUNS}`;
+    return [
+      {
+        name: "doctor --json wall / its probes alone (side by side)",
+        value: md / mp,
+        unit: "x",
+        target: "< 2",
+        met: md / mp < 2,
+        detail,
+      },
+      {
+        name: "doctor --json wall / its probes alone (one after another)",
+        value: md / ms,
+        unit: "x",
+        target: "< 2",
+        met: md / ms < 2,
+      },
+    ];
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
