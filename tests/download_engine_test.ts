@@ -5,6 +5,7 @@ import { validateRepoId } from "../agent/hf.ts";
 import { MlagentError } from "../agent/errors.ts";
 import { hermeticVars, tempDir, testEnv } from "./support/env.ts";
 import { contentBytes, type HubServer, smallRepo } from "./support/hf_server.ts";
+import { writeFakeBin } from "./support/fake_bin.ts";
 
 /** An Env pointed at the server whose sleeps are recorded and cut short (backoff must not slow tests). */
 function envFor(server: HubServer, vars: Record<string, string> = {}) {
@@ -375,4 +376,38 @@ Deno.test("download fetches a large file as parallel ranges and resumes each ran
   assert.ok(ranges.length >= 4 + 4, JSON.stringify(ranges));
   assert.ok(server.sent("model.safetensors") <= 3_000_000 * 1.01);
   await assertFilesMatch(server, dir.path);
+});
+
+Deno.test("download follows the Hub's relative redirect to /api/resolve-cache/ for regular files", async () => {
+  await using server = smallRepo({ resolveCache: true, requireToken: "hf_cache_token" });
+  await using dir = await tempDir();
+  const r = await downloadRepo(envFor(server, { HF_TOKEN: "hf_cache_token" }), {
+    repo: server.repo,
+    localDir: dir.path,
+    ...FAST,
+  });
+  assert.equal(r.ok, true);
+  assert.ok(server.requests.some((q) => q.path.startsWith("/api/resolve-cache/") && q.method === "HEAD"));
+  // The redirect stays on the Hub host, so the token goes along; the CDN still never sees it.
+  assert.ok(
+    server.requests.filter((q) => q.path.startsWith("/api/resolve-cache/")).every((q) =>
+      q.authorization === "Bearer hf_cache_token"
+    ),
+  );
+  await assertFilesMatch(server, dir.path);
+});
+
+Deno.test("download checks free space against the bytes still to fetch before starting", async () => {
+  await using server = smallRepo();
+  await using dir = await tempDir();
+  await using bin = await tempDir();
+  await writeFakeBin(bin.path, "df", {
+    stdout: "Filesystem 1-blocks Used Available Capacity Mounted on\n/dev/x 1000000 999000 1000 100% /\n",
+  });
+  const env = envFor(server, { PATH: `${bin.path}:${Deno.env.get("PATH")}` });
+  await assert.rejects(
+    downloadRepo(env, { repo: server.repo, localDir: `${dir.path}/t`, backoffBaseMs: 1 }),
+    (e: unknown) => e instanceof MlagentError && e.exitCode === 1 && /not enough free space/.test(e.message),
+  );
+  assert.equal(server.requests.filter((q) => q.path.includes("/resolve/")).length, 0);
 });

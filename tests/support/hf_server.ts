@@ -62,6 +62,11 @@ export interface HubServerOptions {
   requireToken?: string;
   /** With requireToken: answer as a gated repo (GatedRepo) instead of a private one (RepoNotFound). */
   gated?: boolean;
+  /**
+   * Answer /resolve/ for regular files with a relative redirect to /api/resolve-cache/... as the Hub does
+   * for some repos (resolve_head_samples.txt [B]).
+   */
+  resolveCache?: boolean;
 }
 
 const PERIOD = 1_048_573; // prime, so a misplaced range never lines up with the pattern
@@ -147,6 +152,7 @@ export class HubServer implements AsyncDisposable {
   pageSize: number;
   requireToken?: string;
   gated: boolean;
+  resolveCache: boolean;
   commit = "";
   private entries = new Map<string, Entry>();
   private server: Deno.HttpServer;
@@ -156,6 +162,7 @@ export class HubServer implements AsyncDisposable {
     this.pageSize = opts.pageSize ?? 1000;
     this.requireToken = opts.requireToken;
     this.gated = opts.gated ?? false;
+    this.resolveCache = opts.resolveCache ?? false;
     for (const f of opts.files ?? []) this.setFile(f);
     this.server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => this.handle(req));
     this.port = (this.server.addr as Deno.NetAddr).port;
@@ -271,10 +278,14 @@ export class HubServer implements AsyncDisposable {
       }
       if (kind === "tree") return this.tree(u);
     }
-    if (p.startsWith("/api/")) return this.hubError(401, "RepoNotFound", "Repository not found");
+    const cache = `/api/resolve-cache/models/${this.repo}/`;
     const resolve = `/${this.repo}/resolve/`;
-    if (!p.startsWith(resolve)) return this.hubError(401, "RepoNotFound", "Repository not found");
-    const rest = p.slice(resolve.length);
+    const viaCache = p.startsWith(cache);
+    if (!viaCache && p.startsWith("/api/")) return this.hubError(401, "RepoNotFound", "Repository not found");
+    if (!viaCache && !p.startsWith(resolve)) {
+      return this.hubError(401, "RepoNotFound", "Repository not found");
+    }
+    const rest = p.slice(viaCache ? cache.length : resolve.length);
     const slash = rest.indexOf("/");
     const rev = decodeURIComponent(rest.slice(0, slash));
     const path = rest.slice(slash + 1).split("/").map(decodeURIComponent).join("/");
@@ -287,6 +298,10 @@ export class HubServer implements AsyncDisposable {
     if (req.method === "HEAD") {
       const fault = this.takeFault(path, "head");
       if (fault?.kind === "status") return this.statusFault(fault);
+    }
+    if (this.resolveCache && !viaCache && !e.sha256) {
+      const location = `${cache}${this.commit}/${rest.slice(slash + 1)}?etag=%22${e.oid}%22`;
+      return new Response(null, { status: 307, headers: { ...common, location } });
     }
     if (e.sha256) {
       const headers = {
