@@ -390,9 +390,18 @@ async function isFile(env: Env, path: string): Promise<boolean> {
  * or ending in ".json" is a path. Unknown names, malformed JSON and lint errors throw badInput (exit 2).
  */
 export async function loadProfile(env: Env, nameOrPath: string): Promise<Profile> {
+  return (await findProfile(env, nameOrPath)).profile;
+}
+
+/** loadProfile, also saying where the profile came from: "builtin:NAME" or the absolute file path. */
+export async function findProfile(
+  env: Env,
+  nameOrPath: string,
+): Promise<{ profile: Profile; source: string }> {
   if (nameOrPath.includes("\0")) throw badInput("profile name contains a NUL byte");
   if (looksLikePath(nameOrPath)) {
-    return await readProfileFile(env, absolute(env, nameOrPath));
+    const file = absolute(env, nameOrPath);
+    return { profile: await readProfileFile(env, file), source: file };
   }
   if (!PROFILE_NAME_PATTERN.test(nameOrPath)) {
     throw badInput(
@@ -410,11 +419,12 @@ export async function loadProfile(env: Env, nameOrPath: string): Promise<Profile
           `rename the file to ${profile.name}.json or set "name": "${nameOrPath}"`,
         );
       }
-      return profile;
+      return { profile, source: file };
     }
   }
   if (Object.hasOwn(BUILTIN_PROFILES, nameOrPath)) {
-    return profileFromValue(structuredClone(BUILTIN_PROFILES[nameOrPath]), `builtin:${nameOrPath}`);
+    const source = `builtin:${nameOrPath}`;
+    return { profile: profileFromValue(structuredClone(BUILTIN_PROFILES[nameOrPath]), source), source };
   }
   const known = [...new Set((await listProfiles(env)).map((e) => e.name))];
   const near = closestMatch(nameOrPath, known);
