@@ -24,6 +24,7 @@ import { mountForPath } from "./mounts.ts";
 import { formatDuration, isoTime } from "./output.ts";
 import { localLockDir } from "./paths.ts";
 import { bootId, isAlive, readProc, schedulerJob } from "./proc.ts";
+import type { SpawnedChild } from "./run.ts";
 
 export interface LockSpec {
   /** Human name shown in messages, e.g. "venv:hunyuan-video-i2v". */
@@ -536,11 +537,14 @@ async function withHeartbeat(env: Env, path: string, rec: OwnerRecord): Promise<
   try {
     const hb = JSON.parse(text) as Heartbeat;
     if (hb.token !== rec.token) return rec;
-    const beat = Date.parse(hb.heartbeat_at);
+    // The file's mtime counts too: the watchdog of an orphaned command touches it (see LeaseLock).
+    const mtime = (await env.fs.stat(`${path}.heartbeat`).catch(() => null))?.mtime?.getTime() ?? NaN;
+    const parsed = Date.parse(hb.heartbeat_at);
+    const beat = Number.isNaN(mtime) ? parsed : Number.isNaN(parsed) ? mtime : Math.max(parsed, mtime);
     return {
       ...rec,
       heartbeat_at: !Number.isNaN(beat) && beat > Date.parse(rec.heartbeat_at)
-        ? hb.heartbeat_at
+        ? isoTime(beat)
         : rec.heartbeat_at,
       command_pid: typeof hb.command_pid === "number" ? hb.command_pid : rec.command_pid,
       command_start_time: typeof hb.command_start_time === "number"
@@ -995,6 +999,42 @@ class LeaseLock extends HeldLock {
     super(env, spec, "lease", token, fencing, record, s);
   }
 
+  private watchdog: SpawnedChild | null = null;
+
+  /**
+   * Other hosts see only the heartbeat. So that a command outliving a SIGKILLed mlagent keeps its lease,
+   * a small watchdog in its own session touches the heartbeat file while the command (same pid, same start
+   * time, not a zombie) lives, and ends with it.
+   */
+  override async recordCommand(pid: number): Promise<void> {
+    await super.recordCommand(pid);
+    const script = [
+      "p=$1 st=$2 hb=$3 iv=$4 proc=$5",
+      "while :; do",
+      '  sleep "$iv" </dev/null >/dev/null 2>&1',
+      '  s=$(cat "$proc/$p/stat" 2>/dev/null) || exit 0',
+      "  set -- ${s##*') '}",
+      '  [ "$1" = Z ] && exit 0',
+      '  [ -z "$st" ] || [ "${20}" = "$st" ] || exit 0',
+      '  touch -c "$hb" 2>/dev/null',
+      "done",
+    ].join("\n");
+    void this.env.run(
+      [
+        "sh",
+        "-c",
+        script,
+        "mlagent-lock-watchdog",
+        String(pid),
+        String(this.commandStart ?? ""),
+        `${this.spec.path}.heartbeat`,
+        String(this.s.heartbeatMs / 1000),
+        this.env.procRoot,
+      ],
+      { timeoutMs: MAX_TIMER_MS, newProcessGroup: true, onSpawn: (c) => (this.watchdog = c) },
+    ).catch(() => {});
+  }
+
   protected async beat() {
     const claim = await readText(this.env, this.spec.path);
     const current = claim ? parseOwnerRecord(claim) : null;
@@ -1018,6 +1058,7 @@ class LeaseLock extends HeldLock {
   }
 
   protected async drop() {
+    this.watchdog?.kill("SIGKILL");
     await removeClaimIf(this.env, this.spec.path, (text) => parseOwnerRecord(text)?.token === this.token);
     const hb = await readText(this.env, `${this.spec.path}.heartbeat`).catch(() => null);
     if (hb?.includes(this.token)) await this.env.fs.remove(`${this.spec.path}.heartbeat`).catch(() => {});

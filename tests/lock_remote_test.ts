@@ -157,3 +157,42 @@ Deno.test("without unshare, MLAGENT_HOSTNAME stands in for another host", async 
   const doc = local.json<{ locks: { status: string }[] }>();
   assert.equal(doc.locks[0].status, "stale-dead");
 });
+
+Deno.test({
+  name: "a command that outlives its SIGKILLed mlagent keeps the lease against other hosts past the TTL",
+  ignore: !unshare,
+  async fn() {
+    await using dir = await tempDir();
+    const vars = leaseVars(dir.path);
+    const log = `${dir.path}/order.log`;
+    const cmdPid = `${dir.path}/cmd.pid`;
+    const holder = spawnMlagent([
+      "lock",
+      "run",
+      "remote",
+      "--",
+      "sh",
+      "-c",
+      `echo $$ > '${cmdPid}'; sleep 3; echo holder-command-ended >> '${log}'`,
+    ], { env: vars, host: "host-a" });
+    await waitUntil("the holder's command runs", async () => (await readOr(cmdPid)).trim() !== "");
+    await new Promise((r) => setTimeout(r, 100));
+    Deno.kill(holder.pid, "SIGKILL");
+    const waiter = spawnMlagent([
+      "lock",
+      "run",
+      "remote",
+      "--",
+      "sh",
+      "-c",
+      `echo waiter-entered >> '${log}'`,
+    ], {
+      env: vars,
+      host: "host-b",
+    });
+    const w = await waiter.done;
+    assert.equal(w.code, 0, w.stderr);
+    assert.deepEqual((await readOr(log)).trim().split("\n"), ["holder-command-ended", "waiter-entered"]);
+    await holder.done;
+  },
+});
