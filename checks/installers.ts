@@ -48,7 +48,7 @@ export async function gatherInstallers(
     uv: null,
     uv_problem: null,
     pip: pipVersion
-      ? { source: "ensurepip (bundled with the chosen interpreter)", version: pipVersion }
+      ? { source: "the chosen interpreter's ensurepip", version: pipVersion }
       : null,
     forced: env.vars.MLAGENT_INSTALLER || null,
   };
@@ -69,12 +69,12 @@ export function evaluateInstallers(facts: InstallerFacts): CheckResult {
   const pick = selectInstaller(facts.forced, facts.uv?.version ?? null, facts.pip?.version ?? null);
   const seen = [
     facts.uv
-      ? `uv ${facts.uv.version} (${facts.uv.path})`
+      ? `uv ${facts.uv.version} at ${facts.uv.path}`
       : facts.uv_problem
       ? `uv broken: ${facts.uv_problem}`
-      : "uv not on PATH",
+      : null,
     facts.pip ? `pip ${facts.pip.version} from ${facts.pip.source}` : "no pip",
-  ].join("; ");
+  ].filter(Boolean).join("; ");
   const f = { installer: { ...facts, selected: "error" in pick ? null : pick.installer } };
   if ("error" in pick) {
     return result(

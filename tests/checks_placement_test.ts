@@ -192,7 +192,7 @@ Deno.test("installer check reads uv's version from a uv on PATH", async () => {
   const env = testEnv({ vars: hermeticVars({ PATH: `${dir.path}/bin:/usr/bin:/bin` }) });
   const r = evaluateInstallers(await gatherInstallers(env, "23.2.1"));
   assert.equal(r.status, "pass");
-  assert.match(r.message, /installs will use uv: uv 0\.4\.18 is on PATH.*pip 23\.2\.1 from ensurepip/);
+  assert.match(r.message, /installs will use uv: uv 0\.4\.18 is on PATH.*pip 23\.2\.1 from the chosen interpreter.s ensurepip/);
   assert.deepEqual(await fakeCalls(`${dir.path}/bin`, "uv"), ["--version"]);
   const forcedPip = evaluateInstallers(await gatherInstallers(testEnv({ vars: { ...env.vars, MLAGENT_INSTALLER: "pip" } }), "23.2.1"));
   assert.match(forcedPip.message, /installs will use pip: forced by MLAGENT_INSTALLER=pip/);
