@@ -1306,6 +1306,13 @@ export async function clearLock(env: Env, info: LockInfo, { force = false } = {}
       const state = await readLockState(env, info.path);
       const verdict = judgeState(env, state, settings(env, {}), true);
       if (!removable(verdict) && verdict.status !== "free") return false;
+      // The counter outlives the lock file, so fencing numbers keep growing after a clear.
+      const last = Math.max(
+        parseFencingHeader(await readText(env, info.path)),
+        await readFence(env, info.path),
+        verdict.owner?.fencing ?? 0,
+      );
+      if (last > 0) await writeRecord(env, `${info.path}.fence`, last);
       await env.fs.remove(`${info.path}.owner`).catch(() => {});
       // Unlinked while locked: waiters on the old inode notice and reopen.
       if (await sameInode(env, info.path, file)) await env.fs.remove(info.path).catch(() => {});

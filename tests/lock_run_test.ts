@@ -167,3 +167,51 @@ Deno.test("lock run with an unknown command is bad input and leaves the lock fre
   assert.match(r.stderr, /command not found: no-such-command-xyz/);
   assert.equal((await runMlagent(["lock", "check", "nf"], { env: vars })).code, 0);
 });
+
+Deno.test("SIGINT to a waiting lock run stops the wait with exit 130 and leaves the holder alone", async () => {
+  await using dir = await tempDir();
+  const vars = lockVars(dir.path);
+  const marker = `${dir.path}/holding`;
+  const holder = spawnMlagent(["lock", "run", "int", "--", "sh", "-c", `touch '${marker}'; exec sleep 5`], {
+    env: vars,
+  });
+  try {
+    await waitUntil("the holder runs its command", () => fileExists(marker));
+    const waiter = spawnMlagent(["lock", "run", "int", "--", "true"], { env: vars });
+    await new Promise((r) => setTimeout(r, 600));
+    waiter.child.kill("SIGINT");
+    const w = await waiter.done;
+    assert.equal(w.code, 130, w.stderr);
+    assert.doesNotMatch(w.stderr, /at .*\.ts:\d+/, "no stack trace");
+    assert.equal((await runMlagent(["lock", "check", "int"], { env: vars })).code, 3);
+  } finally {
+    holder.child.kill("SIGTERM");
+    await holder.done;
+  }
+});
+
+Deno.test("lock clear keeps fencing numbers growing after it removes a stale flock lock", async () => {
+  await using dir = await tempDir();
+  const vars = lockVars(dir.path);
+  for (let i = 0; i < 2; i++) await runMlagent(["lock", "run", "fence", "--", "true"], { env: vars });
+  const dead = new Deno.Command("true").spawn();
+  await dead.status;
+  const owner = {
+    mlagent_lock: 1,
+    mode: "flock",
+    name: "fence",
+    token: "t",
+    host: Deno.hostname(),
+    pid: dead.pid,
+    acquired_at: new Date().toISOString(),
+    heartbeat_at: new Date().toISOString(),
+    fencing: 2,
+  };
+  await Deno.writeTextFile(`${dir.path}/locks/fence.lock.owner`, JSON.stringify(owner));
+  const clear = await runMlagent(["lock", "clear", "--yes"], { env: vars });
+  assert.match(clear.stdout, /removed stale-dead lock "fence"/);
+  const r = await runMlagent(["lock", "run", "fence", "--", "sh", "-c", 'echo "$MLAGENT_LOCK_FENCING"'], {
+    env: vars,
+  });
+  assert.equal(r.stdout.trim(), "3");
+});
