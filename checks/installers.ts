@@ -47,9 +47,7 @@ export async function gatherInstallers(
   const facts: InstallerFacts = {
     uv: null,
     uv_problem: null,
-    pip: pipVersion
-      ? { source: "the chosen interpreter's ensurepip", version: pipVersion }
-      : null,
+    pip: pipVersion ? { source: "the chosen interpreter's ensurepip", version: pipVersion } : null,
     forced: env.vars.MLAGENT_INSTALLER || null,
   };
   const uvPath = findOnPath("uv", env.vars.PATH);

@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import { evaluateDisk, gatherDisk, parseDfP } from "../checks/disk.ts";
-import { evaluateInstallers, gatherInstallers, parseToolVersion, selectInstaller } from "../checks/installers.ts";
+import {
+  evaluateInstallers,
+  gatherInstallers,
+  parseToolVersion,
+  selectInstaller,
+} from "../checks/installers.ts";
 import { checkPlacement, defaultCacheDir, judgeTmpdir } from "../checks/tmpdir.ts";
 import type { Profile } from "../agent/profile_types.ts";
 import { hermeticVars, tempDir, testEnv } from "./support/env.ts";
@@ -13,8 +18,20 @@ Deno.test("parseDfP() reads POSIX df rows, including filesystem names with space
     "/dev/vda         264212084 22896456  83494456      22% /\n" +
     "server:/export home 1000 10 990 1% /mnt/my home\n";
   assert.deepEqual(parseDfP(text), [
-    { filesystem: "/dev/vda", total_bytes: 264212084 * 1024, used_bytes: 22896456 * 1024, available_bytes: 83494456 * 1024, mount_point: "/" },
-    { filesystem: "server:/export home", total_bytes: 1024000, used_bytes: 10240, available_bytes: 990 * 1024, mount_point: "/mnt/my home" },
+    {
+      filesystem: "/dev/vda",
+      total_bytes: 264212084 * 1024,
+      used_bytes: 22896456 * 1024,
+      available_bytes: 83494456 * 1024,
+      mount_point: "/",
+    },
+    {
+      filesystem: "server:/export home",
+      total_bytes: 1024000,
+      used_bytes: 10240,
+      available_bytes: 990 * 1024,
+      mount_point: "/mnt/my home",
+    },
   ]);
 });
 
@@ -57,7 +74,12 @@ Deno.test("evaluateDisk() warns below 20 GiB without a profile and fails below t
     ["plain node with 80 GiB", [place("venv root", "sda", 80 * GIB)], null, "pass"],
     ["plain node with 12 GiB", [place("venv root", "sda", 12 * GIB)], null, "warn"],
     ["profile needing 100 GiB on 50 GiB", [place("venv root", "sda", 50 * GIB)], profile(100), "fail"],
-    ["cache fs short, venv fs fine", [place("venv root", "sda", 500 * GIB), place("cache", "tmp", 5 * GIB)], profile(10), "fail"],
+    [
+      "cache fs short, venv fs fine",
+      [place("venv root", "sda", 500 * GIB), place("cache", "tmp", 5 * GIB)],
+      profile(10),
+      "fail",
+    ],
   ];
   for (const [name, places, p, status] of cases) {
     const r = evaluateDisk({ places, problem: null }, { profile: p });
@@ -134,7 +156,10 @@ Deno.test("cache and venv root on different filesystems make installs copy (EXDE
   const env = testEnv({ vars: hermeticVars(), procRoot });
   const split = await checkPlacement(ctxFor(env, `${dir.path}/home/venvs`, `${dir.path}/scratch/cache`));
   const link = split.results.find((r) => r.id === "cache.link_mode")!;
-  assert.match(link.message, /different filesystems \(xfs at .*scratch vs ext4 at \/\): installs copy .*errno 18/);
+  assert.match(
+    link.message,
+    /different filesystems \(xfs at .*scratch vs ext4 at \/\): installs copy .*errno 18/,
+  );
   assert.equal(split.results[0].facts?.link_mode, "copy");
   const same = await checkPlacement(ctxFor(env, `${dir.path}/scratch/venvs`, `${dir.path}/scratch/cache`));
   assert.match(same.results.find((r) => r.id === "cache.link_mode")!.message, /hard-link/);
@@ -156,7 +181,9 @@ Deno.test("a user cache dir on a network filesystem is reported beside the node-
   await using dir = await tempDir();
   const procRoot = await fakeMounts(dir.path);
   const env = testEnv({ vars: hermeticVars({ UV_CACHE_DIR: `${dir.path}/nfs/uv` }), procRoot });
-  const { results } = await checkPlacement(ctxFor(env, `${dir.path}/home/venvs`, `${dir.path}/scratch/cache`));
+  const { results } = await checkPlacement(
+    ctxFor(env, `${dir.path}/home/venvs`, `${dir.path}/scratch/cache`),
+  );
   const cache = results.find((r) => r.id === "cache.fs")!;
   assert.equal(cache.status, "pass");
   assert.match(cache.message, /UV_CACHE_DIR=.*nfs4.*node-local cache instead/);
@@ -179,7 +206,10 @@ Deno.test("selectInstaller() prefers uv, honours MLAGENT_INSTALLER, and explains
   });
   assert.equal((selectInstaller(null, null, "24.0") as { installer: string }).installer, "pip");
   assert.equal((selectInstaller("pip", "0.4.18", "24.0") as { installer: string }).installer, "pip");
-  assert.match((selectInstaller("uv", null, "24.0") as { error: string }).error, /MLAGENT_INSTALLER=uv but uv is not on PATH/);
+  assert.match(
+    (selectInstaller("uv", null, "24.0") as { error: string }).error,
+    /MLAGENT_INSTALLER=uv but uv is not on PATH/,
+  );
   assert.match((selectInstaller("conda", null, "24.0") as { error: string }).error, /must be "uv" or "pip"/);
   assert.equal(parseToolVersion("uv 0.4.18 (7b55e9790 2024-10-01)"), "0.4.18");
   assert.equal(parseToolVersion("pip 24.0 from /x/site-packages/pip (python 3.11)"), "24.0");
@@ -188,12 +218,20 @@ Deno.test("selectInstaller() prefers uv, honours MLAGENT_INSTALLER, and explains
 Deno.test("installer check reads uv's version from a uv on PATH", async () => {
   await using dir = await tempDir();
   await Deno.mkdir(`${dir.path}/bin`);
-  await writeFakeBin(`${dir.path}/bin`, "uv", { whenArgsContain: "--version", stdout: "uv 0.4.18 (7b55e9790 2024-10-01)\n" });
+  await writeFakeBin(`${dir.path}/bin`, "uv", {
+    whenArgsContain: "--version",
+    stdout: "uv 0.4.18 (7b55e9790 2024-10-01)\n",
+  });
   const env = testEnv({ vars: hermeticVars({ PATH: `${dir.path}/bin:/usr/bin:/bin` }) });
   const r = evaluateInstallers(await gatherInstallers(env, "23.2.1"));
   assert.equal(r.status, "pass");
-  assert.match(r.message, /installs will use uv: uv 0\.4\.18 is on PATH.*pip 23\.2\.1 from the chosen interpreter.s ensurepip/);
+  assert.match(
+    r.message,
+    /installs will use uv: uv 0\.4\.18 is on PATH.*pip 23\.2\.1 from the chosen interpreter.s ensurepip/,
+  );
   assert.deepEqual(await fakeCalls(`${dir.path}/bin`, "uv"), ["--version"]);
-  const forcedPip = evaluateInstallers(await gatherInstallers(testEnv({ vars: { ...env.vars, MLAGENT_INSTALLER: "pip" } }), "23.2.1"));
+  const forcedPip = evaluateInstallers(
+    await gatherInstallers(testEnv({ vars: { ...env.vars, MLAGENT_INSTALLER: "pip" } }), "23.2.1"),
+  );
   assert.match(forcedPip.message, /installs will use pip: forced by MLAGENT_INSTALLER=pip/);
 });
