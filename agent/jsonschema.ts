@@ -90,8 +90,10 @@ function check(root: JsonSchema, schema: JsonSchema, value: unknown, path: strin
   if (Array.isArray(schema.anyOf)) {
     const results = schema.anyOf.map((s: JsonSchema) => collect(root, s, value, path));
     if (!results.some((r: SchemaIssue[]) => r.length === 0)) {
-      // The branch that got furthest explains best.
-      const best = results.reduce((a: SchemaIssue[], b: SchemaIssue[]) => (b.length < a.length ? b : a));
+      // The branch that got furthest explains best: one whose type matched beats one that failed on type.
+      const score = (r: SchemaIssue[]) =>
+        r.length + (r.some((i) => i.keyword === "type" && i.path === path) ? 1000 : 0);
+      const best = results.reduce((a: SchemaIssue[], b: SchemaIssue[]) => (score(b) < score(a) ? b : a));
       out.push(...best);
     }
   }
