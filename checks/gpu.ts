@@ -68,6 +68,8 @@ export interface GpuFacts {
   failure: SmiFailure | null;
   /** The nvidia-smi argvs tried, in order. */
   tried: string[];
+  /** WARNING lines nvidia-smi printed beside its answer (a corrupted infoROM, for one). */
+  warnings: string[];
 }
 
 /** Fields asked of `--query-gpu`; every driver since 450 knows them. */
@@ -163,7 +165,12 @@ function uncorrectable(d: GpuDevice, block: XmlNode | null, label: string): numb
 
 /** nvidia-smi -q -x -> report; null when the text is not nvidia-smi's XML. */
 export function parseSmiXml(xml: string): SmiReport | null {
-  const root = parseXml(xml);
+  // Some drivers print "WARNING: infoROM is corrupted ..." on stdout around the document.
+  const start = xml.search(/<\?xml|<nvidia_smi_log[\s>]/);
+  const end = xml.lastIndexOf("</nvidia_smi_log>");
+  const root = start >= 0 && end > start
+    ? parseXml(xml.slice(start, end + "</nvidia_smi_log>".length))
+    : null;
   if (!root || root.name !== "nvidia_smi_log") return null;
   const devices = root.children.filter((c) => c.name === "gpu").map((g, index) => {
     const d = emptyDevice(index);
@@ -231,10 +238,12 @@ const headerKey = (h: string) => h.replace(/\s*\[[^\]]*\]\s*$/, "").trim().toLow
  * columns, with or without units). Null when there is no header with at least `name` or `uuid`.
  */
 export function parseSmiCsv(csv: string): SmiReport | null {
-  const lines = csv.split(/\r?\n/).filter((l) => l.trim());
-  if (lines.length === 0) return null;
+  const all = csv.split(/\r?\n/).filter((l) => l.trim());
+  // The header is the first line naming a name or uuid column; warning lines may come before it.
+  const at = all.findIndex((l) => splitCsv(l).map(headerKey).some((h) => h === "name" || h === "uuid"));
+  if (at < 0) return null;
+  const lines = all.slice(at);
   const headers = splitCsv(lines[0]).map(headerKey);
-  if (!headers.includes("name") && !headers.includes("uuid")) return null;
   const col = (row: string[], key: string): string | null => {
     const i = headers.indexOf(key);
     return i >= 0 && i < row.length ? row[i] : null;
@@ -372,6 +381,11 @@ export function parseProcDriverVersion(text: string): ProcDriverVersion | null {
 
 // ---------------------------------------------------------------------------------------------- gather
 
+/** "WARNING: infoROM is corrupted at gpu 0000:04:00.0" and the like, once each. */
+export function smiWarnings(output: string): string[] {
+  return [...new Set(output.split(/\r?\n/).map((l) => l.trim()).filter((l) => /^WARNING:/i.test(l)))];
+}
+
 /** Classifies a run that cannot be fixed by asking nvidia-smi in another form; null when another form may work. */
 export function classifySmiRun(r: RunResult): SmiFailure | null {
   if (r.kind === "not-found") return { kind: "absent" };
@@ -396,6 +410,7 @@ export async function gatherGpu(env: Env, timeoutMs = 10_000): Promise<GpuFacts>
     kernel_module: await readProcDriverVersion(env),
     failure: null,
     tried: [],
+    warnings: [],
   };
   const forms: [string[], (s: string) => SmiReport | null][] = [
     [SMI_XML_ARGV, parseSmiXml],
@@ -417,6 +432,7 @@ export async function gatherGpu(env: Env, timeoutMs = 10_000): Promise<GpuFacts>
     if (r.code !== 0) continue;
     const parsed = parse(r.stdout);
     if (!parsed) continue;
+    facts.warnings = smiWarnings(`${r.stdout}\n${r.stderr}`);
     // A driver header with no GPU rows means no devices, unless a later form lists some.
     if (!report || parsed.devices.length > 0) report = parsed;
     if (parsed.devices.length > 0) break;
@@ -601,14 +617,14 @@ export function evaluateGpu(facts: GpuFacts, ctx: Pick<CheckContext, "profile">)
       );
     }
   }
-  return [driverRes, devices, evaluateHealth(facts.devices)];
+  return [driverRes, devices, evaluateHealth(facts.devices, facts.warnings)];
 }
 
 const gpus = (ix: number[]) => `GPU${ix.length > 1 ? "s" : ""} ${ix.join(", ")}`;
 const has = (ix: number[]) => `${gpus(ix)} ${ix.length > 1 ? "have" : "has"}`;
 
 /** Health signals per GPU: fails need the node drained; warns need attention but jobs can run. */
-export function evaluateHealth(devices: GpuDevice[]): CheckResult {
+export function evaluateHealth(devices: GpuDevice[], warnings: string[] = []): CheckResult {
   // Each signal names the GPUs showing it once, so eight GPUs with persistence off make one phrase.
   const signals: {
     level: "fail" | "warn";
@@ -672,6 +688,17 @@ export function evaluateHealth(devices: GpuDevice[]): CheckResult {
   const found = signals.map((s) => ({ ...s, ix: devices.filter(s.hit).map((d) => d.index) })).filter((s) =>
     s.ix.length
   );
+  if (warnings.length) {
+    found.push({
+      level: "warn",
+      hit: () => false,
+      ix: [],
+      say: () => `nvidia-smi warns: ${warnings.join("; ")}`,
+      remedy: /infoROM/i.test(warnings.join(" "))
+        ? "A corrupted infoROM needs the GPU's firmware reflashed or the board replaced: report it to the admins"
+        : "Read the warning; `nvidia-smi -q` shows the affected GPU",
+    });
+  }
   const fails = found.filter((s) => s.level === "fail");
   const unknown = devices.filter((d) => d.unknown_fields.length).map((d) =>
     `GPU ${d.index}: ${d.unknown_fields.length} fields N/A`
@@ -702,6 +729,7 @@ export function publicGpuFacts(f: GpuFacts): Record<string, unknown> {
     source: f.source,
     devices: f.devices,
     kernel_module: f.kernel_module,
+    warnings: f.warnings,
     failure: f.failure?.kind ?? null,
     tried: f.tried,
   };

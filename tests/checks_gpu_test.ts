@@ -666,6 +666,7 @@ Deno.test("gpu.devices judges count and memory against the profile", () => {
     kernel_module: null,
     failure: null,
     tried: [],
+    warnings: [],
   };
   assert.equal(
     evaluateGpu(facts, { profile: profile({ gpu: { required: true, min_count: 2 } }) })[1].status,
@@ -678,4 +679,26 @@ Deno.test("gpu.devices judges count and memory against the profile", () => {
     evaluateGpu(facts, { profile: profile({ gpu: { required: true, min_memory_mib: 20000 } }) })[1].status,
     "pass",
   );
+});
+
+Deno.test("a WARNING line before the XML or CSV still parses, and gpu.health carries it", async () => {
+  const warn = "WARNING: infoROM is corrupted at gpu 0000:84:00.0\n";
+  assert.equal(parseSmiXml(warn + read("xml/q_x_535.86.05_1xRTX4090.xml"))?.devices.length, 1);
+  assert.equal(parseSmiXml(read("xml/q_x_535.86.05_1xRTX4090.xml") + warn)?.devices.length, 1);
+  assert.equal(
+    parseSmiCsv(warn + read("csv/querygpu_595.80_1xL40S_idle.csv"))?.devices[0].name,
+    "NVIDIA L40S",
+  );
+  await using dir = await tempDir();
+  await Deno.mkdir(`${dir.path}/bin`);
+  await writeFakeBin(`${dir.path}/bin`, "nvidia-smi", {
+    stdoutFile: `${SMI}/xml/q_x_535.86.05_1xRTX4090.xml`,
+    stdout: warn,
+  });
+  const f = await gatherGpu(await gpuEnv(dir.path), 5000);
+  assert.deepEqual(f.warnings, [warn.trim()]);
+  const health = evaluateGpu(f, { profile: null })[2];
+  assert.equal(health.status, "warn");
+  assert.match(health.message, /infoROM is corrupted/);
+  assert.match(health.remedy ?? "", /firmware/);
 });
