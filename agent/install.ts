@@ -117,8 +117,8 @@ const sha = (...parts: string[]) => createHash("sha256").update(parts.join("\0")
 // ------------------------------------------------------------------------------------------------ planning
 
 /** Loads the profile, runs the doctor and resolves everything a run needs. Writes nothing. */
-export async function planInstall(env: Env, opts: InstallOptions): Promise<InstallPlan> {
-  const profile = await loadProfile(env, opts.profile);
+export async function planInstall(env: Env, opts: InstallOptions, loaded?: Profile): Promise<InstallPlan> {
+  const profile = loaded ?? await loadProfile(env, opts.profile);
   const venvDir = venvDirOf(env, profile.name, opts.root);
   const doctor = await runDoctor({
     env,
@@ -156,7 +156,8 @@ export async function planInstall(env: Env, opts: InstallOptions): Promise<Insta
     throw failed(`install ${profile.name}: --cuda ${opts.cuda} given but the profile has no CUDA variants`);
   }
 
-  const { python, reason: pythonReason } = await interpreterFromDoctor(env, profile, doctor.facts);
+  const { python, reason: pythonReason } = (!opts.force && await keptInterpreter(env, profile, venvDir)) ||
+    await interpreterFromDoctor(env, profile, doctor.facts);
   const installer = chooseInstaller(env);
   const cache = resolveInstallerCache(env, installer.kind, doctor.facts);
   const cacheDir = cache.path;
@@ -189,12 +190,7 @@ export async function planInstall(env: Env, opts: InstallOptions): Promise<Insta
   }
   const pSha = profileSha256(profile);
   const fingerprint = sha(pSha, cuda?.name ?? "", python.version, python.executable, installer.kind);
-  const mroot = modelsRoot(env);
-  const models = profile.models.map((m: ModelSpec) => ({
-    repo: m.repo,
-    revision: m.revision ?? "main",
-    local_dir: m.local_dir ? absolute({ ...env, cwd: mroot }, m.local_dir) : `${mroot}/${m.repo}`,
-  }));
+  const models = modelTargets(env, profile);
   return {
     profile,
     profileSha256: pSha,
@@ -213,6 +209,27 @@ export async function planInstall(env: Env, opts: InstallOptions): Promise<Insta
     models,
     gpuPresent: profile.gpu.required || devices > 0,
   };
+}
+
+/**
+ * The venv's own interpreter while it still runs and meets the constraint: a Python installed on the node
+ * later must not rebuild a working venv. MLAGENT_PYTHON and --force choose afresh.
+ */
+async function keptInterpreter(
+  env: Env,
+  profile: Profile,
+  venvDir: string,
+): Promise<{ python: PythonInfo; reason: string } | null> {
+  if (env.vars.MLAGENT_PYTHON?.trim()) return null;
+  const st = await readVenvState(env, venvDir);
+  if (st.kind !== "ok") return null;
+  const info = await probePython(env, st.value.plan.python_executable);
+  if (
+    !info || info.version !== st.value.plan.python_version || !pythonSatisfies(info.version, profile.python)
+  ) {
+    return null;
+  }
+  return { python: info, reason: `the venv's interpreter, still meets ${profile.python}` };
 }
 
 /** The doctor's choice of interpreter (it has probed them all), unless MLAGENT_PYTHON names one. */
@@ -234,6 +251,15 @@ async function interpreterFromDoctor(
     }
   }
   return await chooseInterpreter(env, profile);
+}
+
+function modelTargets(env: Env, profile: Profile): InstallPlan["models"] {
+  const mroot = modelsRoot(env);
+  return profile.models.map((m: ModelSpec) => ({
+    repo: m.repo,
+    revision: m.revision ?? "main",
+    local_dir: m.local_dir ? absolute({ ...env, cwd: mroot }, m.local_dir) : `${mroot}/${m.repo}`,
+  }));
 }
 
 /**
@@ -467,14 +493,19 @@ function backoffMs(env: Env, attempt: number): number {
 /** Runs install (or shows the plan with dryRun). Throws MlagentError for every expected failure. */
 export async function install(env: Env, opts: InstallOptions): Promise<InstallReport> {
   const started = env.now();
-  const plan = await planInstall(env, opts);
+  const profile = await loadProfile(env, opts.profile);
+  if (!opts.force && !opts.dryRun) {
+    const quick = await readyBeforeDoctor(env, opts, profile);
+    if (quick) return await finishWithModels(env, profile, modelTargets(env, profile), opts, quick, started);
+  }
+  const plan = await planInstall(env, opts, profile);
   if (opts.dryRun) return planReport(plan);
 
   if (!opts.force) {
     const ready = await readyAsPlanned(env, plan);
     if (ready) {
       const report: InstallReport = { ...baseReport(plan), action: "none", packages: ready.packages };
-      return await finishWithModels(env, plan, opts, report, started);
+      return await finishWithModels(env, profile, plan.models, opts, report, started);
     }
   }
   // Probe the indexes of the stages this run will install, before anything is written.
@@ -507,24 +538,88 @@ export async function install(env: Env, opts: InstallOptions): Promise<InstallRe
       return await installLocked(env, plan, opts, started);
     },
   );
-  return await finishWithModels(env, plan, opts, report, started);
+  return await finishWithModels(env, profile, plan.models, opts, report, started);
+}
+
+/**
+ * The no-op path, before the doctor: the state says ready with the fingerprint this run would compute
+ * (same profile, installer, recorded interpreter, CUDA variant) and the venv's Python runs. Only the GPU
+ * probe runs, and only for profiles with CUDA variants and no --cuda. Nothing is written, no lock taken:
+ * state.json is replaced atomically with `ready` last, and a rebuild removes it before touching the venv.
+ */
+async function readyBeforeDoctor(
+  env: Env,
+  opts: InstallOptions,
+  profile: Profile,
+): Promise<InstallReport | null> {
+  const venvDir = venvDirOf(env, profile.name, opts.root);
+  const st = await readVenvState(env, venvDir);
+  if (st.kind !== "ok" || st.value.status !== "ready") return null;
+  const state = st.value;
+  if (env.vars.MLAGENT_PYTHON?.trim()) return null;
+  let installer: InstallerChoice;
+  try {
+    installer = chooseInstaller(env);
+  } catch {
+    return null;
+  }
+  let cuda: string | null = null;
+  if (profile.cuda_variants.length) {
+    let driver: string | null = null;
+    let driverCuda: string | null = null;
+    if (!opts.cuda) {
+      const doc = await runDoctor(
+        { env, profile, venvRoot: venvRoot(env, opts.root), probeTimeoutMs: 15_000 },
+        { only: ["gpu.driver"] },
+      );
+      const g = (doc.facts.gpu ?? {}) as Record<string, unknown>;
+      driver = typeof g.driver_version === "string" ? g.driver_version : null;
+      driverCuda = typeof g.cuda_version === "string" ? g.cuda_version : null;
+    }
+    const choice = selectCudaVariant(driver, driverCuda, profile.cuda_variants, opts.cuda);
+    if ("error" in choice) return null;
+    cuda = choice.variant.name;
+  }
+  const fp = sha(
+    profileSha256(profile),
+    cuda ?? "",
+    state.plan.python_version,
+    state.plan.python_executable,
+    installer.kind,
+  );
+  if (fp !== state.fingerprint) return null;
+  const py = await probePython(env, venvPython(venvDir));
+  if (!py || py.version !== state.plan.python_version) return null;
+  return {
+    ok: true,
+    profile: profile.name,
+    venv: venvDir,
+    status: "ready",
+    action: "none",
+    waited_for_other: false,
+    python: { executable: state.plan.python_executable, version: state.plan.python_version },
+    cuda_variant: cuda,
+    installer: installer.kind,
+    cache_dir: null,
+    fingerprint: fp,
+    stages: [],
+    verify: [],
+    models: [],
+    packages: state.packages,
+    duration_ms: 0,
+  };
 }
 
 async function finishWithModels(
   env: Env,
-  plan: InstallPlan,
+  profile: Profile,
+  models: InstallPlan["models"],
   opts: InstallOptions,
   report: InstallReport,
   started: number,
 ): Promise<InstallReport> {
-  if (!opts.noModels) report.models = await fetchModels(env, plan);
-  else {report.models = plan.models.map((m) => ({
-      repo: m.repo,
-      local_dir: m.local_dir,
-      ok: true,
-      skipped: true,
-    })
-    );}
+  if (!opts.noModels) report.models = await fetchModels(env, profile, models);
+  else report.models = models.map((m) => ({ repo: m.repo, local_dir: m.local_dir, ok: true, skipped: true }));
   if (report.models.some((m) => !m.ok)) report.ok = false;
   report.duration_ms = env.now() - started;
   return report;
@@ -1001,10 +1096,14 @@ function packageFromOutput(output: string): string | null {
   return m ? m[1].toLowerCase() : null;
 }
 
-async function fetchModels(env: Env, plan: InstallPlan): Promise<InstallReport["models"]> {
+async function fetchModels(
+  env: Env,
+  profile: Profile,
+  models: InstallPlan["models"],
+): Promise<InstallReport["models"]> {
   const out: InstallReport["models"] = [];
-  for (const [i, m] of plan.models.entries()) {
-    const spec = plan.profile.models[i];
+  for (const [i, m] of models.entries()) {
+    const spec = profile.models[i];
     try {
       const have = await verifyLocalModel(env, {
         repo: m.repo,
