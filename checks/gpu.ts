@@ -425,6 +425,12 @@ export async function gatherGpu(env: Env, timeoutMs = 10_000): Promise<GpuFacts>
     const fatal = classifySmiRun(r);
     if (fatal) {
       facts.failure = fatal;
+      if (fatal.kind === "absent" && facts.kernel_module) {
+        // The driver is loaded even though its tools are not on PATH: CUDA wheels can still be judged.
+        facts.driver_version = facts.kernel_module.driver_version;
+        facts.cuda_version = cudaForDriver(facts.driver_version);
+        facts.cuda_version_source = facts.cuda_version ? "table" : null;
+      }
       return facts;
     }
     if (r.kind !== "exited") continue;

@@ -601,6 +601,8 @@ Deno.test("nvidia-smi missing but the kernel module loaded says to fix PATH", as
   const proc = await withProcVersion(dir.path, "proc_version_384.98_x86_64.txt");
   const f = await gatherGpu(await gpuEnv(dir.path, proc), 5000);
   assert.equal(f.kernel_module?.driver_version, "384.98");
+  assert.equal(f.driver_version, "384.98", "known from the module for CUDA judgements");
+  assert.equal(f.cuda_version, null, "384 predates the table's 10.0 floor");
   const [driver] = evaluateGpu(f, { profile: null });
   assert.match(driver.message, /kernel module 384\.98 is loaded/);
   assert.match(driver.remedy ?? "", /PATH/);
