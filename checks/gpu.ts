@@ -356,7 +356,6 @@ function parseTableBlock(block: string[], windows: boolean): GpuDevice | null {
     const mig = cells(block[2])[2];
     if (mig !== undefined) d.mig_mode = take(d, "mig.mode.current", mig, onOff);
   }
-  if (d.name === null && d.errors.includes("name") === false && isErr(m[2])) d.errors.push("name");
   return d;
 }
 

@@ -4,7 +4,7 @@ import type { CheckResult } from "../../checks/types.ts";
 import { writeJsonAtomic } from "../atomic.ts";
 import { type Command, parseCommandArgs, parseNumberFlag } from "../cli.ts";
 import type { Env } from "../env.ts";
-import { isoTime, type Outcome, renderStatusLines } from "../output.ts";
+import { isoTime, type Outcome, renderStatusLines, SCHEMA_VERSION } from "../output.ts";
 import { stateDir, venvRoot } from "../paths.ts";
 import { loadProfile } from "../profiles.ts";
 import type { Profile } from "../profile_types.ts";
@@ -89,7 +89,7 @@ async function recordVerdict(env: Env, json: Record<string, unknown>): Promise<v
   try {
     const dir = stateDir(env);
     await env.fs.mkdir(dir, { recursive: true });
-    await writeJsonAtomic(env, `${dir}/last-doctor.json`, json);
+    await writeJsonAtomic(env, `${dir}/last-doctor.json`, { schema_version: SCHEMA_VERSION, ...json });
   } catch (e) {
     env.log.debug(`doctor: could not record the verdict: ${e instanceof Error ? e.message : e}`);
   }
