@@ -30,6 +30,8 @@ export interface GpuDevice {
   errors: string[];
   /** Fields we asked for that nvidia-smi printed as N/A, [N/A] or [Not Supported]. */
   unknown_fields: string[];
+  /** MIG slices (XML only): under MIG a job gets one slice's memory, not the GPU's. */
+  mig_devices: { index: number; memory_total_mib: number | null }[];
 }
 
 export type SmiSource = "xml" | "csv" | "table";
@@ -119,6 +121,7 @@ function emptyDevice(index: number): GpuDevice {
     remapped_rows_failure: null,
     errors: [],
     unknown_fields: [],
+    mig_devices: [],
   };
 }
 
@@ -195,6 +198,14 @@ export function parseSmiXml(xml: string): SmiReport | null {
       d.remapped_rows_failure = take(d, "remapped_rows.failure", textAt(rr, "remapped_row_failure"), yesNo);
     } else if (rr) {
       take(d, "remapped_rows", rr.text, text);
+    }
+    for (const m of child(g, "mig_devices")?.children.filter((c) => c.name === "mig_device") ?? []) {
+      const idx = textAt(m, "index");
+      const total = textAt(m, "fb_memory_usage/total");
+      d.mig_devices.push({
+        index: idx && /^\d+$/.test(idx) ? Number(idx) : d.mig_devices.length,
+        memory_total_mib: total ? mib(total) : null,
+      });
     }
     // ERR! anywhere else in the device's record still marks it unhealthy.
     for (const [path, node] of walk(g)) {
@@ -603,7 +614,12 @@ export function evaluateGpu(facts: GpuFacts, ctx: Pick<CheckContext, "profile">)
   if (profile) {
     const minCount = profile.gpu.min_count ?? (required ? 1 : 0);
     const minMem = profile.gpu.min_memory_mib;
-    const big = minMem ? facts.devices.filter((d) => (d.memory_total_mib ?? 0) >= minMem).length : n;
+    // Under MIG a job sees one slice: judge the largest slice, not the whole GPU.
+    const usable = (d: GpuDevice) =>
+      d.mig_mode === "enabled" && d.mig_devices.length
+        ? Math.max(...d.mig_devices.map((m) => m.memory_total_mib ?? 0))
+        : d.memory_total_mib ?? 0;
+    const big = minMem ? facts.devices.filter((d) => usable(d) >= minMem).length : n;
     if (n < minCount) {
       devices = result(
         "gpu.devices",

@@ -636,6 +636,7 @@ const dev = (over: Partial<GpuDevice>): GpuDevice => ({
   remapped_rows_failure: false,
   errors: [],
   unknown_fields: [],
+  mig_devices: [],
   ...over,
 });
 
@@ -703,4 +704,36 @@ Deno.test("a WARNING line before the XML or CSV still parses, and gpu.health car
   assert.equal(health.status, "warn");
   assert.match(health.message, /infoROM is corrupted/);
   assert.match(health.remedy ?? "", /firmware/);
+});
+
+Deno.test("under MIG, gpu.devices judges the profile's memory against the largest slice", () => {
+  const xml = read("xml/q_x_535.86.05_1xRTX4090.xml")
+    .replace("<current_mig>N/A</current_mig>", "<current_mig>Enabled</current_mig>")
+    .replace(
+      /<mig_devices>[\s\S]*?<\/mig_devices>/,
+      "<mig_devices><mig_device><index>0</index><fb_memory_usage><total>9984 MiB</total></fb_memory_usage></mig_device>" +
+        "<mig_device><index>1</index><fb_memory_usage><total>4864 MiB</total></fb_memory_usage></mig_device></mig_devices>",
+    );
+  const r = parseSmiXml(xml)!;
+  assert.deepEqual(r.devices[0].mig_devices, [{ index: 0, memory_total_mib: 9984 }, {
+    index: 1,
+    memory_total_mib: 4864,
+  }]);
+  const facts = {
+    driver_version: "535.86.05",
+    cuda_version: "12.2",
+    cuda_version_source: "nvidia-smi" as const,
+    source: "xml" as const,
+    devices: r.devices,
+    kernel_module: null,
+    failure: null,
+    tried: [],
+    warnings: [],
+  };
+  const p = profile({ gpu: { required: true, min_memory_mib: 16000 } });
+  assert.equal(evaluateGpu(facts, { profile: p })[1].status, "fail", "24 GiB GPU, but 10 GiB slices");
+  assert.equal(
+    evaluateGpu(facts, { profile: profile({ gpu: { required: true, min_memory_mib: 8000 } }) })[1].status,
+    "pass",
+  );
 });
