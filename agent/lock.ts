@@ -419,25 +419,26 @@ export function judgeRecord(
 ): LockVerdict {
   if (!rec) return { status: "stale-no-owner", reason: "no readable owner record", owner: null };
   const now = env.now();
-  if (rec.host !== env.hostname()) {
+  const myBoot = bootId(env);
+  // Same name, other boot: this host rebooted, or another machine carries the same name (containers).
+  // Only the heartbeat can tell those apart, so such a record is judged like a remote one.
+  const otherBoot = !!rec.boot_id && !!myBoot && rec.boot_id !== myBoot;
+  if (rec.host !== env.hostname() || otherBoot) {
     const ttl = Math.max(rec.ttl_ms, ttlMs ?? 0) || DEFAULT_TTL_MS;
     const age = now - Date.parse(rec.heartbeat_at);
+    const from = otherBoot && rec.host === env.hostname() ? `${rec.host} (another boot)` : rec.host;
     if (age > ttl) {
       return {
         status: "stale-expired",
-        reason: `heartbeat from ${rec.host} is ${formatDuration(age)} old (ttl ${formatDuration(ttl)})`,
+        reason: `heartbeat from ${from} is ${formatDuration(age)} old (ttl ${formatDuration(ttl)})`,
         owner: rec,
       };
     }
     return {
       status: "held-remote",
-      reason: `heartbeat from ${rec.host} ${formatDuration(age)} ago`,
+      reason: `heartbeat from ${from} ${formatDuration(age)} ago`,
       owner: rec,
     };
-  }
-  const myBoot = bootId(env);
-  if (rec.boot_id && myBoot && rec.boot_id !== myBoot) {
-    return { status: "stale-dead", reason: `owner ran before this host rebooted`, owner: rec };
   }
   const ownerAlive = isAlive(env, rec.pid, rec.pid_start_time);
   // A live flock owner holds the kernel lock; if the kernel says it is free, the owner let go.
@@ -650,6 +651,22 @@ class Waiter {
 // Acquire
 
 export async function acquire(env: Env, spec: LockSpec, opts: LockOptions = {}): Promise<LockHandle> {
+  try {
+    return await acquireOnce(env, spec, opts);
+  } catch (e) {
+    if (
+      e instanceof Deno.errors.PermissionDenied || (e instanceof Error && /os error 30\b/.test(e.message))
+    ) {
+      throw failed(
+        `Cannot acquire lock "${spec.name}": ${e.message} (${spec.path})`,
+        "check the owner and mode of the lock's directory, or point MLAGENT_LOCK_DIR / --root elsewhere",
+      );
+    }
+    throw e;
+  }
+}
+
+async function acquireOnce(env: Env, spec: LockSpec, opts: LockOptions): Promise<LockHandle> {
   const s = settings(env, opts);
   await ensureLockDir(env, dirOf(spec.path));
   await checkLockPath(env, spec.path);

@@ -74,12 +74,20 @@ Deno.test("judgeRecord() calls a live pid with another start time dead (PID reus
   }
 });
 
-Deno.test("judgeRecord() frees a same-host record from before a reboot, and judges remote ones by heartbeat", () => {
+Deno.test("judgeRecord() judges remote records and same-name records from another boot by heartbeat", () => {
   const env = testEnv();
-  assert.equal(
-    judgeRecord(env, record({ pid: env.pid, pid_start_time: null, boot_id: "old-boot" })).status,
-    "stale-dead",
-  );
+  const long = new Date(Date.now() - 600_000).toISOString();
+  const beforeReboot = record({
+    pid: env.pid,
+    pid_start_time: null,
+    boot_id: "old-boot",
+    heartbeat_at: long,
+  });
+  assert.equal(judgeRecord(env, beforeReboot).status, "stale-expired");
+  // A fresh heartbeat under our name but another boot id: a twin host (containers), not us.
+  const twin = judgeRecord(env, record({ pid: env.pid, pid_start_time: null, boot_id: "old-boot" }));
+  assert.equal(twin.status, "held-remote");
+  assert.match(twin.reason, /another boot/);
   const old = new Date(Date.now() - 120_000).toISOString();
   assert.equal(judgeRecord(env, record({ host: "gpu-9", heartbeat_at: old })).status, "stale-expired");
   assert.equal(judgeRecord(env, record({ host: "gpu-9" })).status, "held-remote");

@@ -23,7 +23,13 @@ function leaseVars(dir: string, extra: Record<string, string> = {}) {
 }
 
 /** A claim left by a host that is not here, its heartbeat `ageMs` old. */
-async function writeRemoteClaim(path: string, host: string, ageMs: number, pid = 4411) {
+async function writeRemoteClaim(
+  path: string,
+  host: string,
+  ageMs: number,
+  pid = 4411,
+  boot = "another-boot",
+) {
   const at = new Date(Date.now() - ageMs).toISOString();
   const record = {
     mlagent_lock: 1,
@@ -33,7 +39,7 @@ async function writeRemoteClaim(path: string, host: string, ageMs: number, pid =
     host,
     pid,
     pid_start_time: 1234,
-    boot_id: "another-boot",
+    boot_id: boot,
     user: "alice",
     uid: 1000,
     purpose: "install",
@@ -146,7 +152,8 @@ Deno.test({
 Deno.test("without unshare, MLAGENT_HOSTNAME stands in for another host", async () => {
   await using dir = await tempDir();
   const vars = leaseVars(dir.path);
-  await writeRemoteClaim(`${dir.path}/locks/remote.lock`, "gpu-17", 100);
+  const boot = (await Deno.readTextFile("/proc/sys/kernel/random/boot_id")).trim();
+  await writeRemoteClaim(`${dir.path}/locks/remote.lock`, "gpu-17", 100, 4411, boot);
   const held = await runMlagent(["lock", "check", "remote"], { env: vars });
   assert.equal(held.code, 3, held.stderr);
   assert.match(held.stdout, /held by gpu-17 pid 4411 for \d+s \(install, job 77\)/);
