@@ -55,6 +55,8 @@ export interface ModelSpec {
 }
 
 export interface Profile {
+  /** Path or URL of profiles/profile.schema.json, for editors; ignored by mlagent. */
+  $schema?: string;
   name: string;
   description: string;
   /** PEP 440 specifier set for the interpreter, e.g. ">=3.10,<3.12". */
