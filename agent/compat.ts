@@ -152,12 +152,20 @@ export function selectCudaVariant(
   const cpu = variants.find(isCpuVariant);
   const full = gpu.find((v) => judge(v) === "yes");
   if (full) {
-    const newer = gpu.filter((v) => compareVersions(v.cuda, full.cuda) > 0).map((v) => v.name);
+    const newer = gpu.filter((v) => compareVersions(v.cuda, full.cuda) > 0);
+    const viaCompat = newer.filter((v) => judge(v) === "minor-compat").map((v) => v.name);
+    const tooNew = newer.filter((v) => judge(v) === "no").map((v) => v.name);
+    const notes = [
+      ...(viaCompat.length
+        ? [`${viaCompat.join(", ")} would run only through minor-version compatibility`]
+        : []),
+      ...(tooNew.length ? [`${tooNew.join(", ")} need a newer driver`] : []),
+    ];
     return {
       variant: full,
       support: "yes",
-      reason: `${full.name} is the newest variant ${driverText} supports` +
-        (newer.length ? ` (${newer.join(", ")} need a newer driver)` : ""),
+      reason: `${full.name} is the newest variant ${driverText} fully supports` +
+        (notes.length ? ` (${notes.join("; ")})` : ""),
     };
   }
   const minor = gpu.find((v) => judge(v) === "minor-compat");

@@ -209,12 +209,16 @@ export function evaluateCuda(
         } toolkit`,
       ));
     } else {
+      // A profile that builds nothing never runs this toolkit: say so, but do not block its install.
+      const unused = profile && !needsNvcc;
       out.push(result(
         "cuda.driver_compat",
-        "fail",
+        unused ? "warn" : "fail",
         `CUDA ${facts.release} toolkit needs driver >= ${
           min ?? "a newer release than NVIDIA's table lists"
-        }; ${drv} cannot run it`,
+        }; ${drv} cannot run it${
+          unused ? ` (profile ${profile!.name} builds no extensions, so it does not need it)` : ""
+        }`,
         `Use a toolkit no newer than CUDA ${driverCuda ?? "the driver supports"}, or upgrade the driver`,
       ));
     }

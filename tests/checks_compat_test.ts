@@ -69,7 +69,7 @@ Deno.test("selectCudaVariant() picks the newest variant the driver supports", ()
       "535.104.05",
       "12.2",
       "cu121",
-      /cu124 need a newer driver/,
+      /cu124 would run only through minor-version compatibility/,
     ],
     [
       "driver 470 with cu121 wheels falls back to cu118",

@@ -151,3 +151,20 @@ Deno.test("evaluateCuda() fails a toolkit whose major differs from the chosen wh
   assert.equal(forced["cuda.toolkit"].status, "pass");
   assert.match(forced["cuda.wheels"].message, /forced to cu118/);
 });
+
+Deno.test("evaluateCuda() only warns about a too-new toolkit for a profile that builds no extensions", () => {
+  const drv = { driver_version: "525.147.05", cuda_version: "12.0" };
+  const plain = byId(evaluateCuda(nvcc("13.0"), drv, { profile: null }))["cuda.driver_compat"];
+  assert.equal(plain.status, "fail");
+  const noBuild = byId(evaluateCuda(nvcc("13.0"), drv, { profile: profile({ builds_extensions: false }) }));
+  assert.equal(noBuild["cuda.driver_compat"].status, "warn");
+  assert.match(noBuild["cuda.driver_compat"].message, /builds no extensions/);
+  assert.match(
+    noBuild["cuda.wheels"].message,
+    /cu118 .*cu124, cu121 would run only through minor-version compatibility/,
+  );
+  assert.equal(
+    byId(evaluateCuda(nvcc("13.0"), drv, { profile: profile() }))["cuda.driver_compat"].status,
+    "fail",
+  );
+});
