@@ -931,7 +931,7 @@ async function freshState(
 ): Promise<PartState> {
   const inc = incompletePath(ctx.localDir, job.file.path);
   await ensureDir(ctx, parentOf(inc));
-  if (!single || job.hasPart) {
+  if (!single || job.hasPart || size === 0) {
     // One stream truncates when it opens at byte 0; ranges write at offsets into an existing file.
     const f = await ctx.env.fs.open(inc, { write: true, create: true, truncate: true });
     f.close();

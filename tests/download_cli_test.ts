@@ -23,7 +23,7 @@ Deno.test(
     const j = r.json();
     assert.equal(j.ok, true);
     assert.equal(j.commit, server.commit);
-    assert.equal(j.files, 4);
+    assert.equal(j.files, 5);
     for (
       const k of [
         "fetched_bytes",
@@ -138,7 +138,7 @@ Deno.test("two downloads into one dir take turns: the second finds the files don
   assert.equal(a.code, 0, a.stderr);
   assert.equal(b.code, 0, b.stderr);
   const fetched = [a, b].map((r) => r.json<{ files_fetched: number }>().files_fetched).sort();
-  assert.deepEqual(fetched, [0, 4]);
+  assert.deepEqual(fetched, [0, 5]);
   const total = [...server.bytesSent.values()].reduce((x, y) => x + y, 0);
   const size = ["config.json", "tokenizer/vocab.txt", "model.safetensors", "transformer/diffusion.bin"]
     .reduce((x, p) => x + server.entry(p)!.size, 0);

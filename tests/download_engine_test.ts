@@ -67,8 +67,8 @@ Deno.test("download fetches regular and LFS files, writes hf-compatible records,
   const r = await downloadRepo(env, { repo: server.repo, localDir: dir.path, ...FAST });
   assert.equal(r.ok, true);
   assert.equal(r.commit, server.commit);
-  assert.equal(r.files, 4);
-  assert.equal(r.files_fetched, 4);
+  assert.equal(r.files, 5);
+  assert.equal(r.files_fetched, 5);
   assert.equal(r.fetched_bytes, r.total_bytes);
   await assertFilesMatch(server, dir.path);
   const meta = (await Deno.readTextFile(`${dir.path}/.cache/huggingface/download/model.safetensors.metadata`))
@@ -86,12 +86,12 @@ Deno.test("download fetches regular and LFS files, writes hf-compatible records,
 
   const before = [...server.bytesSent.values()].reduce((a, b) => a + b, 0);
   const again = await downloadRepo(env, { repo: server.repo, localDir: dir.path, ...FAST });
-  assert.equal(again.files_reused, 4);
+  assert.equal(again.files_reused, 5);
   assert.equal(again.fetched_bytes, 0);
   assert.equal([...server.bytesSent.values()].reduce((a, b) => a + b, 0), before);
   const v = await verifyLocalModel(env, { repo: server.repo, localDir: dir.path });
   assert.equal(v.complete, true);
-  assert.equal(v.files, 4);
+  assert.equal(v.files, 5);
 });
 
 Deno.test("download resumes a cut connection with a Range request; the server sends each byte once", async () => {
@@ -259,7 +259,7 @@ Deno.test("download follows a paged listing", async () => {
   await using server = smallRepo({ pageSize: 2 });
   await using dir = await tempDir();
   const r = await downloadRepo(envFor(server), { repo: server.repo, localDir: dir.path, ...FAST });
-  assert.equal(r.files, 4);
+  assert.equal(r.files, 5);
   assert.ok(server.requests.filter((q) => q.path.includes("/tree/")).length >= 3);
   await assertFilesMatch(server, dir.path);
 });

@@ -458,6 +458,7 @@ export function smallRepo(opts: HubServerOptions & { lfsSize?: number } = {}): H
   return new HubServer({
     files: [
       { path: "config.json", content: enc.encode('{"model_type": "tiny"}\n'), lfs: false },
+      { path: "tokenizer/__init__.py", content: new Uint8Array(0), lfs: false },
       { path: "tokenizer/vocab.txt", content: enc.encode("a\nb\nc\n".repeat(1000)), lfs: false },
       { path: "model.safetensors", content: { size: lfsSize, seed: 7 }, lfs: true },
       { path: "transformer/diffusion.bin", content: { size: lfsSize + 12_345, seed: 11 }, lfs: true },
