@@ -206,6 +206,26 @@ Deno.test("install builds a venv stage by stage, then a rerun, a changed profile
       assert.equal(await exists(marker), false);
       assert.equal((await readState(venv)).status, "ready");
     });
+
+    await t.step("a changed interpreter rebuilds the venv with it", async () => {
+      const current = (await readState(venv)).plan.python_executable as string;
+      const candidates = [
+        "/usr/bin/python3.11",
+        "/usr/bin/python3",
+        "/root/.pyenv/versions/3.11.7/bin/python3.11",
+      ];
+      let other: string | null = null;
+      for (const c of candidates) {
+        const real = await Deno.realPath(c).catch(() => null);
+        if (real && real !== current) other = real;
+      }
+      if (!other) return; // one interpreter on this machine: nothing to switch to
+      const { r, report } = await install(file, [], { MLAGENT_PYTHON: other });
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(report.action, "rebuilt");
+      assert.match(r.stderr, /interpreter changed/);
+      assert.equal((await readState(venv)).plan.python_executable, other);
+    });
   } finally {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
