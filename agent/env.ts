@@ -42,6 +42,7 @@ export type Fs = Pick<
   | "statSync"
   | "lstatSync"
   | "readTextFileSync"
+  | "readFileSync"
   | "readDirSync"
   | "realPathSync"
 >;
