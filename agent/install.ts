@@ -39,6 +39,7 @@ import { mountForPath, sameFilesystem } from "./mounts.ts";
 import { isoTime } from "./output.ts";
 import { describeRun, findOnPath, type RunResult } from "./run.ts";
 import { downloadRepo, verifyLocalModel } from "./download.ts";
+import { backoffDelayMs, retry } from "./retry.ts";
 
 export interface InstallOptions {
   /** Profile name or path. */
@@ -441,18 +442,22 @@ async function checkIndexes(env: Env, plan: InstallPlan, stages: PlannedStage[])
     for (const idx of st.indexes) {
       if (seen.has(idx) || !project) continue;
       seen.add(idx);
-      let last: { kind: ReachFailure; message: string } | null = null;
-      for (let attempt = 1; attempt <= NETWORK_ATTEMPTS; attempt++) {
-        last = await probeIndex(env, idx, project);
-        if (!last) break;
-        if (attempt < NETWORK_ATTEMPTS) {
-          const ms = backoffMs(env, attempt);
+      const last = await retry(async () => {
+        const bad = await probeIndex(env, idx, project);
+        if (bad) throw bad;
+        return null;
+      }, {
+        maxAttempts: NETWORK_ATTEMPTS,
+        sleep: env.sleep,
+        random: env.random,
+        baseMs: retryBaseMs(env),
+        onRetry: (e, n, ms) =>
           env.log.warn(
-            `index ${idx}: ${last.message}; attempt ${attempt + 1}/${NETWORK_ATTEMPTS} in ${ms} ms`,
-          );
-          await env.sleep(ms);
-        }
-      }
+            `index ${idx}: ${(e as { message: string }).message}; attempt ${
+              n + 1
+            }/${NETWORK_ATTEMPTS} in ${ms} ms`,
+          ),
+      }).catch((e: { kind: ReachFailure; message: string }) => e);
       if (last) {
         throw failed(
           `Cannot reach the package index ${idx}: ${REACH_WORDS[last.kind]} (${last.message})`,
@@ -482,12 +487,14 @@ function firstProject(stage: Stage): string | null {
 
 const NETWORK_ATTEMPTS = 3;
 
-/** Exponential backoff with full jitter: base 2^(n-1), capped; MLAGENT_RETRY_BASE_MS sets the base. */
+/** Full-jitter exponential backoff (agent/retry.ts); MLAGENT_RETRY_BASE_MS sets the first ceiling. */
 function backoffMs(env: Env, attempt: number): number {
-  const base = Number(env.vars.MLAGENT_RETRY_BASE_MS ?? 1000);
-  const cap = 30_000;
-  const ceiling = Math.min(cap, base * 2 ** (attempt - 1));
-  return Math.round(ceiling / 2 + env.random() * ceiling / 2);
+  return backoffDelayMs(attempt, { baseMs: retryBaseMs(env), random: env.random });
+}
+
+function retryBaseMs(env: Env): number {
+  const n = Number(env.vars.MLAGENT_RETRY_BASE_MS);
+  return Number.isFinite(n) && n >= 0 && env.vars.MLAGENT_RETRY_BASE_MS ? n : 1000;
 }
 
 /** Runs install (or shows the plan with dryRun). Throws MlagentError for every expected failure. */
