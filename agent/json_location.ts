@@ -168,3 +168,74 @@ function locationOf(text: string, offset: number): { line: number; column: numbe
   }
   return { line, column: offset - lineStart + 1 };
 }
+
+/**
+ * Line and column of every value in a valid JSON text, by JSON pointer ("" is the root). For object members
+ * the position is the member's key, so "unknown field" and "bad value" both point at the line a user edits.
+ * Returns an empty map for invalid JSON.
+ */
+export function jsonPointerLocations(text: string): Map<string, { line: number; column: number }> {
+  const out = new Map<string, { line: number; column: number }>();
+  if (locateJsonError(text) !== null) return out;
+  let i = text.charCodeAt(0) === 0xfeff ? 1 : 0;
+  const ws = () => {
+    while (i < text.length && " \t\n\r".includes(text[i])) i++;
+  };
+  const readString = (): string => {
+    const start = i;
+    i++;
+    while (text[i] !== '"') i += text[i] === "\\" ? 2 : 1;
+    i++;
+    return JSON.parse(text.slice(start, i));
+  };
+  const escape = (key: string) => key.replace(/~/g, "~0").replace(/\//g, "~1");
+  const value = (pointer: string, at: number | null): void => {
+    ws();
+    if (!out.has(pointer)) out.set(pointer, locationOf(text, at ?? i));
+    const c = text[i];
+    if (c === "{") {
+      i++;
+      ws();
+      if (text[i] === "}") return void i++;
+      for (;;) {
+        ws();
+        const keyAt = i;
+        const key = readString();
+        ws();
+        i++; // ':'
+        value(`${pointer}/${escape(key)}`, keyAt);
+        ws();
+        if (text[i++] === "}") return;
+      }
+    }
+    if (c === "[") {
+      i++;
+      ws();
+      if (text[i] === "]") return void i++;
+      for (let n = 0;; n++) {
+        value(`${pointer}/${n}`, null);
+        ws();
+        if (text[i++] === "]") return;
+      }
+    }
+    if (c === '"') return void readString();
+    const m = /^(?:true|false|null|-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)/.exec(
+      text.slice(i, i + 400),
+    );
+    i += m ? m[0].length : 1;
+  };
+  value("", null);
+  return out;
+}
+
+/** The location of `pointer`, or of its nearest ancestor that exists (a missing field points at its parent). */
+export function locatePointer(
+  locations: Map<string, { line: number; column: number }>,
+  pointer: string,
+): { line: number; column: number } | null {
+  for (let p = pointer;; p = p.slice(0, p.lastIndexOf("/"))) {
+    const at = locations.get(p);
+    if (at) return at;
+    if (p === "") return null;
+  }
+}

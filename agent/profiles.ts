@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import type { Env } from "./env.ts";
 import { badInput } from "./errors.ts";
 import { closestMatch, validateJson } from "./jsonschema.ts";
-import { parseJsonLocated } from "./json_location.ts";
+import { jsonPointerLocations, locatePointer, parseJsonLocated } from "./json_location.ts";
 import { absolute } from "./paths.ts";
 import type { Profile, Stage } from "./profile_types.ts";
 import { BUILTIN_PROFILES, PROFILE_SCHEMA } from "../profiles/mod.ts";
@@ -343,17 +343,21 @@ export function profileFromText(text: string, source: string): Profile {
       { file: source, line, column },
     );
   }
-  return profileFromValue(parsed.value, source);
+  return profileFromValue(parsed.value, source, text);
 }
 
-/** Lints a parsed document and returns it as a Profile, or throws badInput with the first errors. */
-export function profileFromValue(value: unknown, source: string): Profile {
+/**
+ * Lints a parsed document and returns it as a Profile, or throws badInput with the first error. With the
+ * document's text, the message also gives the line and column of the offending field.
+ */
+export function profileFromValue(value: unknown, source: string, text?: string): Profile {
   const errors = lintProfile(value, source).filter((i) => i.severity === "error");
   if (errors.length > 0) {
     const first = errors[0];
     const more = errors.length > 1 ? ` (and ${errors.length - 1} more)` : "";
+    const at = text === undefined ? null : locatePointer(jsonPointerLocations(text), first.path);
     throw badInput(
-      `${source}: ${first.path || "/"}: ${first.rule}${more}`,
+      `${source}${at ? `:${at.line}:${at.column}` : ""}: ${first.path || "/"}: ${first.rule}${more}`,
       `run: mlagent profiles lint ${source.startsWith("builtin:") ? "<file>" : source}`,
       { file: source, issues: errors.map(({ path, rule }) => ({ path, rule })) },
     );

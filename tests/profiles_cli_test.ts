@@ -3,18 +3,22 @@ import { runMlagent } from "./support/cli.ts";
 import { tempDir } from "./support/env.ts";
 
 const minimal = (name: string, packages = ["demo-pkg==1.0"]) =>
-  JSON.stringify({
-    name,
-    description: `profile ${name}`,
-    python: ">=3.10",
-    gpu: { required: false },
-    cuda_variants: [],
-    builds_extensions: false,
-    disk_gib: 1,
-    stages: [{ name: "app", packages }],
-    verify: [],
-    models: [],
-  });
+  JSON.stringify(
+    {
+      name,
+      description: `profile ${name}`,
+      python: ">=3.10",
+      gpu: { required: false },
+      cuda_variants: [],
+      builds_extensions: false,
+      disk_gib: 1,
+      stages: [{ name: "app", packages }],
+      verify: [],
+      models: [],
+    },
+    null,
+    2,
+  );
 
 Deno.test("mlagent profiles list --json lists built-ins and MLAGENT_PROFILE_PATH entries", async () => {
   await using dir = await tempDir();
@@ -78,7 +82,7 @@ Deno.test("mlagent profiles lint prints file: path: rule lines and exits 2 on er
   });
   assert.equal(bad.code, 2);
   assert.deepEqual(bad.stdout.trim().split("\n"), [
-    'loose.json: /stages/0/packages/0: "torch>=2.4" is not pinned: ">=2.4" is a range, not an exact pin: use == ' +
+    'loose.json:15:9: /stages/0/packages/0: "torch>=2.4" is not pinned: ">=2.4" is a range, not an exact pin: use == ' +
     "(or set allow_unpinned on the stage with a reason)",
     "broken.json:3:1: malformed JSON: trailing comma before }",
   ]);
@@ -91,13 +95,18 @@ Deno.test("mlagent profiles lint prints file: path: rule lines and exits 2 on er
     {
       ok: boolean;
       errors: number;
-      files: { file: string; ok: boolean; issues: { path: string; rule: string }[] }[];
+      files: {
+        file: string;
+        ok: boolean;
+        issues: { path: string; rule: string; line?: number; column?: number }[];
+      }[];
     }
   >();
   assert.equal(doc.ok, false);
   assert.equal(doc.errors, 2);
   assert.deepEqual(doc.files.map((f) => [f.file, f.ok]), [["loose.json", false], ["missing.json", false]]);
   assert.equal(doc.files[0].issues[0].path, "/stages/0/packages/0");
+  assert.deepEqual([doc.files[0].issues[0].line, doc.files[0].issues[0].column], [15, 9]);
   assert.match(doc.files[1].issues[0].rule, /cannot read: file not found/);
 });
 

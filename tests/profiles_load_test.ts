@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import { MlagentError } from "../agent/errors.ts";
-import { locateJsonError, parseJsonLocated } from "../agent/json_location.ts";
+import {
+  jsonPointerLocations,
+  locateJsonError,
+  locatePointer,
+  parseJsonLocated,
+} from "../agent/json_location.ts";
 import {
   canonicalJson,
   findProfile,
@@ -102,7 +107,7 @@ Deno.test("loadProfile() reports a schema violation with the field path and the 
   const file = `${dir.path}/p.json`;
   await write(file, minimal("p", { gpu: { required: true, min_count: 0 } }));
   const e = await badInputOf(loadProfile(testEnv(), file));
-  assert.equal(e.message, `${file}: /gpu/min_count: must be >= 1, got 0`);
+  assert.equal(e.message, `${file}:7:5: /gpu/min_count: must be >= 1, got 0`);
   assert.match(e.hint ?? "", /mlagent profiles lint/);
 });
 
@@ -212,4 +217,16 @@ Deno.test("locateJsonError() finds the line and column of the first syntax error
   }
   assert.equal(locateJsonError('{"a": [1, -2.5e3, "\\u00e9", true, null]}'), null);
   assert.deepEqual(parseJsonLocated("[1]"), { ok: true, value: [1] });
+});
+
+Deno.test("jsonPointerLocations() places members at their key and a missing field at its parent", () => {
+  const text =
+    '{\n  "name": "x",\n  "stages": [\n    {"name": "a", "packages": ["p>=1", "q==2"]}\n  ],\n  "g": -1.5e3\n}';
+  const at = jsonPointerLocations(text);
+  assert.deepEqual(at.get("/name"), { line: 2, column: 3 });
+  assert.deepEqual(at.get("/stages/0"), { line: 4, column: 5 });
+  assert.deepEqual(at.get("/stages/0/packages/1"), { line: 4, column: 40 });
+  assert.deepEqual(at.get("/g"), { line: 6, column: 3 });
+  assert.deepEqual(locatePointer(at, "/stages/0/no_deps"), { line: 4, column: 5 });
+  assert.equal(jsonPointerLocations("{").size, 0);
 });

@@ -2,7 +2,7 @@
 import { type Command, parseCommandArgs } from "../cli.ts";
 import type { Env } from "../env.ts";
 import { usageError } from "../errors.ts";
-import { parseJsonLocated } from "../json_location.ts";
+import { jsonPointerLocations, locatePointer, parseJsonLocated } from "../json_location.ts";
 import type { Outcome } from "../output.ts";
 import { absolute } from "../paths.ts";
 import {
@@ -209,7 +209,12 @@ async function lintOne(env: Env, arg: string): Promise<LintedFile> {
       column,
     }], arg);
   }
-  return result(fromLint(lintProfile(parsed.value, arg)), arg);
+  const locations = jsonPointerLocations(text);
+  const located = fromLint(lintProfile(parsed.value, arg)).map((i) => ({
+    ...i,
+    ...(locatePointer(locations, i.path) ?? {}),
+  }));
+  return result(located, arg);
 }
 
 async function lintCommand(env: Env, files: string[]): Promise<Outcome> {
@@ -219,10 +224,12 @@ async function lintCommand(env: Env, files: string[]): Promise<Outcome> {
   for (const r of results) {
     for (const i of r.issues) {
       const mark = i.severity === "warning" ? "warning: " : "";
+      const where = i.line !== undefined ? `${r.file}:${i.line}:${i.column}` : r.file;
+      // Syntax errors have no field path; everything else names the field and the rule.
       lines.push(
-        i.line !== undefined
-          ? `${r.file}:${i.line}:${i.column}: ${mark}${i.rule}`
-          : `${r.file}: ${i.path || "/"}: ${mark}${i.rule}`,
+        i.rule.startsWith("malformed JSON")
+          ? `${where}: ${i.rule}`
+          : `${where}: ${i.path || "/"}: ${mark}${i.rule}`,
       );
     }
   }
