@@ -135,15 +135,24 @@ export function venvLockSpec(venvDir: string, purpose: string): LockSpec {
 }
 
 /**
- * A cache dir's lock sits beside it, keyed by its canonical path: two spellings of one cache, or two users
- * sharing one, meet on the same lock. (Not inside it: a heal may remove the whole dir while holding it.)
+ * A cache dir's lock is keyed by its canonical path, so two spellings of one cache meet on one lock and
+ * unrelated caches never wait for each other. It sits beside the cache (so users sharing a cache share the
+ * lock; not inside it, since a heal may remove the whole dir), except where the parent is writable by
+ * everyone (the default cache under /tmp): there others could plant files, so it goes in our private dir.
  */
 export function cacheLockSpec(env: Env, cacheDir: string, purpose: string): LockSpec {
   let canonical = cacheDir.replace(/\/+$/, "") || "/";
   try {
     canonical = env.fs.realPathSync(canonical);
   } catch { /* not created yet: the path as given */ }
-  return { name: `cache:${canonical}`, path: `${canonical}.lock`, purpose };
+  const name = `cache:${canonical}`;
+  let parentShared = true;
+  try {
+    parentShared = ((env.fs.statSync(dirOf(canonical)).mode ?? 0o777) & 0o002) !== 0;
+  } catch { /* parent missing: treat as shared, the private dir is always safe */ }
+  if (!parentShared) return { name, path: `${canonical}.lock`, purpose };
+  const key = canonical.replace(/[^A-Za-z0-9._-]/g, "_").slice(-180);
+  return { name, path: `${localLockDir(env)}/cache-${key}.lock`, purpose };
 }
 
 export function downloadLockSpec(targetDir: string, purpose: string): LockSpec {

@@ -79,4 +79,9 @@ Deno.test("cacheLockSpec() keys one cache by its canonical path, whatever the sp
   const b = cacheLockSpec(env, `${dir.path}/alias`, "heal");
   assert.equal(a.path, b.path);
   assert.equal(a.path, `${await Deno.realPath(dir.path)}/real-cache.lock`);
+  // Under a world-writable parent such as /tmp the lock goes to the private lock dir instead.
+  await Deno.mkdir(`${dir.path}/public`, { mode: 0o777 });
+  await Deno.chmod(`${dir.path}/public`, 0o1777);
+  const shared = cacheLockSpec(env, `${dir.path}/public/cache`, "heal");
+  assert.equal(shared.path.startsWith(`${dir.path}/locks/cache-`), true, shared.path);
 });

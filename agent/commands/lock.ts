@@ -18,7 +18,7 @@ import {
   venvLockSpec,
 } from "../lock.ts";
 import type { Outcome } from "../output.ts";
-import { localLockDir, venvDir, venvRoot } from "../paths.ts";
+import { absolute, localLockDir, venvDir, venvRoot } from "../paths.ts";
 import type { SpawnedChild } from "../run.ts";
 
 const HELP = `Usage: mlagent lock <list|check|clear|run> [options]
@@ -76,6 +76,19 @@ function lockDirs(env: Env, root?: string) {
   return [{ dir: localLockDir(env), prefix: "" }, { dir: venvRoot(env, root), prefix: "venv:" }];
 }
 
+/** The locks in the node-local dir and beside venvs, plus the configured cache's lock where it sits beside it. */
+async function knownLocks(env: Env, root?: string): Promise<LockInfo[]> {
+  const locks = await listLocks(env, lockDirs(env, root));
+  if (env.vars.MLAGENT_CACHE_DIR) {
+    const spec = cacheLockSpec(env, absolute(env, env.vars.MLAGENT_CACHE_DIR), "");
+    if (!locks.some((l) => l.path === spec.path)) {
+      const info = await inspectLock(env, spec).catch(() => null);
+      if (info && info.status !== "free") locks.push(info);
+    }
+  }
+  return locks;
+}
+
 function infoJson(env: Env, l: LockInfo) {
   const now = env.now();
   return {
@@ -96,7 +109,7 @@ function infoLine(env: Env, l: LockInfo): string {
 }
 
 async function listCommand(env: Env, root?: string): Promise<Outcome> {
-  const locks = await listLocks(env, lockDirs(env, root));
+  const locks = await knownLocks(env, root);
   return {
     exitCode: EXIT.ok,
     json: { ok: true, locks: locks.map((l) => infoJson(env, l)) },
@@ -119,7 +132,7 @@ async function checkCommand(env: Env, name: string, root?: string): Promise<Outc
 }
 
 async function clearCommand(env: Env, yes: boolean, force: boolean, root?: string): Promise<Outcome> {
-  const locks = await listLocks(env, lockDirs(env, root));
+  const locks = await knownLocks(env, root);
   const targets = locks.filter((l) => l.status.startsWith("stale") || (force && l.status === "held-remote"));
   const removed: LockInfo[] = [];
   const kept: LockInfo[] = [];
