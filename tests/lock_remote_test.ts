@@ -62,10 +62,10 @@ Deno.test({
   ignore: !unshare,
   async fn() {
     await using dir = await tempDir();
-    const vars = leaseVars(dir.path);
+    const vars = leaseVars(dir.path, { MLAGENT_LOCK_TTL: "2" });
     const log = `${dir.path}/sections.log`;
-    // The holder keeps the lock for longer than the TTL (1.5 s); only its heartbeats keep it.
-    const holder = spawnMlagent(["lock", "run", "remote", "--", ...section(log, "host-a", 2.5)], {
+    // The holder keeps the lock for longer than the TTL (2 s); only its heartbeats (every 0.2 s) keep it.
+    const holder = spawnMlagent(["lock", "run", "remote", "--", ...section(log, "host-a", 3)], {
       env: vars,
       host: "host-a",
     });
