@@ -86,12 +86,6 @@ const CACHE_UNUSABLE: Rule[] = [
   },
   {
     kind: "cache-unusable",
-    test: /Waiting to acquire lock for .*(?:cache|\.lock)/,
-    cause: "another process holds a lock in the shared installer cache",
-    remedy: "Give each node its own cache (UV_CACHE_DIR on local disk), or install with no cache",
-  },
-  {
-    kind: "cache-unusable",
     test: /Failed to (?:clone|hardlink|reflink|copy) `[^`]*` to `[^`]*`[\s\S]{0,200}?os error \d+/,
     cause: "the installer could not link or clone files from its cache into the venv",
     remedy: "Install with uv --link-mode=copy (UV_LINK_MODE=copy) or with no cache",
@@ -142,7 +136,8 @@ const CACHE_CORRUPT: Rule[] = [
   },
   {
     kind: "cache-corrupt",
-    test: /Failed to deserialize cache entry|Cache entry deserialization failed/,
+    // uv's is fatal; pip's "Cache entry deserialization failed, entry ignored" is a warning pip recovers from.
+    test: /Failed to deserialize cache entry/,
     cause: "an installer cache entry cannot be read (written by another installer version, or truncated)",
     remedy: "Clean the installer cache (uv cache clean) and retry",
   },
@@ -327,6 +322,13 @@ const RESOLUTION: Rule[] = [
 // Not installer failures, but worth naming when they are what the output shows.
 
 const OTHER: Rule[] = [
+  {
+    // A warning uv prints while it waits; it explains a timeout, never a failure that has its own cause.
+    kind: "cache-unusable",
+    test: /Waiting to acquire lock for .*(?:cache|\.lock)/,
+    cause: "another process holds a lock in the shared installer cache",
+    remedy: "Give each node its own cache (UV_CACHE_DIR on local disk), or install with no cache",
+  },
   {
     kind: "unknown",
     test: /ensurepip is not\s+available|No module named ensurepip/,

@@ -345,3 +345,12 @@ Deno.test("classifyInstallFailure() names an out-of-memory compiler kill and poi
   assert.equal(v.package, "flash-attn");
   assert.match(v.remedy, /MAX_JOBS/);
 });
+
+Deno.test("classifyInstallFailure() lets warnings the installer recovers from give way to the real failure", () => {
+  const pipWarning = "  Cache entry deserialization failed, entry ignored\n" +
+    fixture("pip23/missing_version.txt");
+  assert.equal(classifyInstallFailure(pipWarning).kind, "resolution");
+  const uvWait = "warning: Waiting to acquire lock for /shared/uv-cache/built-wheels-v3/x/.lock\n" +
+    fixture("issues/flash_attn_cuda_home_not_set.txt");
+  assert.equal(classifyInstallFailure(uvWait).cause, "CUDA_HOME unset");
+});
