@@ -3,7 +3,9 @@
  * dir and the venv root sit on a network filesystem; whether they share one, which decides the link mode
  * installs use (hard links across filesystems fail with EXDEV, errno 18).
  */
+import { resolveCacheDir } from "../agent/cache.ts";
 import type { Env } from "../agent/env.ts";
+import { MlagentError } from "../agent/errors.ts";
 import { type Mount, mountForPath, readMounts, sameFilesystem } from "../agent/mounts.ts";
 import { absolute } from "../agent/paths.ts";
 import { type CheckContext, type CheckResult, result } from "./types.ts";
@@ -97,7 +99,7 @@ const describeMount = (m: Mount | null) => (m ? `${m.fsType} at ${m.mountPoint}`
 /** tmpdir, cache.fs, venv.fs and cache.link_mode. */
 export function evaluatePlacement(
   tmp: TmpdirVerdict,
-  cache: { path: string; reason: string; mount: Mount | null },
+  cache: { path: string; reason: string; mount: Mount | null; problem?: string | null; hint?: string | null },
   venv: { path: string; mount: Mount | null },
   userCaches: { variable: string; path: string; mount: Mount | null }[] = [],
 ): CheckResult[] {
@@ -131,7 +133,14 @@ export function evaluatePlacement(
       placement,
     ));
   }
-  if (cache.mount?.network) {
+  if (cache.problem) {
+    out.push(result(
+      "cache.fs",
+      "fail",
+      cache.problem,
+      cache.hint ?? "Set MLAGENT_CACHE_DIR to a directory of your own on a local disk",
+    ));
+  } else if (cache.mount?.network) {
     out.push(result(
       "cache.fs",
       "warn",
@@ -176,7 +185,20 @@ export function evaluatePlacement(
 export async function gatherPlacement(ctx: CheckContext) {
   const env = ctx.env;
   const tmp = await judgeTmpdir(env);
-  const c = ctx.cacheDir ? { path: ctx.cacheDir, reason: "given by the caller" } : defaultCacheDir(env, tmp);
+  // The cache's own placement rule (agent/cache.ts), looked at without creating anything, so doctor reports
+  // the dir installs will use; a dir it would refuse is a failed check here rather than an exit 2.
+  let c: { path: string; reason: string; problem?: string | null; hint?: string | null };
+  if (ctx.cacheDir) c = { path: ctx.cacheDir, reason: "given by the caller" };
+  else {
+    try {
+      const placed = await resolveCacheDir(env, { create: false });
+      c = { path: placed.path, reason: placed.reason };
+    } catch (e) {
+      if (!(e instanceof MlagentError)) throw e;
+      c = { ...defaultCacheDir(env, tmp), problem: e.message, hint: e.hint ?? null };
+      if (env.vars.MLAGENT_CACHE_DIR) c.path = absolute(env, env.vars.MLAGENT_CACHE_DIR);
+    }
+  }
   const mounts = readMounts(env);
   const home = env.vars.HOME;
   const userCaches: { variable: string; path: string; mount: Mount | null }[] = [];

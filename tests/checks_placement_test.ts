@@ -235,3 +235,23 @@ Deno.test("installer check reads uv's version from a uv on PATH", async () => {
   );
   assert.match(forcedPip.message, /installs will use pip: forced by MLAGENT_INSTALLER=pip/);
 });
+
+Deno.test("cache.fs fails, naming the path, when the cache dir installs would use is a file", async () => {
+  await using dir = await tempDir();
+  await Deno.writeTextFile(`${dir.path}/cache-file`, "");
+  const env = testEnv({ vars: hermeticVars({ MLAGENT_CACHE_DIR: `${dir.path}/cache-file` }) });
+  const { results, cacheDir } = await checkPlacement(ctxFor(env, `${dir.path}/venvs`));
+  const cache = results.find((r) => r.id === "cache.fs")!;
+  assert.equal(cache.status, "fail");
+  assert.match(cache.message, /cache-file is not a directory/);
+  assert.equal(cacheDir, `${dir.path}/cache-file`);
+});
+
+Deno.test("doctor's cache dir is the one agent/cache.ts places, without creating it", async () => {
+  await using dir = await tempDir();
+  const env = testEnv({ vars: hermeticVars({ TMPDIR: dir.path }) });
+  await Deno.chmod(dir.path, 0o700);
+  const { cacheDir } = await checkPlacement(ctxFor(env, `${dir.path}/venvs`));
+  assert.equal(cacheDir, `${dir.path}/mlagent-cache-${env.uid}`);
+  await assert.rejects(Deno.stat(cacheDir), Deno.errors.NotFound);
+});
