@@ -190,8 +190,10 @@ async function runUnderLock(
   const unwatch = (Object.keys(SIGNAL_CODES) as (keyof typeof SIGNAL_CODES)[]).map((sig) =>
     env.onSignal(sig, () => {
       caught ??= sig;
-      if (child) child.kill(sig);
-      else interrupt.abort();
+      // Ctrl-C on a terminal already reached the command (same process group); a second SIGINT would
+      // interrupt its cleanup. Anything else (kill, the scheduler's SIGTERM) is passed on.
+      if (child && !(sig === "SIGINT" && env.stderrIsTerminal)) child.kill(sig);
+      else if (!child) interrupt.abort();
     })
   );
   let lock: LockHandle | null = null;
