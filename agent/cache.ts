@@ -275,7 +275,7 @@ export async function scanCache(env: Env, cacheDir: string, opts: ScanOptions = 
   };
   for (const e of listDir(env, cacheDir)) {
     const p = `${cacheDir}/${e.name}`;
-    if (e.name === "uv" && e.isDirectory) await scanUv(env, p, st);
+    if (e.name === "uv" && e.isDirectory) scanUv(env, p, st);
     else if (e.name === "pip" && e.isDirectory) await scanPip(env, p, st);
     else if (ROOT_KNOWN.has(e.name) || e.name.startsWith(".mlagent-probe-")) countFiles(env, p, e, st);
     else unknown(env, p, e, st);
@@ -331,7 +331,7 @@ function noteMatch(st: ScanState, c: CorruptEntry) {
 
 // ---- uv
 
-async function scanUv(env: Env, root: string, st: ScanState) {
+function scanUv(env: Env, root: string, st: ScanState) {
   const buckets = listDir(env, root);
   const archiveBucket = buckets.find((b) => /^archive-v\d+$/.test(b.name));
   const archiveIds = new Set<string>();
