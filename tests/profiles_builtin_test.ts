@@ -176,3 +176,21 @@ Deno.test("built-in verify snippets are valid Python", async () => {
   const out = await child.output();
   assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
 });
+
+Deno.test("built-in stages built without isolation come after the build tools they need", async () => {
+  for (const name of NAMES) {
+    const p = await load(name);
+    p.stages.forEach((stage, at) => {
+      if (!stage.no_build_isolation) return;
+      const before = new Set(
+        p.stages.slice(0, at).flatMap((s) => s.packages.map((x) => parseRequirement(x).name)),
+      );
+      for (const dep of ["setuptools", "wheel", "packaging"]) {
+        assert.ok(
+          before.has(dep),
+          `${name}: stage ${stage.name} builds without isolation before ${dep} is installed`,
+        );
+      }
+    });
+  }
+});
