@@ -435,6 +435,8 @@ class InlineHasher {
   }
 }
 
+const READ_BUFFER_BYTES = 256 * 1024;
+
 /** Smaller files keep no state file unless interrupted: restarting them costs less than the extra write. */
 const STATE_MIN_BYTES = 1024 * 1024;
 
@@ -1164,11 +1166,15 @@ async function streamOnce(
       truncate: wholeFile && seg.pos === 0,
     });
     if (seg.pos > 0) await file.seek(seg.pos, Deno.SeekMode.Start);
-    const reader = res.body.getReader();
+    // A BYOB reader fills one buffer again and again: no allocation per chunk, so memory stays flat and GC
+    // has nothing to chase however big the file is.
+    const reader = res.body.getReader({ mode: "byob" });
+    let buf = new ArrayBuffer(READ_BUFFER_BYTES);
     try {
       while (true) {
-        const { done, value } = await reader.read();
-        if (done) break;
+        const { done, value } = await reader.read(new Uint8Array(buf));
+        if (done || !value) break;
+        buf = value.buffer as ArrayBuffer;
         last = ctx.env.now();
         let chunk = value;
         if (seg.pos + chunk.length > seg.end) chunk = chunk.subarray(0, seg.end - seg.pos);
