@@ -1,7 +1,8 @@
 /**
  * A small JSON Schema (draft 2020-12) validator for the subset mlagent's schemas use: type, properties,
- * required, additionalProperties (false or a schema), items, enum, const, pattern, minimum, maximum,
- * minLength, minItems, uniqueItems, anyOf/oneOf, and $ref to "#/$defs/...". Keywords outside the subset are
+ * required, additionalProperties (false or a schema), propertyNames, minProperties, items, enum, const, pattern,
+ * minimum, maximum, exclusiveMinimum, minLength, maxLength, minItems, maxItems, uniqueItems, anyOf/oneOf, and
+ * $ref to "#" or "#/$defs/...". Keywords outside the subset are
  * ignored (like "description", "title", "$schema"), so the same files serve editors and mlagent.
  * Errors carry a JSON-pointer-like path ("/stages/2/packages/0") so a user can find the field.
  */
@@ -40,6 +41,7 @@ function matchesType(value: unknown, type: string): boolean {
 }
 
 function resolveRef(root: JsonSchema, ref: string): JsonSchema {
+  if (ref === "#") return root;
   if (!ref.startsWith("#/")) throw new Error(`jsonschema: only local $ref is supported, got "${ref}"`);
   // deno-lint-ignore no-explicit-any
   let node: any = root;
@@ -179,6 +181,13 @@ function check(root: JsonSchema, schema: JsonSchema, value: unknown, path: strin
       } else if (typeof schema.additionalProperties === "object") {
         check(root, schema.additionalProperties, v, pointer(path, key), out);
       }
+    }
+    const count = Object.keys(obj).length;
+    if (typeof schema.minProperties === "number" && count < schema.minProperties) {
+      push(
+        "minProperties",
+        `must have at least ${schema.minProperties} field${schema.minProperties === 1 ? "" : "s"}`,
+      );
     }
     if (typeof schema.propertyNames === "object") {
       for (const key of Object.keys(obj)) {

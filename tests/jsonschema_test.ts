@@ -164,3 +164,10 @@ Deno.test("editDistance() and closestMatch() find likely typos and nothing for u
   assert.equal(closestMatch("hunyuan-video", ["yolo", "hunyuan-video-i2v"]), "hunyuan-video-i2v");
   assert.equal(closestMatch("stable-diffusion", ["yolo", "morphic-frames-to-video"]), null);
 });
+
+Deno.test("validateJson() resolves $ref to the root and checks minProperties", () => {
+  const tree = { type: "object", minProperties: 1, additionalProperties: { $ref: "#" } };
+  assert.deepEqual(validateJson(tree, { a: { b: { c: {} } } }).map((i) => `${i.path} ${i.keyword}`), [
+    "/a/b/c minProperties",
+  ]);
+});
