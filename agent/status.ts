@@ -8,14 +8,13 @@ import { verifyLocalModel } from "./download.ts";
 import type { Env } from "./env.ts";
 import { MlagentError } from "./errors.ts";
 import { listLocks, type LockInfo } from "./lock.ts";
-import { mountForPath } from "./mounts.ts";
+import { BOOK_FILE, resolveCacheDir } from "./cache.ts";
 import { absolute, localLockDir, modelsRoot, stateDir, venvDir as venvDirOf, venvRoot } from "./paths.ts";
 import { bootId, isAlive, schedulerJob } from "./proc.ts";
 import { loadProfile, profileSha256 } from "./profiles.ts";
 import type { Profile } from "./profile_types.ts";
 import { stateFileOf, type VenvState } from "./state.ts";
 import { venvPython } from "./venv.ts";
-import { defaultCacheDir, judgeTmpdir } from "../checks/tmpdir.ts";
 
 /** A venv's state as status sees it. Only "ready" means a job can use it. */
 export type VenvCondition =
@@ -351,19 +350,18 @@ export async function readDoctorSummary(env: Env): Promise<DoctorSummary> {
 }
 
 /**
- * The installer cache: where it is, on what filesystem, how big. Sizing and corruption counts come from the
- * cache's own bookkeeping (`.mlagent-cache.json` beside its entries) when present; walking a cache of 100k
- * files on every status call would cost seconds.
+ * The installer cache: where agent/cache.ts puts it, on what filesystem, and the numbers its own record
+ * (`.mlagent-cache.json`, updated by every scan and heal) keeps. Never walks the tree: a cache of 100k
+ * files would cost seconds on every status call; `mlagent cache info` does the walk.
  */
 export async function inspectCache(env: Env): Promise<CacheReport> {
-  const tmp = await judgeTmpdir(env);
-  const { path } = defaultCacheDir(env, tmp);
-  const mount = mountForPath(env, path);
+  const placement = await resolveCacheDir(env, { create: false });
+  const path = placement.path;
   const report: CacheReport = {
     path,
     exists: await exists(env, path),
-    filesystem: mount?.fsType ?? null,
-    network: mount ? mount.network : null,
+    filesystem: placement.fs_type,
+    network: placement.network,
     bytes: null,
     entries: null,
     corrupt_entries: null,
@@ -371,8 +369,8 @@ export async function inspectCache(env: Env): Promise<CacheReport> {
     problem: null,
   };
   if (!report.exists) return report;
-  const book = await readJson<Record<string, unknown>>(env, `${path}/.mlagent-cache.json`);
-  if (book.kind === "corrupt") report.problem = `cache bookkeeping is corrupt: ${book.error}`;
+  const book = await readJson<Record<string, unknown>>(env, `${path}/${BOOK_FILE}`);
+  if (book.kind === "corrupt") report.problem = `cache record ${path}/${BOOK_FILE} is corrupt: ${book.error}`;
   if (book.kind === "ok" && book.value && typeof book.value === "object") {
     const b = book.value;
     const num = (k: string) => (typeof b[k] === "number" ? b[k] as number : null);
