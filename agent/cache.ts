@@ -470,8 +470,9 @@ function scanUvWheels(env: Env, bucket: string, archiveDir: string | null, ids: 
       st.report.entries.uv++;
       if (e.isSymlink) {
         st.report.files++;
+        let target: string;
         try {
-          env.fs.realPathSync(p);
+          target = env.fs.realPathSync(p);
         } catch {
           addCorrupt(st, {
             path: p,
@@ -479,6 +480,17 @@ function scanUvWheels(env: Env, bucket: string, archiveDir: string | null, ids: 
             installer: "uv",
             package: pkg,
             reason: "wheel entry points at a missing archive",
+          });
+          continue;
+        }
+        if (st.report.corrupt.some((c) => c.path === target)) {
+          // Removing the archive leaves this link dangling: it goes in the same heal.
+          addCorrupt(st, {
+            path: p,
+            also: [],
+            installer: "uv",
+            package: pkg,
+            reason: "wheel entry points at a corrupt archive",
           });
           continue;
         }
