@@ -31,7 +31,7 @@ export interface GpuDevice {
   /** Fields we asked for that nvidia-smi printed as N/A, [N/A] or [Not Supported]. */
   unknown_fields: string[];
   /** MIG slices (XML only): under MIG a job gets one slice's memory, not the GPU's. */
-  mig_devices: { index: number; memory_total_mib: number | null }[];
+  mig_devices?: { index: number; memory_total_mib: number | null }[];
 }
 
 export type SmiSource = "xml" | "csv" | "table";
@@ -202,7 +202,7 @@ export function parseSmiXml(xml: string): SmiReport | null {
     for (const m of child(g, "mig_devices")?.children.filter((c) => c.name === "mig_device") ?? []) {
       const idx = textAt(m, "index");
       const total = textAt(m, "fb_memory_usage/total");
-      d.mig_devices.push({
+      (d.mig_devices ??= []).push({
         index: idx && /^\d+$/.test(idx) ? Number(idx) : d.mig_devices.length,
         memory_total_mib: total ? mib(total) : null,
       });
@@ -616,7 +616,7 @@ export function evaluateGpu(facts: GpuFacts, ctx: Pick<CheckContext, "profile">)
     const minMem = profile.gpu.min_memory_mib;
     // Under MIG a job sees one slice: judge the largest slice, not the whole GPU.
     const usable = (d: GpuDevice) =>
-      d.mig_mode === "enabled" && d.mig_devices.length
+      d.mig_mode === "enabled" && d.mig_devices?.length
         ? Math.max(...d.mig_devices.map((m) => m.memory_total_mib ?? 0))
         : d.memory_total_mib ?? 0;
     const big = minMem ? facts.devices.filter((d) => usable(d) >= minMem).length : n;
