@@ -215,3 +215,27 @@ Deno.test("lock clear keeps fencing numbers growing after it removes a stale flo
   });
   assert.equal(r.stdout.trim(), "3");
 });
+
+Deno.test("lock run venv:NAME takes the lock beside the venv that install takes, and list names it so", async () => {
+  await using dir = await tempDir();
+  const root = `${dir.path}/venvs`;
+  const vars = { ...lockVars(dir.path), MLAGENT_ROOT: root };
+  const r = await runMlagent([
+    "lock",
+    "run",
+    "venv:model-a",
+    "--ttl",
+    "90",
+    "--",
+    "sh",
+    "-c",
+    `cat '${root}/model-a.lock.owner'`,
+  ], { env: vars });
+  assert.equal(r.code, 0, r.stderr);
+  const owner = JSON.parse(r.stdout);
+  assert.equal(owner.name, "venv:model-a");
+  assert.equal(owner.ttl_ms, 90_000);
+  assert.deepEqual(owner.command.slice(0, 2), ["sh", "-c"]);
+  const bad = await runMlagent(["lock", "check", "venv:../etc"], { env: vars });
+  assert.equal(bad.code, 2);
+});
