@@ -1358,3 +1358,30 @@ export async function clearLock(env: Env, info: LockInfo, { force = false } = {}
   }
   return removed;
 }
+
+/** Temp files a lock operation holds for milliseconds: claims, moved-aside claims, record temp files. */
+const LEFTOVER =
+  /\.lock\.(claim|broken)-.+-\d+-[0-9a-f]{8}$|^\..+\.lock\.(owner|heartbeat|fence)\.tmp-\d+-[0-9a-f]{8}$/;
+
+/**
+ * Leftovers of lock operations killed mid-way (SIGKILL between creating a temp file and renaming or
+ * removing it). Nothing legitimate keeps one for more than moments, so anything older than `minAgeMs` goes.
+ */
+export async function findLeftovers(env: Env, dirs: string[], minAgeMs = 10 * 60_000): Promise<string[]> {
+  const out: string[] = [];
+  for (const dir of dirs) {
+    let entries: Deno.DirEntry[];
+    try {
+      entries = [...env.fs.readDirSync(dir)];
+    } catch {
+      continue;
+    }
+    for (const e of entries) {
+      if (!e.isFile || !LEFTOVER.test(e.name)) continue;
+      const st = await env.fs.lstat(`${dir}/${e.name}`).catch(() => null);
+      const age = env.now() - (st?.mtime?.getTime() ?? env.now());
+      if (age >= minAgeMs) out.push(`${dir}/${e.name}`);
+    }
+  }
+  return out.sort();
+}

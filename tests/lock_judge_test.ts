@@ -10,7 +10,7 @@ import {
 import { bootId, readProc } from "../agent/proc.ts";
 import { runMlagent } from "./support/cli.ts";
 import { hermeticVars, tempDir, testEnv } from "./support/env.ts";
-import { lockVars } from "./support/lock_helpers.ts";
+import { fileExists, lockVars } from "./support/lock_helpers.ts";
 
 const HOST = Deno.hostname();
 
@@ -176,6 +176,18 @@ Deno.test("lock clear is a dry run without --yes, removes only stale locks, and 
   await writeClaim(dir.path, "junk", "{");
   await Deno.mkdir(root, { recursive: true });
   await Deno.writeTextFile(`${root}/model-a.lock`, JSON.stringify(record({ pid: dead.pid })));
+  const locks = `${dir.path}/locks`;
+  for (
+    const f of [
+      ".dead.lock.owner.tmp-123-deadbeef",
+      "dead.lock.claim-gpu-1-77-abcdef12",
+      "dead.lock.broken-x-9-0badc0de",
+    ]
+  ) {
+    await Deno.writeTextFile(`${locks}/${f}`, "{");
+    await Deno.utime(`${locks}/${f}`, new Date(Date.now() - 3600_000), new Date(Date.now() - 3600_000));
+  }
+  await Deno.writeTextFile(`${locks}/live.lock.claim-gpu-1-78-abcdef13`, "{");
   const before = await listStatuses(vars);
   assert.deepEqual(before, {
     dead: "stale-dead",
@@ -188,12 +200,20 @@ Deno.test("lock clear is a dry run without --yes, removes only stale locks, and 
   const dry = await runMlagent(["lock", "clear"], { env: vars });
   assert.equal(dry.code, 0, dry.stderr);
   assert.match(dry.stdout, /dry run: pass --yes/);
-  assert.equal((dry.stdout.match(/^would remove/gm) ?? []).length, 4);
+  assert.equal((dry.stdout.match(/^would remove .* lock/gm) ?? []).length, 4);
+  assert.equal((dry.stdout.match(/^would remove leftover temp file/gm) ?? []).length, 3);
   assert.deepEqual(await listStatuses(vars), before);
 
   const yes = await runMlagent(["lock", "clear", "--yes", "--json"], { env: vars });
   assert.equal(yes.code, 0, yes.stderr);
   assert.equal(yes.json<{ removed: string[] }>().removed.length, 4);
+  assert.equal(yes.json<{ leftovers: string[] }>().leftovers.length, 3);
+  assert.equal(
+    await fileExists(`${locks}/live.lock.claim-gpu-1-78-abcdef13`),
+    true,
+    "a fresh temp file stays",
+  );
+  assert.equal(await fileExists(`${locks}/dead.lock.claim-gpu-1-77-abcdef12`), false);
   assert.deepEqual(await listStatuses(vars), { remote: "held-remote" });
 
   const force = await runMlagent(["lock", "clear", "--yes", "--force"], { env: vars });

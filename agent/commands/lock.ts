@@ -8,6 +8,7 @@ import {
   clearLock,
   describeOwner,
   downloadLockSpec,
+  findLeftovers,
   inspectLock,
   listLocks,
   type LockHandle,
@@ -148,13 +149,19 @@ async function clearCommand(env: Env, yes: boolean, force: boolean, root?: strin
     if (await clearLock(env, l, { force })) removed.push(l);
     else kept.push(l);
   }
+  const leftovers = await findLeftovers(env, lockDirs(env, root).map((d) => d.dir));
+  if (yes) { for (const f of leftovers) await env.fs.remove(f).catch(() => {}); }
   const lines = !yes
-    ? targets.map((l) => `would remove ${l.status} lock "${l.name}" (${l.reason})  ${l.path}`)
+    ? [
+      ...targets.map((l) => `would remove ${l.status} lock "${l.name}" (${l.reason})  ${l.path}`),
+      ...leftovers.map((f) => `would remove leftover temp file ${f}`),
+    ]
     : [
       ...removed.map((l) => `removed ${l.status} lock "${l.name}"  ${l.path}`),
       ...kept.map((l) => `kept lock "${l.name}": held again when rechecked  ${l.path}`),
+      ...leftovers.map((f) => `removed leftover temp file ${f}`),
     ];
-  if (!yes && targets.length) lines.push("dry run: pass --yes to remove them");
+  if (!yes && (targets.length || leftovers.length)) lines.push("dry run: pass --yes to remove them");
   const held = locks.filter((l) => !targets.includes(l));
   return {
     exitCode: EXIT.ok,
@@ -165,6 +172,7 @@ async function clearCommand(env: Env, yes: boolean, force: boolean, root?: strin
       candidates: targets.map((l) => infoJson(env, l)),
       removed: removed.map((l) => l.path),
       kept: kept.map((l) => l.path),
+      leftovers,
       held: held.map((l) => infoJson(env, l)),
     },
     text: lines.length ? lines.join("\n") : "no stale locks",
