@@ -30,8 +30,9 @@ const HELP = `Usage: mlagent lock <list|check|clear|run> [options]
   mlagent lock check NAME
       Exit 0 when NAME is free (or only stale), 3 when it is held. For scripts and job prologues.
   mlagent lock clear [--yes] [--force]
-      Removes stale locks. A dry run unless --yes. --force also removes locks held by live holders on
-      other hosts (only when you know they are gone: two holders may otherwise run at once).
+      Removes stale locks (and temp files of lock operations killed mid-way). A dry run unless --yes.
+      --force also removes locks held by live holders on other hosts (only when you know they are gone:
+      two holders may otherwise run at once).
   mlagent lock run NAME [--timeout S] [--no-wait] [--ttl S] [--mode auto|flock|lease] -- COMMAND ARGS...
       Runs COMMAND holding the lock and passes its exit code through. The command keeps the lock while it
       runs, even if mlagent is killed. SIGINT/SIGTERM are forwarded to it; the lock is released after it ends.
