@@ -146,7 +146,11 @@ Deno.test("install builds a venv stage by stage, then a rerun, a changed profile
       await write("seq.json", profile("seq", changed, [IMPORTS]));
       // The index fails the first two requests for the changed package: mlagent retries with backoff.
       index.failPath("/simple/mla-alpha/", 2, { status: 503 });
-      const { r, report } = await install(file);
+      // And the wheel download fails once with pip's own retries off: the classifier says network, the
+      // stage is retried.
+      index.failPath("/files/mla_alpha-2.0", 1, { status: 503 });
+      const mark = index.requests.length;
+      const { r, report } = await install(file, [], { PIP_RETRIES: "0" });
       assert.equal(r.code, 0, r.stderr);
       assert.equal(report.action, "updated");
       assert.deepEqual(report.stages.map((s) => [s.name, s.action]), [
@@ -155,10 +159,18 @@ Deno.test("install builds a venv stage by stage, then a rerun, a changed profile
         ["build", "installed"],
       ]);
       assert.equal(report.packages["mla-alpha"], "2.0");
-      const alpha = index.requests.filter((q) => q.path === "/simple/mla-alpha/").map((q) => q.status);
+      const alpha = index.requests.slice(mark).filter((q) => q.path === "/simple/mla-alpha/").map((q) =>
+        q.status
+      );
       // mlagent's own probe met the faults and retried; pip then found the index healthy.
-      assert.deepEqual(alpha.slice(-4), [503, 503, 200, 200]);
-      assert.match(r.stderr, /attempt 2\/3/);
+      assert.deepEqual(alpha.slice(0, 3), [503, 503, 200]);
+      const wheel = index.requests.slice(mark).filter((q) => q.path.startsWith("/files/mla_alpha-2.0")).map((
+        q,
+      ) => q.status);
+      assert.deepEqual(wheel, [503, 200]);
+      assert.match(r.stderr, /index .*mla-alpha.*attempt 2\/3/);
+      assert.match(r.stderr, /stage chain: network failure \(http-5xx\); attempt 2\/3/);
+      assert.equal(report.stages.find((s) => s.name === "chain")!.attempts, 2);
     });
 
     await t.step(
