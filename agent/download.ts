@@ -475,6 +475,10 @@ async function ensureDir(ctx: Ctx, dir: string) {
   ctx.dirs.add(dir);
 }
 
+function stallMsFor(env: Env, opts: DownloadOptions): number {
+  return opts.stallTimeoutMs ?? (envNumber(env, "MLAGENT_STALL_TIMEOUT_S") ?? 60) * 1000;
+}
+
 function envNumber(env: Env, name: string): number | undefined {
   const v = env.vars[name];
   if (v === undefined || v === "") return undefined;
@@ -521,7 +525,8 @@ export async function downloadRepo(env: Env, opts: DownloadOptions): Promise<Dow
 
   const token = opts.token ?? await readToken(env);
   const client = new HubClient(env, hubEndpoint(env), token);
-  const stallMs = opts.stallTimeoutMs ?? (envNumber(env, "MLAGENT_STALL_TIMEOUT_S") ?? 60) * 1000;
+  client.apiTimeoutMs = stallMsFor(env, opts);
+  const stallMs = stallMsFor(env, opts);
   const abort = new AbortController();
   const ctx: Ctx = {
     env,

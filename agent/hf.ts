@@ -118,6 +118,8 @@ export function encodePath(path: string): string {
 
 export class HubClient {
   readonly origin: string;
+  /** API calls and HEADs that get no answer within this long are aborted (and retried by the caller). */
+  apiTimeoutMs = 60_000;
   constructor(
     readonly env: Env,
     readonly endpoint: string,
@@ -144,9 +146,13 @@ export class HubClient {
       headers?: Record<string, string>;
       signal?: AbortSignal;
       stopAtOtherHost?: boolean;
+      /** Bound the whole exchange, body included, by apiTimeoutMs (not for file bodies: the watchdog does those). */
+      bounded?: boolean;
     },
   ): Promise<Response> {
     let current = url;
+    const timeout = init.bounded ? AbortSignal.timeout(this.apiTimeoutMs) : undefined;
+    const signal = timeout ? (init.signal ? AbortSignal.any([init.signal, timeout]) : timeout) : init.signal;
     for (let hop = 0; hop < 10; hop++) {
       let res: Response;
       try {
@@ -154,10 +160,17 @@ export class HubClient {
           method: init.method ?? "GET",
           headers: this.headersFor(current, init.headers),
           redirect: "manual",
-          signal: init.signal,
+          signal,
         });
       } catch (e) {
         if (init.signal?.aborted) throw e;
+        if (timeout?.aborted) {
+          throw new HubHttpError(
+            `no answer from ${new URL(current).host} within ${this.apiTimeoutMs} ms`,
+            0,
+            true,
+          );
+        }
         const msg = e instanceof Error ? e.message : String(e);
         throw new HubHttpError(
           `network error for ${new URL(current).host}: ${redact(msg, this.token)}`,
@@ -206,7 +219,7 @@ export class HubClient {
   /** The commit a revision points at: GET /api/models/{repo}/revision/{rev} (sha, or X-Repo-Commit). */
   async resolveCommit(repo: string, revision: string, signal?: AbortSignal): Promise<string> {
     const url = `${this.endpoint}/api/models/${repo}/revision/${encodeURIComponent(revision)}`;
-    const res = await this.request(url, { signal });
+    const res = await this.request(url, { signal, bounded: true });
     if (!res.ok) throw await this.explain(res, repo, `revision "${revision}"`);
     const header = res.headers.get("x-repo-commit");
     let body: { sha?: unknown } = {};
@@ -234,9 +247,17 @@ export class HubClient {
     const out: HubFile[] = [];
     for (let page = 0; url; page++) {
       if (page > 100_000) throw new HubHttpError(`tree listing of ${repo} does not end`, 0, false);
-      const res = await this.request(url, { signal });
+      const res = await this.request(url, { signal, bounded: true });
       if (!res.ok) throw await this.explain(res, repo, `listing files of ${repo}`);
-      const entries = await res.json() as unknown;
+      let entries: unknown;
+      try {
+        entries = await res.json();
+      } catch (e) {
+        if (signal?.aborted) throw e;
+        // A cut or stalled listing is worth another try; a body that is not JSON is not.
+        const cut = !(e instanceof SyntaxError);
+        throw new HubHttpError(`tree listing of ${repo}: ${e instanceof Error ? e.message : e}`, 0, cut);
+      }
       if (!Array.isArray(entries)) throw new HubHttpError(`tree listing of ${repo} is not a list`, 0, false);
       for (const e of entries as Record<string, unknown>[]) {
         if (e.type !== "file") continue;
@@ -276,6 +297,7 @@ export class HubClient {
       headers: { "accept-encoding": "identity" },
       signal,
       stopAtOtherHost: true,
+      bounded: true,
     });
     await res.body?.cancel().catch(() => {});
     const redirected = res.status >= 300 && res.status < 400;

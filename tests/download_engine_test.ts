@@ -411,3 +411,14 @@ Deno.test("download checks free space against the bytes still to fetch before st
   );
   assert.equal(server.requests.filter((q) => q.path.includes("/resolve/")).length, 0);
 });
+
+Deno.test("download retries a HEAD that gets no answer within the stall timeout", async () => {
+  await using server = smallRepo();
+  await using dir = await tempDir();
+  server.addFault({ path: "config.json", on: "head", fault: { kind: "stall", afterBytes: 0, ms: 1500 } });
+  const env = envFor(server);
+  const r = await downloadRepo(env, { repo: server.repo, localDir: dir.path, ...FAST, stallTimeoutMs: 300 });
+  assert.equal(r.ok, true);
+  assert.ok(env.logs.some((l) => /config\.json: no answer .* within 300 ms/.test(l)), env.logs.join("\n"));
+  await assertFilesMatch(server, dir.path);
+});

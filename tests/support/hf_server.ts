@@ -222,7 +222,7 @@ export class HubServer implements AsyncDisposable {
     await this.server.shutdown().catch(() => {});
   }
 
-  private handle(req: Request): Response {
+  private async handle(req: Request): Promise<Response> {
     const u = new URL(req.url);
     const host = req.headers.get("host") ?? "";
     const log: RequestLog = {
@@ -234,7 +234,7 @@ export class HubServer implements AsyncDisposable {
       status: 0,
     };
     this.requests.push(log);
-    const res = this.route(req, u, host);
+    const res = await this.route(req, u, host);
     log.status = res.status;
     return res;
   }
@@ -246,7 +246,7 @@ export class HubServer implements AsyncDisposable {
     });
   }
 
-  private route(req: Request, u: URL, host: string): Response {
+  private route(req: Request, u: URL, host: string): Response | Promise<Response> {
     const p = u.pathname;
     if (p.startsWith("/cdn/")) return this.serveBody(req, p.slice(5), true);
     if (host.startsWith("localhost")) return new Response("not the hub", { status: 404 });
@@ -298,6 +298,10 @@ export class HubServer implements AsyncDisposable {
     if (req.method === "HEAD") {
       const fault = this.takeFault(path, "head");
       if (fault?.kind === "status") return this.statusFault(fault);
+      if (fault?.kind === "stall") {
+        const ms = fault.ms;
+        return new Promise<void>((r) => setTimeout(r, ms)).then(() => this.route(req, u, host));
+      }
     }
     if (this.resolveCache && !viaCache && !e.sha256) {
       const location = `${cache}${this.commit}/${rest.slice(slash + 1)}?etag=%22${e.oid}%22`;
