@@ -660,7 +660,7 @@ async function judgePipHttpEntry(
     // pip itself treats an undecodable entry as a miss, but it stays on disk, and a torn write of a v2
     // header next to a whole body is what a killed pip leaves.
     return bad(
-      `cached response header is unreadable (${decoded})`,
+      `cached response${v2 ? " header" : ""} is unreadable (${decoded})`,
       bodyPath ? await bodyPackage(env, bodyPath) : null,
     );
   }

@@ -1,0 +1,230 @@
+/**
+ * A real pip cache filled by real pip installs from the local test index, then broken the ways it breaks in
+ * the field: a cached download truncated (http-v2 `.body` shorter than its Content-Length) and a locally
+ * built wheel cut in half. pip fails as pip does; the heal removes exactly the broken entries; the retry
+ * succeeds, and the index's request log proves only the broken packages were downloaded again.
+ */
+import assert from "node:assert/strict";
+import { classifyInstallFailure } from "../agent/classify.ts";
+import { healAfterFailure, scanCache } from "../agent/cache.ts";
+import { runMlagent } from "./support/cli.ts";
+import { tempDir, testEnv } from "./support/env.ts";
+import { type LocalIndex, startIndex, testDists } from "./support/pypi.ts";
+
+/** pip >= 23.3 keeps bodies apart (http-v2); the newest pip on the machine, run from its wheel, else python3 -m pip. */
+async function pipArgv(): Promise<string[]> {
+  const candidates = [
+    "/root/.pyenv/versions/3.13.0/lib/python3.13/ensurepip/_bundled/pip-24.2-py3-none-any.whl",
+  ];
+  for (const whl of candidates) {
+    try {
+      await Deno.stat(whl);
+      return ["python3", `${whl}/pip`];
+    } catch { /* next */ }
+  }
+  return ["python3", "-m", "pip"];
+}
+
+/**
+ * PyPI marks file downloads cacheable for a year; the test index does not, so a front adds the header
+ * (pip stores nothing it may not reuse). The index behind it keeps the request log.
+ */
+async function startCachingFront(index: LocalIndex) {
+  const ac = new AbortController();
+  const { promise, resolve } = Promise.withResolvers<number>();
+  const server = Deno.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    signal: ac.signal,
+    onListen: ({ port }) => resolve(port),
+  }, async (req) => {
+    const path = new URL(req.url).pathname;
+    const r = await fetch(index.origin + path);
+    const headers = new Headers(r.headers);
+    if (path.startsWith("/files/")) headers.set("cache-control", "max-age=365000000, immutable, public");
+    return new Response(await r.arrayBuffer(), { status: r.status, headers });
+  });
+  const port = await promise;
+  return {
+    url: `http://127.0.0.1:${port}/simple/`,
+    async [Symbol.asyncDispose]() {
+      ac.abort();
+      await server.finished;
+    },
+  };
+}
+
+const filesFetched = (index: LocalIndex) =>
+  [...new Set(index.requests.filter((r) => r.path.startsWith("/files/")).map((r) => r.path.slice(7)))].sort();
+
+Deno.test("a pip cache with a truncated download and a half wheel heals to exactly those and refetches only them", async () => {
+  await using dir = await tempDir();
+  const dists = await testDists();
+  await using index = await startIndex(dists.dir);
+  await using front = await startCachingFront(index);
+  const root = `${dir.path}/cache`;
+  await Deno.mkdir(root, { mode: 0o700 });
+  const env = testEnv();
+  env.vars = {
+    ...env.vars,
+    XDG_STATE_HOME: `${dir.path}/state`,
+    MLAGENT_LOCK_DIR: `${dir.path}/locks`,
+    MLA_SLOW_BUILD_S: "0",
+  };
+  const pip = await pipArgv();
+  const install = (target: string) =>
+    env.run([
+      ...pip,
+      "install",
+      "--cache-dir",
+      `${root}/pip`,
+      "--target",
+      `${dir.path}/${target}`,
+      "--trusted-host",
+      "127.0.0.1",
+      "--index-url",
+      front.url,
+      "mla-alpha==1.0",
+      "mla-slow==1.0",
+    ], { timeoutMs: 120_000 });
+
+  const fill = await install("t1");
+  assert.ok(fill.kind === "exited" && fill.code === 0, JSON.stringify(fill));
+  const healthy = await scanCache(env, root, { package: "mla-beta" });
+  assert.equal(healthy.corrupt.length, 0);
+  const beta = (healthy as typeof healthy & { matches: { path: string; also: string[] }[] }).matches;
+  assert.equal(beta.length, 1, "one cached download of mla-beta");
+
+  // Break it the field ways: a download cut short, a built wheel cut in half.
+  const body = beta[0].also[0] ?? beta[0].path;
+  const bodySize = (await Deno.stat(body)).size;
+  await Deno.truncate(body, bodySize >> 1);
+  const wheel = [...healthy.corrupt, ...walk(`${root}/pip/wheels`)].find((p) =>
+    String(p).endsWith(".whl")
+  ) as string;
+  assert.ok(wheel, "pip cached the wheel it built for mla-slow");
+  await Deno.truncate(wheel, (await Deno.stat(wheel)).size >> 1);
+  const broken = await scanCache(env, root);
+  assert.deepEqual(
+    broken.corrupt.map((c) => [c.package, c.path === body || c.also.includes(body) || c.path === wheel])
+      .sort(),
+    [["mla-beta", true], ["mla-slow", true]],
+  );
+
+  index.requests.length = 0;
+  const failedRun = await install("t2");
+  assert.ok(failedRun.kind === "exited" && failedRun.code !== 0, "pip fails on the broken cache");
+  const verdict = classifyInstallFailure(`${failedRun.stdout}\n${failedRun.stderr}`);
+  assert.equal(verdict.kind, "cache-corrupt");
+  const healed = await healAfterFailure(env, {
+    cacheDir: `${root}/pip`,
+    installer: "pip",
+    verdict,
+    attempt: 1,
+  });
+  assert.equal(healed.action, "targeted");
+  assert.equal((await scanCache(env, root)).corrupt.length, 0);
+
+  index.requests.length = 0;
+  const retry = await install("t3");
+  assert.ok(retry.kind === "exited" && retry.code === 0, retry.kind === "exited" ? retry.stderr : retry.kind);
+  // Only the two broken packages came from the index again; mla-alpha and mla-gamma stayed cached.
+  assert.deepEqual(filesFetched(index), ["mla_beta-1.0-py3-none-any.whl", "mla_slow-1.0.tar.gz"]);
+  const log = (await Deno.readTextFile(`${dir.path}/state/mlagent/cache-heal.log`)).trim().split("\n");
+  assert.equal(JSON.parse(log.at(-1)!).action, "targeted");
+});
+
+function walk(dir: string): string[] {
+  const out: string[] = [];
+  try {
+    for (const e of Deno.readDirSync(dir)) {
+      const p = `${dir}/${e.name}`;
+      if (e.isDirectory) out.push(...walk(p));
+      else out.push(p);
+    }
+  } catch { /* missing */ }
+  return out;
+}
+
+Deno.test("cache heal while pip installs from the same cache: the install never fails", async () => {
+  await using dir = await tempDir();
+  const dists = await testDists();
+  await using index = await startIndex(dists.dir);
+  await using front = await startCachingFront(index);
+  const root = `${dir.path}/cache`;
+  await Deno.mkdir(root, { mode: 0o700 });
+  const env = testEnv();
+  const pip = await pipArgv();
+  const vars = {
+    MLAGENT_CACHE_DIR: root,
+    XDG_STATE_HOME: `${dir.path}/state`,
+    MLAGENT_ROOT: `${dir.path}/venvs`,
+    MLAGENT_LOCK_DIR: `${dir.path}/locks`,
+  };
+  const install = (target: string, ...packages: string[]) =>
+    env.run([
+      ...pip,
+      "install",
+      "--cache-dir",
+      `${root}/pip`,
+      "--target",
+      `${dir.path}/${target}`,
+      "--trusted-host",
+      "127.0.0.1",
+      "--index-url",
+      front.url,
+      ...packages,
+    ], { timeoutMs: 120_000 });
+  const fill = await install("t0", "mla-alpha==1.0", "mla-helper==1.0");
+  assert.ok(fill.kind === "exited" && fill.code === 0);
+  // A cached download the installs below do not need is broken, so every heal renames and deletes in the
+  // tree while they read their (healthy) entries from it.
+  const scan = await scanCache(env, root, { package: "mla-helper" });
+  const helper = (scan as typeof scan & { matches: { also: string[] }[] }).matches[0];
+  await Deno.truncate(helper.also[0], 10);
+
+  let heals = 0;
+  let done = false;
+  const installs = Promise.all([install("t1", "mla-alpha==1.0"), install("t2", "mla-alpha==1.0")]).finally(
+    () => done = true,
+  );
+  const healer = (async () => {
+    while (!done) {
+      const r = await runMlagent(["cache", "heal", "--json"], { env: vars });
+      assert.equal(r.code, 0, r.stderr);
+      heals++;
+    }
+  })();
+  const [a, b] = await installs;
+  await healer;
+  assert.ok(heals >= 1);
+  for (const r of [a, b]) {
+    assert.ok(r.kind === "exited" && r.code === 0, r.kind === "exited" ? r.stderr : r.kind);
+  }
+});
+
+Deno.test("cache heal reports busy and exits 0 while an install holds the cache lock", async () => {
+  await using dir = await tempDir();
+  const root = `${dir.path}/cache`;
+  await Deno.mkdir(root, { mode: 0o700 });
+  const vars = {
+    MLAGENT_CACHE_DIR: root,
+    XDG_STATE_HOME: `${dir.path}/state`,
+    MLAGENT_ROOT: `${dir.path}/venvs`,
+    MLAGENT_LOCK_DIR: `${dir.path}/locks`,
+  };
+  const { acquire, cacheLockSpec } = await import("../agent/lock.ts");
+  const env = testEnv();
+  env.vars = { ...env.vars, ...vars };
+  const lock = await acquire(env, cacheLockSpec(env, root, "install"), { handleSignals: false });
+  try {
+    const r = await runMlagent(["cache", "heal", "--json"], { env: vars });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.json<{ result: string }>().result, "busy");
+    const clean = await runMlagent(["cache", "clean", "--yes"], { env: vars });
+    assert.equal(clean.code, 3, clean.stderr);
+    assert.match(clean.stderr, /in use/);
+  } finally {
+    await lock.release();
+  }
+});
