@@ -263,7 +263,7 @@ async function healOutcome(
     text,
     json: {
       ok: true,
-      result,
+      result: !dry && nothing ? "nothing" : result,
       path: root,
       message,
       ...scanJson(scan),
