@@ -425,8 +425,14 @@ export async function runPrologue(env: Env, opts: PrologueOptions): Promise<Prol
   const timedOutIds: string[] = [];
   type Task = { ids: string[]; fault: Fault | "warn"; what: string; p: Promise<Timed<PrologueCheck[]>> };
   const tasks: Task[] = [];
-  const add = (ids: string[], fault: Fault | "warn", what: string, f: () => Promise<PrologueCheck[]>) => {
-    const task: Task = { ids, fault, what, p: within(Math.min(checkMs, left()), f) };
+  const add = (
+    ids: string[],
+    fault: Fault | "warn",
+    what: string,
+    f: () => Promise<PrologueCheck[]>,
+    ms = Math.min(checkMs, left()),
+  ) => {
+    const task: Task = { ids, fault, what, p: within(ms, f) };
     tasks.push(task);
     return task;
   };
@@ -531,40 +537,53 @@ export async function runPrologue(env: Env, opts: PrologueOptions): Promise<Prol
   });
 
   if (profile && venvPath) {
-    add(["venv.ready"], "node", "the venv's interpreter", async () => {
-      if (await hung(root)) return [fsHungCheck("venv.ready", "venv root", root)];
-      let v = await inspectVenvState(env, venvPath, profile);
-      if (!v.ready && opts.install && opts.profileRef && v.condition !== "interpreter-gone") {
-        const t = env.now();
-        try {
-          const r = await install(env, { profile: opts.profileRef, root: opts.root, lockTimeoutMs: left() });
-          found.installed = { action: r.action, duration_ms: env.now() - t };
-        } catch (e) {
-          if (!(e instanceof MlagentError)) throw e;
-          return [
-            check("venv.ready", "fail", `--install failed: ${e.message}`, {
-              fault: "job",
-              remedy: e.hint ?? null,
-            }),
-          ];
+    // An install may take the whole prologue's deadline; without --install the venv is only looked at.
+    const venvTask = add(
+      ["venv.ready"],
+      "node",
+      opts.install ? "installing the venv" : "the venv's interpreter",
+      async () => {
+        if (await hung(root)) return [fsHungCheck("venv.ready", "venv root", root)];
+        let v = await inspectVenvState(env, venvPath, profile);
+        if (!v.ready && opts.install && opts.profileRef && v.condition !== "interpreter-gone") {
+          const t = env.now();
+          try {
+            const r = await install(env, {
+              profile: opts.profileRef,
+              root: opts.root,
+              lockTimeoutMs: left(),
+            });
+            found.installed = { action: r.action, duration_ms: env.now() - t };
+          } catch (e) {
+            if (!(e instanceof MlagentError)) throw e;
+            return [
+              check("venv.ready", "fail", `--install failed: ${e.message}`, {
+                fault: "job",
+                remedy: e.hint ?? null,
+              }),
+            ];
+          }
+          v = await inspectVenvState(env, venvPath, profile);
         }
-        v = await inspectVenvState(env, venvPath, profile);
-      }
-      found.venv = v;
-      if (!v.ready) return [venvCheck(v, false, null)];
-      const py = await probePython(env, venvPython(venvPath), probeMs());
-      const problem = !py
-        ? `${venvPython(venvPath)} does not run`
-        : v.python_version && py.version !== v.python_version
-        ? `its python is now ${py.version}, built with ${v.python_version}`
-        : null;
-      return [venvCheck(v, problem === null, problem)];
-    });
+        found.venv = v;
+        if (!v.ready) return [venvCheck(v, false, null)];
+        const py = await probePython(env, venvPython(venvPath), probeMs());
+        const problem = !py
+          ? `${venvPython(venvPath)} does not run`
+          : v.python_version && py.version !== v.python_version
+          ? `its python is now ${py.version}, built with ${v.python_version}`
+          : null;
+        return [venvCheck(v, problem === null, problem)];
+      },
+      opts.install ? left() : undefined,
+    );
     if (profile.models.length) {
       add(["models.complete"], "warn", "verifying model files", async () => {
+        // --install fetches models after the venv: judge them once it is done.
+        if (opts.install) await venvTask.p;
         if (await hung(mroot)) return [fsHungCheck("models.complete", "models dir", mroot)];
         return [modelsCheck(await inspectModels(env, profile))];
-      });
+      }, opts.install ? left() : undefined);
     }
   }
 

@@ -7,6 +7,7 @@ import { runMlagent } from "./support/cli.ts";
 import { FIXTURES, tempDir } from "./support/env.ts";
 import { type FakeSpec, writeFakeBin } from "./support/fake_bin.ts";
 import { type FakeNode, makeNode, testProfile, writeProfile, writeVenv } from "./support/node_states.ts";
+import { startIndex, testDists } from "./support/pypi.ts";
 
 const SMI = `${FIXTURES}/nvidia-smi`;
 const ONE_GPU_XML = `${SMI}/xml/q_x_535.86.05_1xRTX4090.xml`;
@@ -239,4 +240,22 @@ Deno.test("prologue fails as the job's fault when the job asked for fewer GPUs t
   const r = await prologue(n, "lsf", ["--profile", "big"], { CUDA_VISIBLE_DEVICES: "0" });
   assert.equal(r.code, 99, r.stdout);
   assert.equal(checkOf(r.json<Report>(), "gpu.request")!.fault, "job");
+});
+
+Deno.test("prologue --install builds a missing venv under its lock, then lets the job run", async () => {
+  await using d = await tempDir();
+  const n = await node(d.path, { stdoutFile: ONE_GPU_XML });
+  await writeProfile(n, testProfile("tiny", { stages: [{ name: "one", packages: ["mla-gamma==1.0"] }] }));
+  const dists = await testDists();
+  await using index = await startIndex(dists.dir);
+  const vars = { MLAGENT_INDEX_URL: index.url };
+  const without = await prologue(n, "lsf", ["--profile", "tiny"], vars);
+  assert.equal(without.code, 99, "no venv and no --install: the job's fault");
+  const r = await prologue(n, "lsf", ["--profile", "tiny", "--install"], vars);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  const rep = r.json<Report & { installed: { action: string } | null }>();
+  assert.equal(rep.installed?.action, "created");
+  assert.equal(checkOf(rep, "venv.ready")!.status, "pass");
+  const again = await prologue(n, "lsf", ["--profile", "tiny"], vars);
+  assert.equal(again.code, 0, again.stdout);
 });
