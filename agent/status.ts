@@ -7,7 +7,7 @@ import { readJson } from "./atomic.ts";
 import { verifyLocalModel } from "./download.ts";
 import type { Env } from "./env.ts";
 import { MlagentError } from "./errors.ts";
-import { listLocks, type LockInfo } from "./lock.ts";
+import { cacheLockSpec, inspectLock, listLocks, type LockInfo } from "./lock.ts";
 import { BOOK_FILE, resolveCacheDir } from "./cache.ts";
 import { absolute, localLockDir, modelsRoot, stateDir, venvDir as venvDirOf, venvRoot } from "./paths.ts";
 import { bootId, isAlive, schedulerJob } from "./proc.ts";
@@ -417,9 +417,19 @@ export async function gatherStatus(env: Env, opts: StatusOptions): Promise<Statu
       last_heal_at: null,
       problem: e instanceof Error ? e.message : String(e),
     })),
-    listLocks(env, [{ dir: localLockDir(env), prefix: "" }, { dir: root, prefix: "venv:" }]).catch(() => []),
+    listLocks(env, [{ dir: localLockDir(env), prefix: "" }, { dir: root, prefix: "venv:" }]).catch(
+      (): LockInfo[] => [],
+    ),
     readDoctorSummary(env),
   ]);
+  // The cache's lock sits beside the cache (often in /tmp, among other programs' lock files): look at that one.
+  if (cache.path) {
+    const spec = cacheLockSpec(env, cache.path, "");
+    if (await exists(env, spec.path)) {
+      const info = await inspectLock(env, spec).catch(() => null);
+      if (info && info.status !== "free") locks.push(info);
+    }
+  }
   return {
     ok: profiles.every((p) => p.ready),
     generated_at: new Date(started).toISOString(),
