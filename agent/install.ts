@@ -937,6 +937,25 @@ async function runStagesAndVerify(
   };
 }
 
+/** A stage's command for another installer than planned (uv broke): same stage, that installer's own cache. */
+function commandFor(plan: InstallPlan, stage: Stage, installer: InstallerChoice): StageCommand {
+  return stageCommand({
+    installer,
+    venvDir: plan.venvDir,
+    stage,
+    indexes: stageIndexes(stage, plan.cuda, plan.mirror),
+    cacheDir: cacheDirFor(plan, installer.kind),
+    crossDevice: plan.crossDevice,
+    mirrorOnly: plan.mirror !== null,
+  });
+}
+
+/** uv and pip keep separate caches side by side: <cache root>/uv, <cache root>/pip. */
+function cacheDirFor(plan: InstallPlan, kind: "uv" | "pip"): string | null {
+  if (!plan.cacheDir) return null;
+  return plan.cacheDir.replace(/\/(uv|pip)$/, `/${kind}`);
+}
+
 const UNKNOWN: FailureVerdict = {
   kind: "unknown",
   package: null,
@@ -965,7 +984,8 @@ async function runStage(
   signal: AbortSignal,
 ): Promise<StageOutcome> {
   let installer = initial;
-  let command = ps.command;
+  // An earlier stage may have switched to pip; the planned argv is for the planned installer.
+  let command = installer.kind === plan.installer.kind ? ps.command : commandFor(plan, stage, installer);
   let networkFailures = 0;
   let healed = false;
   let uncached = false;
@@ -988,15 +1008,7 @@ async function runStage(
     if (installer.kind === "uv" && uvItselfBroke(r)) {
       env.log.warn(`uv itself failed (${describeRun(r)}); falling back to pip for the remaining stages`);
       installer = { kind: "pip", uv: null, reason: "uv failed" };
-      command = stageCommand({
-        installer,
-        venvDir: plan.venvDir,
-        stage,
-        indexes: stageIndexes(stage, plan.cuda, plan.mirror),
-        cacheDir: plan.cacheDir,
-        crossDevice: plan.crossDevice,
-        mirrorOnly: plan.mirror !== null,
-      });
+      command = commandFor(plan, stage, installer);
       continue;
     }
     const output = r.kind === "not-found" ? `${r.program}: not found` : `${r.stdout}\n${r.stderr}`;
@@ -1017,10 +1029,11 @@ async function runStage(
       await env.sleep(ms);
       continue;
     }
-    if (verdict.retry === "heal-cache-then-once" && !healed && plan.cacheDir) {
+    const cacheDir = cacheDirFor(plan, installer.kind);
+    if (verdict.retry === "heal-cache-then-once" && !healed && cacheDir) {
       healed = true;
-      await healCache(env, plan.cacheDir, verdict);
-      await env.fs.mkdir(plan.cacheDir, { recursive: true });
+      await healCache(env, cacheDir, verdict);
+      await env.fs.mkdir(cacheDir, { recursive: true });
       env.log.warn(`stage ${ps.name}: retrying once after healing the cache`);
       continue;
     }

@@ -8,6 +8,8 @@ import { runMlagent } from "./support/cli.ts";
 import { hermeticVars } from "./support/env.ts";
 import { mlagentArgv } from "./support/cli.ts";
 import { type LocalIndex, startIndex, testDists } from "./support/pypi.ts";
+import { fakeCalls, writeFakeBin } from "./support/fake_bin.ts";
+import { smallRepo } from "./support/hf_server.ts";
 
 interface StageOut {
   name: string;
@@ -22,6 +24,8 @@ interface Report {
   stages: StageOut[];
   packages: Record<string, string>;
   verify: { name: string; ok: boolean }[];
+  installer: string;
+  models: { repo: string; ok: boolean; skipped: boolean }[];
   error?: {
     message: string;
     stage?: string;
@@ -406,6 +410,37 @@ Deno.test("install killed mid-stage is repaired by the next run, and concurrent 
         assert.equal((await readState(venv)).status, "ready");
       },
     );
+    const current = [...stages, { name: "more", packages: ["mla-alpha==1.0"] }];
+
+    await t.step("when uv itself crashes the stages fall back to pip", async () => {
+      const bin = `${dir}/bin`;
+      await Deno.mkdir(bin, { recursive: true });
+      await writeFakeBin(bin, "uv", {
+        stderr: "thread 'main' panicked at crates/uv/src/main.rs:1:1\n",
+        exitCode: 101,
+      });
+      const { r, report } = await install(file, [], { PATH: `${bin}:${Deno.env.get("PATH")}` });
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, /uv itself failed .*falling back to pip/);
+      assert.equal(report.installer, "pip");
+      assert.ok((await fakeCalls(bin, "uv")).some((c) => c.startsWith("pip install --python")));
+    });
+
+    await t.step("models are fetched after the venv is ready; --no-models skips them", async () => {
+      await using hub = smallRepo();
+      const withModel = { ...profile("slow", current), models: [{ repo: hub.repo, revision: "main" }] };
+      await write("slow.json", withModel);
+      const hubVars = { HF_ENDPOINT: hub.url, HF_HOME: `${dir}/hf`, MLAGENT_DOWNLOAD_BACKOFF_MS: "10" };
+      const skipped = await install(file, ["--no-models"], hubVars);
+      assert.equal(skipped.r.code, 0, skipped.r.stderr);
+      assert.deepEqual(skipped.report.models.map((m) => m.skipped), [true]);
+      assert.equal(await exists(`${vars.MLAGENT_MODELS_DIR}/${hub.repo}`), false);
+      const fetched = await install(file, [], hubVars);
+      assert.equal(fetched.r.code, 0, fetched.r.stderr);
+      assert.equal(fetched.report.action, "none", "a models-only change must not touch the venv");
+      assert.deepEqual(fetched.report.models.map((m) => [m.ok, m.skipped]), [[true, false]]);
+      assert.ok(await exists(`${vars.MLAGENT_MODELS_DIR}/${hub.repo}/config.json`));
+    });
   } finally {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
