@@ -2,7 +2,7 @@
 import { writeFileAtomic } from "../atomic.ts";
 import { type Command, parseCommandArgs } from "../cli.ts";
 import type { Env } from "../env.ts";
-import { usageError } from "../errors.ts";
+import { failed, usageError } from "../errors.ts";
 import { formatBytes, formatDuration, type Outcome } from "../output.ts";
 import { absolute } from "../paths.ts";
 import { loadProfile } from "../profiles.ts";
@@ -73,7 +73,14 @@ async function runStatusCommand(env: Env, argv: string[]): Promise<Outcome> {
     : renderText(report);
   if (values.output) {
     const path = absolute(env, values.output);
-    await writeFileAtomic(env, path, body);
+    try {
+      await writeFileAtomic(env, path, body);
+    } catch (e) {
+      throw failed(
+        `status: cannot write ${path}: ${e instanceof Error ? e.message : e}`,
+        "create the directory first, or point --output at a writable place (the textfile collector's dir)",
+      );
+    }
     return { exitCode, json: { ...json, output: path }, text: `wrote ${format} status to ${path}` };
   }
   // --json is rendered by main.ts from `json`; prometheus and text go out as text.
