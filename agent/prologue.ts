@@ -412,7 +412,8 @@ export async function runPrologue(env: Env, opts: PrologueOptions): Promise<Prol
   try {
     request = gpuRequest(env.vars, opts.scheduler);
   } catch (e) {
-    if (!(e instanceof MlagentError)) throw e;
+    // By hand a malformed variable is bad input (exit 2); inside a job it is the job's fault.
+    if (!(e instanceof MlagentError) || opts.scheduler === null) throw e;
     early.push(check("gpu.request", "fail", e.message, { fault: "job", remedy: e.hint ?? null }));
   }
 

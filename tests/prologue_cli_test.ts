@@ -158,6 +158,8 @@ Deno.test("prologue with a malformed CUDA_VISIBLE_DEVICES is a job fault for eac
   const slurm = await prologue(n, "slurm", [], { CUDA_VISIBLE_DEVICES: "0,,1" });
   assert.equal(slurm.code, 0);
   assert.equal(slurm.json<Report>().verdict, "job-fault");
+  const user = await prologue(n, "none", [], { CUDA_VISIBLE_DEVICES: "0,,1" });
+  assert.equal(user.code, 2, "by hand: bad input");
 });
 
 Deno.test("prologue maps each venv state: ready runs, failed/outdated/missing are job faults, a gone interpreter a node fault", async () => {
