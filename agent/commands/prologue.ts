@@ -41,7 +41,8 @@ Exit codes (a node fault is the node's problem, another node would do; a job fau
   Slurm (Prolog/TaskProlog)  0 run; node fault 1: Slurm drains the node and requeues the job;
                              job fault 0: the problem is printed to the job's output ("print ..." lines,
                              which TaskProlog shows in the task's stdout) and the job starts anyway
-  no scheduler               0 run, 1 node or job fault, 2 bad input (unknown profile, bad flag)
+  no scheduler               0 run, 1 node or job fault, 2 bad input (unknown profile or scheduler,
+                             malformed CUDA_VISIBLE_DEVICES, bad flag)
 Unknown profiles and malformed CUDA_VISIBLE_DEVICES are job faults inside a job.
 
 Every run appends one JSON line to $XDG_STATE_HOME/mlagent/prologue.log (MLAGENT_STATE_DIR) and writes it
