@@ -226,7 +226,11 @@ export function evaluateJobGpus(
     }
     out.push(check("gpu.visible", "fail", `${need} GPU(s) asked for, but ${driver.message}`, {
       fault: "node",
-      remedy: driver.remedy,
+      // "Nothing to do on a CPU node" is the doctor's advice for a plain node, not for a job given GPUs.
+      remedy: facts.failure.kind === "absent" || facts.failure.kind === "no-devices"
+        ? "The scheduler gave this job GPUs the node cannot show: drain it and check the driver install, " +
+          "the GPU count in gres.conf / LSF's GPU resources, and `lspci | grep -i nvidia`"
+        : driver.remedy,
       timedOut: facts.failure.kind === "hang",
     }));
     return out;
