@@ -32,7 +32,8 @@ import {
   venvPython,
 } from "./venv.ts";
 import { readVenvState, stateFileOf, type VenvState, writeVenvState } from "./state.ts";
-import { venvLockSpec, withLock } from "./lock.ts";
+import { cacheLockSpec, venvLockSpec, withLock } from "./lock.ts";
+import { cacheRootOf, cacheSubdirs, healAfterFailure, resolveCacheDir } from "./cache.ts";
 import { bootId, isAlive, selfIdentity } from "./proc.ts";
 import { classifyInstallFailure, type FailureVerdict, type NetworkDetail } from "./classify.ts";
 import { mountForPath, sameFilesystem } from "./mounts.ts";
@@ -160,7 +161,7 @@ export async function planInstall(env: Env, opts: InstallOptions, loaded?: Profi
   const { python, reason: pythonReason } = (!opts.force && await keptInterpreter(env, profile, venvDir)) ||
     await interpreterFromDoctor(env, profile, doctor.facts);
   const installer = chooseInstaller(env);
-  const cache = resolveInstallerCache(env, installer.kind, doctor.facts);
+  const cache = await resolveInstallerCache(env, installer.kind);
   const cacheDir = cache.path;
   const crossDevice = cacheDir !== null &&
     !sameFilesystem(mountForPath(env, cacheDir), mountForPath(env, venvDir));
@@ -346,36 +347,16 @@ export function pythonSatisfies(version: string, spec: string): boolean {
 }
 
 /**
- * The node-local installer cache: MLAGENT_CACHE_DIR, else $XDG_CACHE_HOME/mlagent/<installer>.
- * (agent/cache.ts owns cache policy; this is the fallback until it takes over.)
+ * The installer's dir in the node-local cache (agent/cache.ts places the root: MLAGENT_CACHE_DIR, else under
+ * a private TMPDIR, else /tmp). Planning only looks; the root is created when a stage runs.
  */
-function resolveInstallerCache(
+async function resolveInstallerCache(
   env: Env,
   kind: "uv" | "pip",
-  facts: Record<string, unknown>,
-): { path: string | null; reason: string } {
+): Promise<{ path: string | null; reason: string }> {
   if (env.vars.MLAGENT_NO_CACHE === "1") return { path: null, reason: "MLAGENT_NO_CACHE=1" };
-  if (env.vars.MLAGENT_CACHE_DIR) {
-    return { path: `${absolute(env, env.vars.MLAGENT_CACHE_DIR)}/${kind}`, reason: "MLAGENT_CACHE_DIR" };
-  }
-  const placed = facts.cache as { dir?: string; reason?: string } | undefined;
-  if (placed?.dir) return { path: `${placed.dir}/${kind}`, reason: placed.reason ?? "node-local default" };
-  const base = env.vars.XDG_CACHE_HOME || `${env.vars.HOME || `/tmp/mlagent-${env.uid}`}/.cache`;
-  return { path: `${absolute(env, base)}/mlagent/${kind}`, reason: "default under XDG_CACHE_HOME" };
-}
-
-/** Removes the installer cache after a failure proven to be cache corruption (fallback for agent/cache.ts). */
-async function healCache(env: Env, cacheDir: string, verdict: FailureVerdict): Promise<void> {
-  env.log.warn(
-    `installer cache ${cacheDir} looks corrupt (${verdict.cause ?? "corrupt entry"}); clearing it`,
-  );
-  const quarantine = `${cacheDir}.corrupt-${env.pid}-${env.now()}`;
-  try {
-    await env.fs.rename(cacheDir, quarantine);
-    await env.fs.remove(quarantine, { recursive: true });
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-  }
+  const placed = await resolveCacheDir(env, { create: false });
+  return { path: cacheSubdirs(placed.path)[kind], reason: placed.reason };
 }
 
 // ------------------------------------------------------------------------------------------- reachability
@@ -849,7 +830,10 @@ async function runStagesAndVerify(
   { action, save, fail, interrupt, interrupted }: RunContext,
 ): Promise<InstallReport> {
   const { venvDir } = plan;
-  if (plan.cacheDir) await env.fs.mkdir(plan.cacheDir, { recursive: true });
+  if (plan.cacheDir) {
+    await resolveCacheDir(env); // creates the root 0700 and refuses one that is not ours
+    await env.fs.mkdir(plan.cacheDir, { recursive: true });
+  }
 
   const stageReports: StageReport[] = [];
   let installer = plan.installer;
@@ -868,7 +852,24 @@ async function runStagesAndVerify(
     }
     const stage = plan.profile.stages[i];
     const t0 = env.now();
-    const outcome = await runStage(env, plan, stage, ps, installer, interrupt.signal);
+    // The cache lock keeps a scheduled `cache heal` out while the installer reads the cache; a heal after
+    // a failure of this stage runs inside the same hold. Stages that skip the cache do not take it.
+    const cacheRoot = ps.command.cached && plan.cacheDir ? cacheRootOf(plan.cacheDir) : null;
+    let outcome: StageOutcome;
+    try {
+      outcome = cacheRoot
+        ? await withLock(
+          env,
+          cacheLockSpec(env, cacheRoot, `install ${plan.profile.name}`),
+          { timeoutMs: 30 * 60_000, handleSignals: false, signal: interrupt.signal },
+          () => runStage(env, plan, stage, ps, installer, interrupt.signal),
+        )
+        : await runStage(env, plan, stage, ps, installer, interrupt.signal);
+    } catch (e) {
+      if (interrupt.signal.aborted) throw await fail(ps.name, "interrupted", interrupted());
+      if (e instanceof MlagentError) throw await fail(ps.name, e.code, e);
+      throw e;
+    }
     installer = outcome.installer;
     if (interrupt.signal.aborted) throw await fail(ps.name, "interrupted", interrupted());
     if (!outcome.ok) {
@@ -987,7 +988,7 @@ async function runStage(
   // An earlier stage may have switched to pip; the planned argv is for the planned installer.
   let command = installer.kind === plan.installer.kind ? ps.command : commandFor(plan, stage, installer);
   let networkFailures = 0;
-  let healed = false;
+  let heals = 0;
   let uncached = false;
   let attempts = 0;
   for (;;) {
@@ -1030,12 +1031,21 @@ async function runStage(
       continue;
     }
     const cacheDir = cacheDirFor(plan, installer.kind);
-    if (verdict.retry === "heal-cache-then-once" && !healed && cacheDir) {
-      healed = true;
-      await healCache(env, cacheDir, verdict);
-      await env.fs.mkdir(cacheDir, { recursive: true });
-      env.log.warn(`stage ${ps.name}: retrying once after healing the cache`);
-      continue;
+    // agent/cache.ts heals in at most two steps (the named entries, then the whole installer cache), each
+    // followed by one retry; never a loop. We already hold the cache lock for this stage.
+    if (verdict.retry === "heal-cache-then-once" && heals < 2 && cacheDir) {
+      heals++;
+      const healed = await healAfterFailure(env, {
+        cacheDir,
+        installer: installer.kind,
+        verdict,
+        attempt: heals,
+        lockHeld: true,
+      });
+      if (healed.action !== "none") {
+        env.log.warn(`stage ${ps.name}: retrying after healing the cache (${healed.action})`);
+        continue;
+      }
     }
     if (verdict.retry === "without-cache-once" && !uncached) {
       uncached = true;
