@@ -159,3 +159,44 @@ Deno.test("mlagent download --verify lists what is missing without touching the 
   assert.deepEqual(r.json<{ missing: string[] }>().missing, ["config.json"]);
   assert.equal(server.requests.length, n);
 });
+
+Deno.test(
+  "SIGINT stops a download cleanly: exit 1, the partial file and lock left resumable",
+  opts,
+  async () => {
+    const size = 3_000_000;
+    await using server = new HubServer({
+      files: [{ path: "weights.safetensors", content: { size, seed: 4 }, lfs: true }],
+    });
+    await using dir = await tempDir();
+    server.addFault({
+      path: "weights.safetensors",
+      on: "body",
+      fault: { kind: "stall", afterBytes: 1_000_000, ms: 60_000 },
+    });
+    const [cmd, ...args] = mlagentArgv(["download", server.repo, "--local-dir", dir.path]);
+    const child = new Deno.Command(cmd, {
+      args,
+      env: hermeticVars(vars(server, dir.path + "/hf")),
+      clearEnv: true,
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    const deadline = Date.now() + 30_000;
+    while (server.sent("weights.safetensors") < 1_000_000 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    child.kill("SIGINT");
+    const out = await child.output();
+    assert.equal(out.code, 1);
+    assert.match(new TextDecoder().decode(out.stderr), /interrupted/);
+    const r = await runMlagent(["download", server.repo, "--local-dir", dir.path, "--json"], {
+      env: vars(server, dir.path + "/hf"),
+      timeoutMs: 30_000,
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.json<{ files_resumed: number }>().files_resumed, 1);
+    assert.ok(server.sent("weights.safetensors") < size * 1.1);
+  },
+);

@@ -169,8 +169,9 @@ Deno.test("download restarts a partial file whose ETag changed between runs", as
   server.setFile({ path: "model.safetensors", content: { size: 300_000, seed: 99 }, lfs: true });
   const r = await downloadRepo(env, { repo: server.repo, localDir: dir.path, ...FAST });
   assert.equal(r.ok, true);
-  assert.equal(r.files_resumed, 0);
-  assert.ok(env.logs.some((l) => /ETag changed/.test(l)), env.logs.join("\n"));
+  // Other files aborted by the first run's failure may resume; this one must not.
+  assert.ok(!env.logs.some((l) => /^model\.safetensors: resuming/.test(l)), env.logs.join("\n"));
+  assert.ok(env.logs.some((l) => /model\.safetensors: .*ETag changed/.test(l)), env.logs.join("\n"));
   await assertFilesMatch(server, dir.path);
 });
 
@@ -421,4 +422,31 @@ Deno.test("download retries a HEAD that gets no answer within the stall timeout"
   assert.equal(r.ok, true);
   assert.ok(env.logs.some((l) => /config\.json: no answer .* within 300 ms/.test(l)), env.logs.join("\n"));
   await assertFilesMatch(server, dir.path);
+});
+
+Deno.test("download shows bytes, rate and ETA on a terminal only", async () => {
+  await using server = smallRepo();
+  server.addFault({
+    path: "model.safetensors",
+    on: "body",
+    fault: { kind: "stall", afterBytes: 1000, ms: 1300 },
+  });
+  await using dir = await tempDir();
+  const env = envFor(server);
+  env.stderrIsTerminal = true;
+  await downloadRepo(env, { repo: server.repo, localDir: dir.path, ...FAST });
+  assert.ok(
+    env.logs.some((l) => /^progress: .*\/.* ETA .*model\.safetensors \d+%/.test(l)),
+    env.logs.join("\n"),
+  );
+
+  await using dir2 = await tempDir();
+  server.addFault({
+    path: "model.safetensors",
+    on: "body",
+    fault: { kind: "stall", afterBytes: 1000, ms: 1300 },
+  });
+  const quiet = envFor(server);
+  await downloadRepo(quiet, { repo: server.repo, localDir: dir2.path, ...FAST });
+  assert.ok(!quiet.logs.some((l) => l.startsWith("progress:")));
 });
