@@ -212,16 +212,27 @@ Deno.test("install builds a venv stage by stage, then a rerun, a changed profile
       assert.equal((await readState(venv)).status, "failed");
     });
 
-    await t.step("--force rebuilds the venv from scratch", async () => {
-      const marker = `${venv}/marker`;
-      await Deno.writeTextFile(marker, "x");
-      const { r, report } = await install(file, ["--force"]);
-      assert.equal(r.code, 0, r.stderr);
-      assert.equal(report.action, "rebuilt");
-      assert.ok(report.stages.every((s) => s.action === "installed"));
-      assert.equal(await exists(marker), false);
-      assert.equal((await readState(venv)).status, "ready");
-    });
+    await t.step(
+      "--force rebuilds the venv from scratch, healing a corrupt cached wheel on the way",
+      async () => {
+        const marker = `${venv}/marker`;
+        await Deno.writeTextFile(marker, "x");
+        // The wheel pip built from the sdist and cached, cut in half: the rebuild's "build" stage reuses it.
+        const built = walk(`${vars.MLAGENT_CACHE_DIR}/pip/wheels`).find((p) =>
+          p.includes("mla_needs_helper")
+        );
+        assert.ok(built, "pip cached the wheel it built");
+        await Deno.truncate(built, (await Deno.stat(built)).size >> 1);
+        const { r, report } = await install(file, ["--force"]);
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(report.action, "rebuilt");
+        assert.ok(report.stages.every((s) => s.action === "installed"));
+        assert.equal(report.stages.find((s) => s.name === "build")!.attempts, 2);
+        assert.match(r.stderr, /retrying after healing the cache/);
+        assert.equal(await exists(marker), false);
+        assert.equal((await readState(venv)).status, "ready");
+      },
+    );
 
     await t.step("a changed interpreter rebuilds the venv with it", async () => {
       const current = (await readState(venv)).plan.python_executable as string;
@@ -445,3 +456,15 @@ Deno.test("install killed mid-stage is repaired by the next run, and concurrent 
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 });
+
+function walk(dir: string): string[] {
+  const out: string[] = [];
+  try {
+    for (const e of Deno.readDirSync(dir)) {
+      const p = `${dir}/${e.name}`;
+      if (e.isDirectory) out.push(...walk(p));
+      else out.push(p);
+    }
+  } catch { /* missing */ }
+  return out;
+}
