@@ -111,7 +111,13 @@ interface Manifest {
   revision: string;
   commit: string;
   completed_at: string;
+  /** The files downloaded (and verified) so far, with their mtime at that moment. */
   files: Record<string, { size: number; etag: string; sha256?: string; mtime_ms: number }>;
+  /**
+   * Every file of the revision, downloaded or not, so a later check with a wider include knows what the
+   * repo has beyond what an earlier, narrower download fetched.
+   */
+  listing?: Record<string, { size: number; etag: string; sha256?: string }>;
 }
 
 // ---------------------------------------------------------------------------------------------- paths
@@ -292,8 +298,10 @@ export async function verifyLocalModel(env: Env, opts: VerifyOptions): Promise<V
         manifest.commit.slice(0, 12)
       }), not ${opts.revision}`;
     }
-    for (const p of filterPaths(Object.keys(manifest.files), opts.include, opts.exclude)) {
-      expected.set(p, manifest.files[p]);
+    const all = manifest.listing ?? manifest.files;
+    for (const p of filterPaths(Object.keys(all), opts.include, opts.exclude)) {
+      // Not in `files`: listed but never fetched here; no mtime, so the checks below treat it as unverified.
+      expected.set(p, manifest.files[p] ?? all[p]);
     }
   } else {
     // Downloaded by `hf download --local-dir`: trust its records (commit and etag), check what we can.
@@ -631,7 +639,7 @@ export async function downloadRepo(env: Env, opts: DownloadOptions): Promise<Dow
         stopProgress();
       }
       for (const j of jobs) mtimes.set(j.file.path, j.mtimeMs ?? 0);
-      await writeManifest(env, localDir, opts.repo, revision, ctx.commit, wanted, mtimes);
+      await writeManifest(env, localDir, opts.repo, revision, ctx.commit, wanted, mtimes, listed);
       const duration = Math.max(1, env.now() - started);
       return {
         ok: true,
@@ -815,6 +823,7 @@ async function writeManifest(
   commit: string,
   files: HubFile[],
   mtimes: Map<string, number>,
+  listed: HubFile[],
 ) {
   const old = await readManifest(env, localDir);
   const entries: Manifest["files"] = old && old.commit === commit && old.repo === repo
@@ -835,6 +844,13 @@ async function writeManifest(
     commit,
     completed_at: new Date(env.now()).toISOString(),
     files: entries,
+    listing: Object.fromEntries(
+      listed.map((f) => [f.path, {
+        size: f.size,
+        etag: f.lfsSha256 ?? f.oid,
+        ...(f.lfsSha256 ? { sha256: f.lfsSha256 } : {}),
+      }]),
+    ),
   };
   await writeText(env, `${localDir}/${MANIFEST}`, JSON.stringify(m, null, 2) + "\n");
 }

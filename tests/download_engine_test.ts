@@ -450,3 +450,22 @@ Deno.test("download shows bytes, rate and ETA on a terminal only", async () => {
   await downloadRepo(quiet, { repo: server.repo, localDir: dir2.path, ...FAST });
   assert.ok(!quiet.logs.some((l) => l.startsWith("progress:")));
 });
+
+Deno.test("verifyLocalModel() after a narrow --include reports the files a wider include still needs", async () => {
+  await using server = smallRepo();
+  await using dir = await tempDir();
+  const env = envFor(server);
+  await downloadRepo(env, { repo: server.repo, localDir: dir.path, ...FAST, include: ["*.json"] });
+  assert.equal(
+    (await verifyLocalModel(env, { repo: server.repo, localDir: dir.path, include: ["*.json"] })).complete,
+    true,
+  );
+  const all = await verifyLocalModel(env, { repo: server.repo, localDir: dir.path });
+  assert.equal(all.complete, false);
+  assert.deepEqual(all.missing, [
+    "model.safetensors",
+    "tokenizer/__init__.py",
+    "tokenizer/vocab.txt",
+    "transformer/diffusion.bin",
+  ]);
+});
