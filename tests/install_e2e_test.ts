@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { runMlagent } from "./support/cli.ts";
-import { hermeticVars } from "./support/env.ts";
+import { hermeticVars, testEnv } from "./support/env.ts";
+import { venvLockSpec, withLock } from "../agent/lock.ts";
 import { mlagentArgv } from "./support/cli.ts";
 import { type LocalIndex, startIndex, testDists } from "./support/pypi.ts";
 import { fakeCalls, writeFakeBin } from "./support/fake_bin.ts";
@@ -468,3 +469,52 @@ function walk(dir: string): string[] {
   } catch { /* missing */ }
   return out;
 }
+
+Deno.test("install stops at a failing doctor check before anything is written", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "mlagent-install-" });
+  try {
+    const file = `${dir}/p.json`;
+    const p = {
+      ...profile("needs-gpu", [{ name: "a", packages: ["mla-gamma==1.0"] }]),
+      gpu: { required: true },
+    };
+    await Deno.writeTextFile(file, JSON.stringify(p));
+    // No nvidia-smi and no driver in a fake /proc-free PATH: the GPU the profile requires is missing.
+    const r = await runMlagent(["install", file, "--json"], {
+      env: {
+        MLAGENT_ROOT: `${dir}/venvs`,
+        MLAGENT_INDEX_URL: "http://127.0.0.1:9/simple/",
+        MLAGENT_CACHE_DIR: `${dir}/cache`,
+        HOME: `${dir}/home`,
+        PATH: "/usr/bin:/bin",
+      },
+    });
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /the node is not ready \(nothing was written\)/);
+    assert.match(r.stderr, /gpu\.driver/);
+    assert.equal(await exists(`${dir}/venvs`), false);
+    assert.equal(await exists(`${dir}/cache`), false);
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
+
+Deno.test("install --no-wait exits 3 while another install holds the venv's lock", async () => {
+  const dists = await testDists();
+  await using index = await startIndex(dists.dir);
+  const dir = await Deno.makeTempDir({ prefix: "mlagent-install-" });
+  try {
+    const { vars, write } = setup(dir, index);
+    const file = await write("busy.json", profile("busy", [{ name: "a", packages: ["mla-gamma==1.0"] }]));
+    const env = testEnv();
+    env.vars = { ...env.vars, ...vars };
+    await withLock(env, venvLockSpec(`${vars.MLAGENT_ROOT}/busy`, "test holder"), {}, async () => {
+      const r = await runMlagent(["install", file, "--no-wait"], { env: vars });
+      assert.equal(r.code, 3, r.stderr);
+      assert.match(r.stderr, /venv:busy/);
+    });
+    assert.equal(await exists(`${vars.MLAGENT_ROOT}/busy`), false);
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
