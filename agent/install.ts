@@ -187,7 +187,10 @@ export async function planInstall(env: Env, opts: InstallOptions, loaded?: Profi
       name: stage.name,
       fingerprint: prev,
       command,
-      indexes: [idx.indexUrl ?? "https://pypi.org/simple/", ...idx.extraIndexUrls],
+      // Without an explicit index the installer's own configuration decides (a pip.conf may name a site
+      // mirror); only an index we know is probed, so a node that cannot see PyPI is not failed for nothing.
+      indexes: [idx.indexUrl ?? configuredIndex(env, installer.kind), ...idx.extraIndexUrls]
+        .filter((u): u is string => !!u),
     });
   }
   const pSha = profileSha256(profile);
@@ -253,6 +256,11 @@ async function interpreterFromDoctor(
     }
   }
   return await chooseInterpreter(env, profile);
+}
+
+function configuredIndex(env: Env, kind: "uv" | "pip"): string | null {
+  const v = kind === "uv" ? env.vars.UV_DEFAULT_INDEX || env.vars.UV_INDEX_URL : env.vars.PIP_INDEX_URL;
+  return v?.trim() || null;
 }
 
 function modelTargets(env: Env, profile: Profile): InstallPlan["models"] {
