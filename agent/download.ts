@@ -578,9 +578,12 @@ export async function downloadRepo(env: Env, opts: DownloadOptions): Promise<Dow
     }
   }
   const byPath = new Map(listed.map((f) => [f.path, f]));
-  const wanted = filterPaths(listed.map((f) => f.path), opts.include, opts.exclude).map((p) =>
-    byPath.get(p)!
-  );
+  // Required files are fetched whatever the include/exclude patterns say: the model cannot run without them.
+  const keep = new Set([
+    ...filterPaths(listed.map((f) => f.path), opts.include, opts.exclude),
+    ...(opts.requiredFiles ?? []),
+  ]);
+  const wanted = listed.filter((f) => keep.has(f.path));
   const absent = (opts.requiredFiles ?? []).filter((r) => !byPath.has(r));
   if (absent.length) {
     throw failed(

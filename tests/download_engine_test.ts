@@ -469,3 +469,22 @@ Deno.test("verifyLocalModel() after a narrow --include reports the files a wider
     "transformer/diffusion.bin",
   ]);
 });
+
+Deno.test("download fetches required files even outside --include, and fails naming a required file the repo lacks", async () => {
+  await using server = smallRepo();
+  await using dir = await tempDir();
+  const env = envFor(server);
+  const r = await downloadRepo(env, {
+    repo: server.repo,
+    localDir: dir.path,
+    ...FAST,
+    include: ["*.json"],
+    requiredFiles: ["model.safetensors"],
+  });
+  assert.equal(r.files, 2);
+  assert.ok((await Deno.stat(`${dir.path}/model.safetensors`)).isFile);
+  await assert.rejects(
+    downloadRepo(env, { repo: server.repo, localDir: dir.path, ...FAST, requiredFiles: ["vae/missing.bin"] }),
+    (e: unknown) => e instanceof MlagentError && e.exitCode === 1 && /vae\/missing\.bin/.test(e.message),
+  );
+});
