@@ -1112,11 +1112,32 @@ async function fetchSegment(
   signal: AbortSignal,
 ) {
   let failures = 0;
+  let refreshed = 0;
   while (seg.pos < seg.end) {
     const before = seg.pos;
     try {
-      await streamOnce(ctx, job, state, seg, url, signal);
+      await streamOnce(ctx, job, state, seg, job.meta?.location ?? url, signal);
     } catch (e) {
+      if (!signal.aborted && isExpiredCdnLink(ctx, e, job.meta?.location ?? url) && refreshed < 3) {
+        // Signed CDN links expire (an hour or so) while a big file is still downloading: ask the Hub again.
+        refreshed++;
+        ctx.retries++;
+        ctx.env.log.warn(
+          `${job.file.path}: the CDN link was refused (${
+            errText(e, ctx.token)
+          }); asking the Hub for a fresh one`,
+        );
+        const fresh = await withRetries(
+          ctx,
+          job.file.path,
+          () => ctx.client.headFile(ctx.repo, ctx.commit, job.file.path, signal),
+        );
+        if (fresh.etag !== job.meta?.etag || fresh.size !== job.size) {
+          throw new RestartFile("the file changed on the Hub while downloading");
+        }
+        job.meta = fresh;
+        continue;
+      }
       if (signal.aborted || !isRetriable(e)) throw e;
       failures = seg.pos > before ? 1 : failures + 1;
       if (failures >= ctx.maxRetries) {
@@ -1138,6 +1159,11 @@ async function fetchSegment(
       await ctx.env.sleep(delay, signal);
     }
   }
+}
+
+function isExpiredCdnLink(ctx: Ctx, e: unknown, url: string): boolean {
+  return e instanceof HubHttpError && [401, 403, 410].includes(e.status) &&
+    new URL(url).origin !== ctx.client.origin;
 }
 
 /** One GET of the rest of a segment, written at its offset; a watchdog aborts it when no byte comes. */

@@ -488,3 +488,18 @@ Deno.test("download fetches required files even outside --include, and fails nam
     (e: unknown) => e instanceof MlagentError && e.exitCode === 1 && /vae\/missing\.bin/.test(e.message),
   );
 });
+
+Deno.test("download asks the Hub for a fresh CDN link when the signed one is refused mid-file", async () => {
+  await using server = smallRepo();
+  await using dir = await tempDir();
+  server.addFault({ path: "model.safetensors", on: "body", fault: { kind: "cut", afterBytes: 100_000 } });
+  server.addFault({ path: "model.safetensors", on: "body", fault: { kind: "status", status: 403 } });
+  const env = envFor(server);
+  const r = await downloadRepo(env, { repo: server.repo, localDir: dir.path, ...FAST });
+  assert.equal(r.ok, true);
+  assert.ok(env.logs.some((l) => /CDN link was refused/.test(l)), env.logs.join("\n"));
+  const heads = server.requests.filter((q) => q.method === "HEAD" && q.path.endsWith("/model.safetensors"));
+  assert.equal(heads.length, 2);
+  assert.ok(server.sent("model.safetensors") < 300_000 * 1.01);
+  await assertFilesMatch(server, dir.path);
+});
