@@ -7,7 +7,7 @@
  */
 import { createHash } from "node:crypto";
 import type { Env } from "./env.ts";
-import { failed, MlagentError } from "./errors.ts";
+import { badInput, failed, MlagentError } from "./errors.ts";
 import { loadProfile, profileSha256, stageSha256 } from "./profiles.ts";
 import type { CudaVariant, ModelSpec, Profile, Stage } from "./profile_types.ts";
 import { absolute, modelsRoot, venvDir as venvDirOf, venvRoot } from "./paths.ts";
@@ -122,13 +122,20 @@ const sha = (...parts: string[]) => createHash("sha256").update(parts.join("\0")
 export async function planInstall(env: Env, opts: InstallOptions, loaded?: Profile): Promise<InstallPlan> {
   const profile = loaded ?? await loadProfile(env, opts.profile);
   const venvDir = venvDirOf(env, profile.name, opts.root);
+  const forced = forcedCuda(env, opts);
   const doctor = await runDoctor({
-    env,
+    env: forced ? { ...env, vars: { ...env.vars, MLAGENT_CUDA_VARIANT: forced } } : env,
     profile,
     venvRoot: venvRoot(env, opts.root),
     probeTimeoutMs: 15_000,
   });
-  const failing = doctor.checks.filter((c: CheckResult) => c.status === "fail");
+  // A forced CUDA variant means "build for another node" (a login or build node without the GPU): this
+  // node's GPU and driver are then not the target, so their failures only warn.
+  const forgiven = (c: CheckResult) => !!forced && /^(gpu\.|cuda\.wheels|cuda\.driver_compat)/.test(c.id);
+  for (const c of doctor.checks) {
+    if (c.status === "fail" && forgiven(c)) env.log.warn(`${c.id}: ${c.message} (building for ${forced})`);
+  }
+  const failing = doctor.checks.filter((c: CheckResult) => c.status === "fail" && !forgiven(c));
   if (failing.length) {
     throw failed(
       `install ${profile.name}: the node is not ready (nothing was written):\n` +
@@ -145,17 +152,24 @@ export async function planInstall(env: Env, opts: InstallOptions, loaded?: Profi
   let cuda: CudaVariant | null = null;
   let cudaReason: string | null = null;
   if (profile.cuda_variants.length) {
-    const choice = selectCudaVariant(driver, driverCuda, profile.cuda_variants, opts.cuda);
+    const choice = selectCudaVariant(driver, driverCuda, profile.cuda_variants, forced ?? undefined);
     if ("error" in choice) {
-      throw failed(
-        `install ${profile.name}: ${choice.error}`,
-        "Update the NVIDIA driver, or force one with --cuda",
-      );
+      if (forced || profile.gpu.required) {
+        throw failed(
+          `install ${profile.name}: ${choice.error}`,
+          "Update the NVIDIA driver, or force one with --cuda",
+        );
+      }
+      // GPU optional and no usable driver: CUDA builds of torch run on the CPU too; take the newest.
+      cuda = newestVariant(profile.cuda_variants);
+      cudaReason = `${choice.error}; the GPU is optional, so ${cuda.name} wheels (they run on the CPU too)`;
+      env.log.warn(`cuda: ${cudaReason}`);
+    } else {
+      cuda = choice.variant;
+      cudaReason = choice.reason;
     }
-    cuda = choice.variant;
-    cudaReason = choice.reason;
-  } else if (opts.cuda) {
-    throw failed(`install ${profile.name}: --cuda ${opts.cuda} given but the profile has no CUDA variants`);
+  } else if (forced) {
+    throw badInput(`install ${profile.name}: --cuda ${forced} given but the profile has no CUDA variants`);
   }
 
   const { python, reason: pythonReason } = (!opts.force && await keptInterpreter(env, profile, venvDir)) ||
@@ -212,7 +226,7 @@ export async function planInstall(env: Env, opts: InstallOptions, loaded?: Profi
     stages,
     fingerprint,
     models,
-    gpuPresent: profile.gpu.required || devices > 0,
+    gpuPresent: devices > 0 || (profile.gpu.required && !forced),
   };
 }
 
@@ -256,6 +270,15 @@ async function interpreterFromDoctor(
     }
   }
   return await chooseInterpreter(env, profile);
+}
+
+/** --cuda, else MLAGENT_CUDA_VARIANT (the doctor's name for the same choice). */
+function forcedCuda(env: Env, opts: InstallOptions): string | null {
+  return opts.cuda?.trim() || env.vars.MLAGENT_CUDA_VARIANT?.trim() || null;
+}
+
+function newestVariant(variants: CudaVariant[]): CudaVariant {
+  return [...variants].sort((a, b) => compareVersions(b.cuda, a.cuda))[0];
 }
 
 function configuredIndex(env: Env, kind: "uv" | "pip"): string | null {
@@ -563,7 +586,8 @@ async function readyBeforeDoctor(
   if (profile.cuda_variants.length) {
     let driver: string | null = null;
     let driverCuda: string | null = null;
-    if (!opts.cuda) {
+    const forced = forcedCuda(env, opts);
+    if (!forced) {
       const doc = await runDoctor(
         { env, profile, venvRoot: venvRoot(env, opts.root), probeTimeoutMs: 15_000 },
         { only: ["gpu.driver"] },
@@ -572,9 +596,13 @@ async function readyBeforeDoctor(
       driver = typeof g.driver_version === "string" ? g.driver_version : null;
       driverCuda = typeof g.cuda_version === "string" ? g.cuda_version : null;
     }
-    const choice = selectCudaVariant(driver, driverCuda, profile.cuda_variants, opts.cuda);
-    if ("error" in choice) return null;
-    cuda = choice.variant.name;
+    const choice = selectCudaVariant(driver, driverCuda, profile.cuda_variants, forced ?? undefined);
+    if ("error" in choice) {
+      if (forced || profile.gpu.required) return null;
+      cuda = newestVariant(profile.cuda_variants).name;
+    } else {
+      cuda = choice.variant.name;
+    }
   }
   const fp = sha(
     profileSha256(profile),
