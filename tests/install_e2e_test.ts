@@ -518,3 +518,36 @@ Deno.test("install --no-wait exits 3 while another install holds the venv's lock
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 });
+
+Deno.test("install --dry-run with uv: a cache on another filesystem than the venv means copy, never hard links", async () => {
+  const dists = await testDists();
+  await using index = await startIndex(dists.dir);
+  const dir = await Deno.makeTempDir({ prefix: "mlagent-install-" });
+  const shm = "/dev/shm";
+  try {
+    const { vars, write } = setup(dir, index);
+    const file = await write("uv.json", profile("uvplan", [{ name: "a", packages: ["mla-gamma==1.0"] }]));
+    await Deno.mkdir(`${dir}/bin`);
+    await writeFakeBin(`${dir}/bin`, "uv", { stdout: "uv 0.5.0\n" });
+    const PATH = `${dir}/bin:${Deno.env.get("PATH")}`;
+    const same = await runMlagent(["install", file, "--dry-run", "--json"], { env: { ...vars, PATH } });
+    assert.equal(same.code, 0, same.stderr);
+    const sameArgv = same.json<{ stages: { argv: string[] }[] }>().stages[0].argv;
+    assert.deepEqual(sameArgv.slice(1, 4), ["pip", "install", "--python"]);
+    assert.ok(!sameArgv.includes("--link-mode"), sameArgv.join(" "));
+    let crossCache: string | null = null;
+    try {
+      if ((await Deno.stat(shm)).isDirectory) crossCache = `${shm}/mlagent-test-cache-${Deno.pid}`;
+    } catch { /* no /dev/shm */ }
+    if (!crossCache) return;
+    const cross = await runMlagent(["install", file, "--dry-run"], {
+      env: { ...vars, PATH, MLAGENT_CACHE_DIR: crossCache },
+    });
+    assert.equal(cross.code, 0, cross.stderr);
+    assert.match(cross.stdout, /other filesystem than the venv: copy, no links/);
+    assert.match(cross.stdout, /UV_CACHE_DIR=\S+ \S+\/uv pip install .*--link-mode copy/);
+    assert.equal(await exists(crossCache), false, "a dry run created the cache");
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
