@@ -746,7 +746,12 @@ async function installLocked(
       );
       rebuild = true;
     } else if (!prev) {
-      // A venv with no record of what is in it: trust nothing, rebuild.
+      // A venv with no record of what is in it (or an unreadable one): trust nothing, rebuild.
+      env.log.warn(
+        `${venvDir} is a venv without a readable mlagent state${
+          prior.kind === "corrupt" ? ` (${prior.error})` : ""
+        }; rebuilding it`,
+      );
       rebuild = true;
     }
   }
