@@ -401,6 +401,8 @@ interface Job {
   hasPart: boolean;
   /** mtime of the finished file (a rename keeps it). */
   mtimeMs?: number;
+  /** The HEAD, asked ahead of the transfer so its round trip overlaps other files' bodies. */
+  head?: Promise<FileMetadata>;
 }
 
 /**
@@ -637,7 +639,9 @@ export async function downloadRepo(env: Env, opts: DownloadOptions): Promise<Dow
       if (!opts.skipDiskCheck) await checkFreeSpace(env, localDir, jobs);
       const stopProgress = startProgress(ctx, jobs);
       try {
-        await runPool(jobs, opts.parallel ?? 8, abort, (job) => fetchFile(ctx, job));
+        const parallel = opts.parallel ?? 8;
+        prefetchHeads(ctx, jobs, parallel);
+        await runPool(jobs, parallel, abort, (job) => fetchFile(ctx, job));
       } finally {
         stopProgress();
       }
@@ -992,15 +996,44 @@ async function removePart(ctx: Ctx, job: Job) {
   job.stateSaved = false;
 }
 
+function headWithRetries(ctx: Ctx, job: Job): Promise<FileMetadata> {
+  return withRetries(
+    ctx,
+    job.file.path,
+    () => ctx.client.headFile(ctx.repo, ctx.commit, job.file.path, ctx.signal),
+  );
+}
+
+/**
+ * Starts the HEADs in list order, `ahead` at a time beyond the transfers, so a repo of many small files is
+ * not one Hub round trip slower per file. A failed HEAD surfaces in that file's fetchFile.
+ */
+function prefetchHeads(ctx: Ctx, jobs: Job[], parallel: number) {
+  const resolvers = new Map<Job, { resolve: (m: FileMetadata) => void; reject: (e: unknown) => void }>();
+  for (const j of jobs) {
+    j.head = new Promise<FileMetadata>((resolve, reject) => resolvers.set(j, { resolve, reject }));
+    j.head.catch(() => {}); // handled where awaited; never an unhandled rejection when the run aborts first
+  }
+  let next = 0;
+  const worker = async () => {
+    while (next < jobs.length) {
+      const j = jobs[next++];
+      const r = resolvers.get(j)!;
+      if (ctx.signal.aborted) {
+        r.reject(ctx.signal.reason);
+        continue;
+      }
+      await headWithRetries(ctx, j).then(r.resolve, r.reject);
+    }
+  };
+  for (let i = 0; i < Math.min(jobs.length, parallel * 2); i++) worker();
+}
+
 /** HEAD, fetch (resuming), verify, rename, record. */
 async function fetchFile(ctx: Ctx, job: Job): Promise<void> {
   const { env, localDir } = ctx;
   const path = job.file.path;
-  const meta = await withRetries(
-    ctx,
-    path,
-    () => ctx.client.headFile(ctx.repo, ctx.commit, path, ctx.signal),
-  );
+  const meta = await (job.head ?? headWithRetries(ctx, job));
   job.meta = meta;
   if (meta.size !== job.file.size) {
     throw failed(
