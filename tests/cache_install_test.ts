@@ -1,0 +1,123 @@
+/**
+ * `mlagent install` heals its own cache: a real pip cache filled by a real install, then broken the ways it
+ * breaks in the field (a locally built wheel cut in half, a cached download truncated). The reinstall
+ * recovers by itself, and the index's request log proves only the broken packages were downloaded again.
+ */
+import assert from "node:assert/strict";
+import { scanCache } from "../agent/cache.ts";
+import { runMlagent } from "./support/cli.ts";
+import { tempDir, testEnv } from "./support/env.ts";
+import { type LocalIndex, startIndex, testDists } from "./support/pypi.ts";
+
+/** PyPI marks downloads cacheable; the test index does not, so a front adds the header (see cache_pip_test). */
+async function startCachingFront(index: LocalIndex) {
+  const ac = new AbortController();
+  const { promise, resolve } = Promise.withResolvers<number>();
+  const server = Deno.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    signal: ac.signal,
+    onListen: ({ port }) => resolve(port),
+  }, async (req) => {
+    const path = new URL(req.url).pathname;
+    const r = await fetch(index.origin + path);
+    const headers = new Headers(r.headers);
+    if (path.startsWith("/files/")) headers.set("cache-control", "max-age=365000000, immutable, public");
+    return new Response(await r.arrayBuffer(), { status: r.status, headers });
+  });
+  const port = await promise;
+  return {
+    url: `http://127.0.0.1:${port}/simple/`,
+    async [Symbol.asyncDispose]() {
+      ac.abort();
+      await server.finished;
+    },
+  };
+}
+
+Deno.test("mlagent install recovers from a half wheel and a truncated download in its cache, refetching only those", async () => {
+  await using dir = await tempDir();
+  const d = dir.path;
+  const dists = await testDists();
+  await using index = await startIndex(dists.dir);
+  await using front = await startCachingFront(index);
+  const vars = {
+    MLAGENT_ROOT: `${d}/venvs`,
+    MLAGENT_INDEX_URL: front.url,
+    MLAGENT_CACHE_DIR: `${d}/cache`,
+    MLAGENT_LOCK_DIR: `${d}/locks`,
+    MLAGENT_RETRY_BASE_MS: "20",
+    MLAGENT_MODELS_DIR: `${d}/models`,
+    XDG_STATE_HOME: `${d}/state`,
+    HOME: `${d}/home`,
+    MLA_SLOW_BUILD_S: "0",
+    // pip caches downloads only from https or trusted hosts; PyPI is https, the test index is loopback http.
+    PIP_TRUSTED_HOST: "127.0.0.1",
+  };
+  // The broken wheel's stage runs first: a whole-cache clear there would refetch the later stage's wheels.
+  const profile = {
+    name: "cache-heal",
+    description: "test profile",
+    python: ">=3.8",
+    gpu: { required: false },
+    cuda_variants: [],
+    builds_extensions: false,
+    disk_gib: 0,
+    stages: [
+      { name: "built", packages: ["mla-slow==1.0"] },
+      { name: "chain", packages: ["mla-alpha==1.0"] },
+    ],
+    verify: [{ name: "imports", code: "import mla_slow, mla_alpha, mla_beta, mla_gamma" }],
+    models: [],
+  };
+  await Deno.writeTextFile(`${d}/p.json`, JSON.stringify(profile));
+  const first = await runMlagent(["install", `${d}/p.json`, "--json"], { env: vars, timeoutMs: 180_000 });
+  assert.equal(first.code, 0, first.stderr);
+
+  const env = testEnv();
+  const cache = `${d}/cache`;
+  const scan = await scanCache(env, cache, { package: "mla-beta" });
+  assert.equal(scan.corrupt.length, 0);
+  const beta = (scan as typeof scan & { matches: { path: string; also: string[] }[] }).matches;
+  assert.equal(beta.length, 1, `one cached download of mla-beta in ${cache}`);
+  const betaFile = beta[0].also[0] ?? beta[0].path;
+  await Deno.truncate(betaFile, (await Deno.stat(betaFile)).size >> 1);
+  const wheels = walk(`${cache}/pip/wheels`).filter((p) => p.endsWith(".whl"));
+  assert.equal(wheels.length, 1, "pip cached the wheel it built for mla-slow");
+  await Deno.truncate(wheels[0], (await Deno.stat(wheels[0])).size >> 1);
+  assert.equal((await scanCache(env, cache)).corrupt.length, 2);
+
+  index.requests.length = 0;
+  const again = await runMlagent(["install", `${d}/p.json`, "--force", "--json"], {
+    env: vars,
+    timeoutMs: 180_000,
+  });
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(again.stderr, /healed the pip cache/);
+  const fetched = [
+    ...new Set(index.requests.filter((r) => r.path.startsWith("/files/")).map((r) => r.path.slice(7))),
+  ]
+    .sort();
+  assert.deepEqual(fetched, ["mla_beta-1.0-py3-none-any.whl", "mla_slow-1.0.tar.gz"]);
+  assert.equal((await scanCache(env, cache)).corrupt.length, 0);
+  const log = (await Deno.readTextFile(`${d}/state/mlagent/cache-heal.log`)).trim().split("\n").map((l) =>
+    JSON.parse(l)
+  );
+  assert.deepEqual(log.map((l) => [l.trigger, l.action, l.package]), [[
+    "install-failure",
+    "targeted",
+    "mla-slow",
+  ]]);
+});
+
+function walk(dir: string): string[] {
+  const out: string[] = [];
+  try {
+    for (const e of Deno.readDirSync(dir)) {
+      const p = `${dir}/${e.name}`;
+      if (e.isDirectory) out.push(...walk(p));
+      else out.push(p);
+    }
+  } catch { /* missing */ }
+  return out;
+}
