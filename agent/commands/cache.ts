@@ -301,7 +301,11 @@ function pruneCandidates(env: Env, root: string, scan: ScanReport, maxBytes: num
       } catch {
         return;
       }
-      used = Math.max(used, st.atime?.getTime() ?? 0, st.mtime?.getTime() ?? 0);
+      // Installs read an entry's files (atime); the scan itself reads only RECORD and pip's header files and
+      // lists dirs, so those count by mtime alone, or every hourly heal would make everything look fresh.
+      const name = q.slice(q.lastIndexOf("/") + 1);
+      const scanned = st.isDirectory || name === "RECORD" || /^[0-9a-f]{56}$/.test(name);
+      used = Math.max(used, st.mtime?.getTime() ?? 0, scanned ? 0 : st.atime?.getTime() ?? 0);
       if (st.isDirectory) {
         for (const e of env.fs.readDirSync(q)) walk(`${q}/${e.name}`);
       } else bytes += st.size;
