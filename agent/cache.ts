@@ -1236,7 +1236,7 @@ async function healTargeted(
         timeoutMs: 5 * 60_000,
         env: { UV_CACHE_DIR: sub },
       });
-      if (r.kind === "exited" && r.code === 0) removed.push(`${sub} (uv cache clean ${name})`);
+      if (r.kind === "exited" && r.code === 0) env.log.info(`uv cache clean ${name}: done`);
       else env.log.warn(`uv cache clean ${name} failed; removing its entries directly`);
     }
   }

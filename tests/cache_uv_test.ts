@@ -249,3 +249,47 @@ Deno.test("scanCache() counts entries of an empty or missing cache as zero", asy
   assert.equal(r.entries.total, 0);
   assert.equal(r.corrupt.length, 0);
 });
+
+Deno.test("healAfterFailure runs `uv cache clean PACKAGE` on the uv cache when uv is on PATH, keeping uv's locks", async () => {
+  await using dir = await tempDir();
+  const root = `${dir.path}/cache`;
+  await Deno.mkdir(root, { mode: 0o700 });
+  const l = await uvLayout(root);
+  await addWheel(l, "named", "1.0");
+  await addWheel(l, "other", "1.0");
+  const bin = `${dir.path}/bin`;
+  await Deno.mkdir(bin);
+  await Deno.writeTextFile(`${bin}/uv`, `#!/bin/sh\necho "$UV_CACHE_DIR $*" >> '${dir.path}/uv.calls'\n`, {
+    mode: 0o755,
+  });
+  const { healAfterFailure } = await import("../agent/cache.ts");
+  const env = testEnv();
+  env.vars = {
+    ...env.vars,
+    PATH: `${bin}:/usr/bin:/bin`,
+    XDG_STATE_HOME: `${dir.path}/state`,
+    MLAGENT_LOCK_DIR: `${dir.path}/locks`,
+  };
+  const r = await healAfterFailure(env, {
+    cacheDir: root,
+    installer: "uv",
+    verdict: {
+      kind: "cache-corrupt",
+      package: "Named",
+      cause: "missing METADATA",
+      remedy: "",
+      detail: null,
+      url: null,
+      retry: "heal-cache-then-once",
+      evidence: null,
+    },
+    attempt: 1,
+  });
+  assert.equal(r.action, "targeted");
+  assert.equal((await Deno.readTextFile(`${dir.path}/uv.calls`)).trim(), `${l.uv} cache clean named`);
+  // The fake removed nothing, so mlagent removed the package's entries itself; never uv's locks.
+  await assert.rejects(Deno.lstat(`${l.uv}/archive-v0/${l.ids["named-1.0"]}`), Deno.errors.NotFound);
+  await Deno.stat(`${l.uv}/archive-v0/${l.ids["other-1.0"]}`);
+  await Deno.stat(`${l.uv}/.lock`);
+  await Deno.stat(`${l.uv}/sdists-v9/pypi/mla-slow/1.0/.lock`);
+});
