@@ -225,6 +225,8 @@ export interface ScanReport {
   unknown: number;
   unknown_paths: string[];
   corrupt: CorruptEntry[];
+  /** Healthy entries of ScanOptions.package (empty without one): what a targeted heal also removes. */
+  matches: CorruptEntry[];
   files: number;
   bytes: number;
   duration_ms: number;
@@ -267,6 +269,7 @@ export async function scanCache(env: Env, cacheDir: string, opts: ScanOptions = 
       unknown: 0,
       unknown_paths: [],
       corrupt: [],
+      matches: [],
       files: 0,
       bytes: 0,
       duration_ms: 0,
@@ -285,7 +288,8 @@ export async function scanCache(env: Env, cacheDir: string, opts: ScanOptions = 
   }
   st.report.entries.total = st.report.entries.uv + st.report.entries.pip;
   st.report.duration_ms = env.now() - started;
-  return Object.assign(st.report, { matches: st.matches }) as ScanReport;
+  st.report.matches = st.matches;
+  return st.report;
 }
 
 function listDir(env: Env, dir: string): Deno.DirEntry[] {
@@ -1241,7 +1245,7 @@ async function healTargeted(
     }
   }
   const scan = await scanCache(env, root, { sizes: false, package: name ?? undefined });
-  const matches = (scan as ScanReport & { matches: CorruptEntry[] }).matches ?? [];
+  const matches = scan.matches;
   const targets = [
     ...scan.corrupt.filter((c) => c.installer === installer),
     ...matches.filter((m) => m.installer === installer),
