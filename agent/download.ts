@@ -47,6 +47,14 @@ export interface DownloadOptions {
   rangeThresholdBytes?: number;
   /** Ranges per large file (default 4). */
   rangeParts?: number;
+  /**
+   * A large file starts as one stream and is split into ranges only if that stream is slower than this after
+   * `splitAfterMs` (default 256 MiB/s; Infinity: ranges from the start). Ranges cost CPU (the parts after
+   * the first are hashed by reading them back) that pays only when one connection is the bottleneck.
+   */
+  splitBelowBytesPerS?: number;
+  /** How long the single stream runs before its speed is judged (default 1000 ms). */
+  splitAfterMs?: number;
   /** Files that must exist in the listing (profile models); a missing one fails the run. */
   requiredFiles?: string[];
   /** How long to wait for another job's lock on the dir (default 6 h). */
@@ -412,19 +420,25 @@ interface Job {
 class InlineHasher {
   cursor = 0;
   private h;
+  /** Set while bytes are read back from disk: a chunk fed meanwhile is left for the next read-back. */
+  private catchingUp = false;
   constructor(readonly algo: "sha256" | "git-sha1", size: number) {
     this.h = createHash(algo === "sha256" ? "sha256" : "sha1");
     if (algo === "git-sha1") this.h.update(`blob ${size}\0`);
   }
   feed(offset: number, chunk: Uint8Array) {
-    if (offset !== this.cursor) return;
+    if (offset !== this.cursor || this.catchingUp) return;
     this.h.update(chunk);
     this.cursor += chunk.length;
   }
-  /** Hashes [cursor, upTo) from the file. */
+  /** Hashes [cursor, upTo) from the file; every byte of it must already be written. */
   async catchUp(env: Env, path: string, upTo: number, signal?: AbortSignal) {
-    if (this.cursor >= upTo) return;
-    const file = await env.fs.open(path, { read: true });
+    if (this.cursor >= upTo || this.catchingUp) return;
+    this.catchingUp = true;
+    const file = await env.fs.open(path, { read: true }).catch((e) => {
+      this.catchingUp = false;
+      throw e;
+    });
     try {
       await file.seek(this.cursor, Deno.SeekMode.Start);
       const buf = new Uint8Array(4 << 20);
@@ -436,6 +450,7 @@ class InlineHasher {
         this.cursor += n;
       }
     } finally {
+      this.catchingUp = false;
       file.close();
     }
   }
@@ -469,6 +484,8 @@ interface Ctx {
   backoffBaseMs: number;
   rangeThreshold: number;
   rangeParts: number;
+  splitBelow: number;
+  splitAfterMs: number;
   signal: AbortSignal;
   retries: number;
   fetched: number;
@@ -551,6 +568,8 @@ export async function downloadRepo(env: Env, opts: DownloadOptions): Promise<Dow
     rangeThreshold: opts.rangeThresholdBytes ??
       (envNumber(env, "MLAGENT_DOWNLOAD_RANGE_MIN_MIB") ?? 64) * 1024 * 1024,
     rangeParts: Math.max(1, opts.rangeParts ?? 4),
+    splitBelow: opts.splitBelowBytesPerS ?? 256 * 1024 * 1024,
+    splitAfterMs: opts.splitAfterMs ?? 1000,
     signal: abort.signal,
     retries: 0,
     fetched: 0,
@@ -949,7 +968,7 @@ async function loadState(ctx: Ctx, job: Job, etag: string, size: number): Promis
       }; restarting it`,
     );
   }
-  return await freshState(ctx, job, etag, size, size < ctx.rangeThreshold || ctx.rangeParts === 1);
+  return await freshState(ctx, job, etag, size, !rangesFromStart(ctx, size));
 }
 
 async function freshState(
@@ -972,8 +991,7 @@ async function freshState(
     job.stateSaved = false;
   }
   const segments: Segment[] = [];
-  const parts = single ? 1 : ctx.rangeParts;
-  const step = Math.ceil(size / parts);
+  const step = single ? size : rangeChunkBytes(size, ctx.rangeParts);
   for (let s = 0; s < size || segments.length === 0; s += step || 1) {
     segments.push({ start: s, end: Math.min(size, s + step), pos: s });
     if (size === 0) break;
@@ -982,6 +1000,59 @@ async function freshState(
   // A small file gets its state only when a transfer is interrupted: a kill before that loses < 1 MiB.
   if (size >= STATE_MIN_BYTES) await saveState(ctx, job, state);
   return state;
+}
+
+/**
+ * Pure: the size of one range of a large file. Many more ranges than connections, taken in file order, so
+ * the written prefix grows at the speed of all connections and the sha256 follows it during the transfer
+ * (four quarter-file ranges left 3/4 of the file to hash after the last byte: ~1 s per GiB). At least 32 MiB
+ * (or a quarter of a smaller file) so the extra requests cost little against a real CDN's latency.
+ */
+export function rangeChunkBytes(size: number, parts: number): number {
+  const perPart = Math.ceil(size / Math.max(1, parts));
+  return Math.max(1, Math.ceil(size / (parts * 8)), Math.min(32 * 1024 * 1024, perPart));
+}
+
+function rangesFromStart(ctx: Ctx, size: number): boolean {
+  return size >= ctx.rangeThreshold && ctx.rangeParts > 1 && ctx.splitBelow === Infinity;
+}
+
+/** Whether a one-stream transfer of this file may still be split into ranges. */
+function splittable(ctx: Ctx, size: number): boolean {
+  return size >= ctx.rangeThreshold && ctx.rangeParts > 1 && ctx.splitBelow !== Infinity;
+}
+
+/**
+ * Splits the rest of a one-stream transfer into ranges after `splitAfterMs` if it is slower than
+ * `splitBelow`: the stream keeps the next range, the others go to `queue`. Returns the stop function.
+ */
+function watchSplit(ctx: Ctx, job: Job, state: PartState, queue: Segment[], addWorkers: (n: number) => void) {
+  const seg = state.segments[0];
+  const t0 = ctx.env.now();
+  const from = seg.pos;
+  const timer = setInterval(() => {
+    const elapsed = ctx.env.now() - t0;
+    if (elapsed < ctx.splitAfterMs) return;
+    clearInterval(timer);
+    const rate = (seg.pos - from) / (elapsed / 1000);
+    const step = rangeChunkBytes(job.size, ctx.rangeParts);
+    const boundary = seg.pos + step;
+    if (rate >= ctx.splitBelow || boundary >= seg.end - step / 2 || state.segments.length !== 1) return;
+    const end = seg.end;
+    seg.end = boundary;
+    for (let s = boundary; s < end; s += step) {
+      const next = { start: s, end: Math.min(end, s + step), pos: s };
+      state.segments.push(next);
+      queue.push(next);
+    }
+    ctx.env.log.info(
+      `${job.file.path}: ${
+        formatBytes(rate)
+      }/s on one connection; fetching the rest as ${ctx.rangeParts} ranges`,
+    );
+    addWorkers(ctx.rangeParts - 1);
+  }, Math.max(10, Math.min(250, ctx.splitAfterMs / 4)));
+  return () => clearInterval(timer);
 }
 
 async function saveState(ctx: Ctx, job: Job, state: PartState) {
@@ -1106,32 +1177,89 @@ async function fetchFile(ctx: Ctx, job: Job): Promise<void> {
   }
 }
 
-/** All unfinished segments at once; progress saved every second and when they stop. */
+/**
+ * The unfinished segments, `rangeParts` at a time in file order; progress saved every second and when they
+ * stop. While they run, the file's hash follows the contiguous prefix written so far.
+ */
 async function fetchSegments(ctx: Ctx, job: Job, state: PartState, url: string) {
   const fileAbort = new AbortController();
   const onParent = () => fileAbort.abort(ctx.signal.reason);
   ctx.signal.addEventListener("abort", onParent);
-  const multi = state.segments.length > 1;
-  const saver = multi ? setInterval(() => saveState(ctx, job, state).catch(() => {}), 1000) : undefined;
-  try {
-    const results = await Promise.allSettled(
-      state.segments.filter((s) => s.pos < s.end).map((s) =>
-        fetchSegment(ctx, job, state, s, url, fileAbort.signal).catch(
-          (e) => {
+  const canSplit = state.segments.length === 1 && splittable(ctx, job.size);
+  const multi = () => state.segments.length > 1;
+  const saver = multi() || canSplit
+    ? setInterval(() => multi() && saveState(ctx, job, state).catch(() => {}), 1000)
+    : undefined;
+  let transferring = true;
+  const chase = (multi() || canSplit) && job.hasher
+    ? chaseHash(ctx, job, job.hasher, state, () => transferring, fileAbort.signal)
+    : undefined;
+  const queue = state.segments.filter((s) => s.pos < s.end);
+  const workers: Promise<void>[] = [];
+  const addWorkers = (n: number) => {
+    for (let i = 0; i < n; i++) {
+      workers.push((async () => {
+        for (let seg = queue.shift(); seg && !fileAbort.signal.aborted; seg = queue.shift()) {
+          await fetchSegment(ctx, job, state, seg, url, fileAbort.signal).catch((e) => {
             fileAbort.abort(e);
             throw e;
-          },
-        )
-      ),
-    );
+          });
+        }
+      })());
+    }
+  };
+  addWorkers(Math.min(queue.length, Math.max(1, ctx.rangeParts)));
+  const stopSplit = canSplit ? watchSplit(ctx, job, state, queue, addWorkers) : () => {};
+  try {
+    // Workers may be added while these run (a split): wait until no new one appeared.
+    let results: PromiseSettledResult<void>[];
+    do {
+      results = await Promise.allSettled(workers);
+    } while (results.length !== workers.length);
+    stopSplit();
     const bad = results.find((r) => r.status === "rejected") as PromiseRejectedResult | undefined;
     if (bad) throw bad.reason;
   } finally {
+    stopSplit();
+    transferring = false;
+    await chase;
     clearInterval(saver);
     ctx.signal.removeEventListener("abort", onParent);
     const progressed = state.segments.some((s) => s.pos > s.start) &&
       state.segments.some((s) => s.pos < s.end);
-    if (multi || (!job.stateSaved && progressed)) await saveState(ctx, job, state).catch(() => {});
+    if (multi() || (!job.stateSaved && progressed)) await saveState(ctx, job, state).catch(() => {});
+  }
+}
+
+/** Pure: the end of the prefix of the file that is written without a gap. */
+export function contiguousEnd(segments: Segment[]): number {
+  let end = 0;
+  for (const s of [...segments].sort((a, b) => a.start - b.start)) {
+    if (s.start > end) break;
+    end = Math.max(end, s.pos);
+    if (s.pos < s.end) break;
+  }
+  return end;
+}
+
+/** Hashes the written prefix from disk while ranges are still coming; never fails (the final digest redoes). */
+async function chaseHash(
+  ctx: Ctx,
+  job: Job,
+  hasher: InlineHasher,
+  state: PartState,
+  running: () => boolean,
+  signal: AbortSignal,
+) {
+  const inc = incompletePath(ctx.localDir, job.file.path);
+  try {
+    while (running()) {
+      const upTo = contiguousEnd(state.segments);
+      if (upTo > hasher.cursor) await hasher.catchUp(ctx.env, inc, upTo, signal);
+      else await ctx.env.sleep(25);
+    }
+  } catch {
+    // The digest after the transfer hashes whatever this did not.
   }
 }
 
@@ -1221,6 +1349,8 @@ async function streamOnce(
     }
   }, Math.max(20, Math.min(1000, ctx.stallMs / 4)));
   const useRange = !(wholeFile && seg.pos === 0);
+  // A split while streaming shortens this segment: the server's extra bytes then belong to other ranges.
+  const requestedEnd = seg.end;
   let file: Deno.FsFile | undefined;
   try {
     const headers: Record<string, string> = { "accept-encoding": "identity" };
@@ -1261,13 +1391,16 @@ async function streamOnce(
         last = ctx.env.now();
         let chunk = value;
         if (seg.pos + chunk.length > seg.end) chunk = chunk.subarray(0, seg.end - seg.pos);
-        // Synchronous: a page-cache write is faster than another trip through the event loop.
+        // Synchronous: a page-cache write is faster than another trip through the event loop. Measured on a
+        // 2-core node: async writes double-buffered on Deno's pool took 30-60% longer for 1 GiB, and 1 MiB
+        // BYOB buffers 2-3x the system time of 256 KiB ones (each read hands the buffer over).
         let off = 0;
         while (off < chunk.length) off += file.writeSync(chunk.subarray(off));
         job.hasher?.feed(seg.pos, chunk);
         seg.pos += chunk.length;
         job.done += chunk.length;
         ctx.fetched += chunk.length;
+        if (seg.end < requestedEnd && seg.pos >= seg.end) break;
         if (chunk.length < value.length) {
           throw new RestartFile(`the server sent more bytes than the ${job.size} expected`);
         }

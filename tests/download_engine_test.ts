@@ -371,11 +371,40 @@ Deno.test("download fetches a large file as parallel ranges and resumes each ran
     ...FAST,
     rangeThresholdBytes: 1_000_000,
     rangeParts: 4,
+    splitBelowBytesPerS: Infinity,
   });
   assert.equal(r.ok, true);
   const ranges = server.requests.filter((q) => q.path.startsWith("/cdn/") && q.range).map((q) => q.range);
   assert.ok(ranges.length >= 4 + 4, JSON.stringify(ranges));
   assert.ok(server.sent("model.safetensors") <= 3_000_000 * 1.01);
+  await assertFilesMatch(server, dir.path);
+});
+
+Deno.test("download splits a slow single stream of a large file into ranges and still verifies it", async () => {
+  await using server = smallRepo({ lfsSize: 3_000_000 });
+  await using dir = await tempDir();
+  // The one stream stalls after 500 kB: judged slow, the rest of the file goes to other connections.
+  server.addFault({
+    path: "model.safetensors",
+    on: "body",
+    fault: { kind: "stall", afterBytes: 500_000, ms: 800 },
+  });
+  const r = await downloadRepo(envFor(server), {
+    repo: server.repo,
+    localDir: dir.path,
+    ...FAST,
+    rangeThresholdBytes: 1_000_000,
+    rangeParts: 4,
+    splitAfterMs: 200,
+  });
+  assert.equal(r.ok, true);
+  assert.equal(r.retries, 0);
+  const gets = server.requests.filter((q) => q.path.startsWith("/cdn/") && q.method === "GET");
+  // One plain GET per large file (both start as one stream); only the stalled one was split.
+  assert.equal(gets.filter((q) => !q.range).length, 2, JSON.stringify(gets.map((q) => q.range)));
+  assert.ok(gets.filter((q) => q.range).length >= 2, JSON.stringify(gets.map((q) => q.range)));
+  // The first stream stops at its shortened end; the ranges do not fetch its bytes again.
+  assert.ok(server.sent("model.safetensors") <= 3_000_000 * 1.4, String(server.sent("model.safetensors")));
   await assertFilesMatch(server, dir.path);
 });
 
