@@ -343,6 +343,22 @@ function noteMatch(st: ScanState, c: CorruptEntry) {
   if (st.pkg !== null && c.package === st.pkg) st.matches.push(c);
 }
 
+const MATCH_REASON = "entry of the named package";
+
+/** A cached `.whl` file, uv's or pip's: corrupt unless it is a whole zip, else a match for the named package. */
+function judgeWheelFile(env: Env, p: string, installer: Installer, pkg: string, st: ScanState) {
+  const why = zipProblemSync(env, p);
+  const c: CorruptEntry = {
+    path: p,
+    also: [],
+    installer,
+    package: pkg,
+    reason: why ? `cached wheel ${why}` : MATCH_REASON,
+  };
+  if (why) addCorrupt(st, c);
+  else noteMatch(st, c);
+}
+
 // ---- uv
 
 function scanUv(env: Env, root: string, st: ScanState) {
@@ -454,7 +470,7 @@ function checkUnzippedWheel(env: Env, dir: string, st: ScanState) {
   if (bad) {
     addCorrupt(st, bad);
     noteCorruptInode(env, st, dir);
-  } else noteMatch(st, entry(pkg, "entry of the named package"));
+  } else noteMatch(st, entry(pkg, MATCH_REASON));
 }
 
 /** The path column of a RECORD line (CSV: quoted when it holds a comma). */
@@ -485,6 +501,13 @@ function scanUvWheels(env: Env, bucket: string, archiveDir: string | null, ids: 
         continue;
       }
       st.report.entries.uv++;
+      const entry = (reason: string): CorruptEntry => ({
+        path: p,
+        also: [],
+        installer: "uv",
+        package: pkg,
+        reason,
+      });
       if (e.isSymlink) {
         st.report.files++;
         // One stat through the link: realpath would cost a syscall per path component, 8,000 times over.
@@ -492,71 +515,30 @@ function scanUvWheels(env: Env, bucket: string, archiveDir: string | null, ids: 
         try {
           target = env.fs.statSync(p);
         } catch {
-          addCorrupt(st, {
-            path: p,
-            also: [],
-            installer: "uv",
-            package: pkg,
-            reason: "wheel entry points at a missing archive",
-          });
+          addCorrupt(st, entry("wheel entry points at a missing archive"));
           continue;
         }
         if (target.ino !== null && st.corruptInodes.has(`${target.dev}:${target.ino}`)) {
           // Removing the archive leaves this link dangling: it goes in the same heal.
-          addCorrupt(st, {
-            path: p,
-            also: [],
-            installer: "uv",
-            package: pkg,
-            reason: "wheel entry points at a corrupt archive",
-          });
+          addCorrupt(st, entry("wheel entry points at a corrupt archive"));
           continue;
         }
-        noteMatch(st, {
-          path: p,
-          also: [],
-          installer: "uv",
-          package: pkg,
-          reason: "entry of the named package",
-        });
+        noteMatch(st, entry(MATCH_REASON));
       } else if (e.isDirectory) {
         checkUnzippedWheel(env, p, st);
       } else if (e.name.endsWith(".whl")) {
-        st.report.files++;
-        if (st.sizes) st.report.bytes += sizeOf(env, p);
-        const why = zipProblemSync(env, p);
-        const c: CorruptEntry = {
-          path: p,
-          also: [],
-          installer: "uv",
-          package: pkg,
-          reason: why ? `cached wheel ${why}` : "entry of the named package",
-        };
-        if (why) addCorrupt(st, c);
-        else noteMatch(st, c);
+        countFiles(env, p, e, st);
+        judgeWheelFile(env, p, "uv", pkg, st);
       } else {
-        st.report.files++;
-        if (st.sizes) st.report.bytes += sizeOf(env, p);
+        countFiles(env, p, e, st);
         if (e.name.endsWith(".http") && archiveDir) {
           const id = archivePointer(env, p);
           if (id !== null && !ids.has(id)) {
-            addCorrupt(st, {
-              path: p,
-              also: [],
-              installer: "uv",
-              package: pkg,
-              reason: `wheel entry points at missing archive ${id}`,
-            });
+            addCorrupt(st, entry(`wheel entry points at missing archive ${id}`));
             continue;
           }
         }
-        noteMatch(st, {
-          path: p,
-          also: [],
-          installer: "uv",
-          package: pkg,
-          reason: "entry of the named package",
-        });
+        noteMatch(st, entry(MATCH_REASON));
       }
     }
   };
@@ -723,7 +705,7 @@ async function judgePipHttpEntry(
       also,
       installer: "pip",
       package: pkg,
-      reason: "entry of the named package",
+      reason: MATCH_REASON,
     });
   }
 }
@@ -741,17 +723,7 @@ function scanPipWheels(env: Env, root: string, st: ScanState) {
       if (st.sizes) st.report.bytes += sizeOf(env, p);
       if (!e.name.endsWith(".whl")) continue; // origin.json and friends
       st.report.entries.pip++;
-      const pkg = normalizePackage(e.name.split("-")[0]);
-      const why = zipProblemSync(env, p);
-      const c: CorruptEntry = {
-        path: p,
-        also: [],
-        installer: "pip",
-        package: pkg,
-        reason: why ? `cached wheel ${why}` : "entry of the named package",
-      };
-      if (why) addCorrupt(st, c);
-      else noteMatch(st, c);
+      judgeWheelFile(env, p, "pip", normalizePackage(e.name.split("-")[0]), st);
     }
   };
   visit(root);
