@@ -177,17 +177,24 @@ export function selectCudaVariant(
         explainMinorCompat(minor.cuda, driverVersion ?? "?"),
     };
   }
+  const noDriver = !driverVersion && !driverCudaVersion;
   if (cpu) {
     return {
       variant: cpu,
       support: "yes",
-      reason: `${driverText} runs none of the CUDA variants; using ${cpu.name}`,
+      reason: noDriver
+        ? `no NVIDIA driver to run the CUDA variants; using ${cpu.name}`
+        : `${driverText} runs none of the CUDA variants; using ${cpu.name}`,
     };
   }
   const needs = gpu.map((v) => `${v.name} needs >= ${minDriverForCuda(v.cuda) ?? "a newer driver"}`).join(
     ", ",
   );
-  return { error: `${driverText} supports none of the profile's CUDA variants (${needs})` };
+  return {
+    error: noDriver
+      ? `no NVIDIA driver: none of the profile's CUDA variants (${needs}) can be judged`
+      : `${driverText} supports none of the profile's CUDA variants (${needs})`,
+  };
 }
 
 /** The newest CUDA release (major.minor) whose minimum driver this driver meets; for drivers nvidia-smi did not ask. */
