@@ -9,32 +9,22 @@ import { realEnv } from "../../agent/env.ts";
 import { findOnPath } from "../../agent/run.ts";
 import { listPythonCandidates, PROBE_SCRIPT } from "../../checks/python.ts";
 import { SMI_XML_ARGV } from "../../checks/gpu.ts";
+import { median, REPO_ROOT, spawnQuiet } from "../bench_util.ts";
 
-const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
+/**
+ * Spawned as mlagent's runner spawns (own session): measured here, children started in the bench's session
+ * ran up to 3x slower on this machine, which would flatter the doctor.
+ */
+const spawn = async (argv: string[], env: Record<string, string>) =>
+  (await spawnQuiet(argv, env, { detached: true })).code;
+
 const RUNS = 7;
-
-async function spawn(argv: string[], env: Record<string, string>): Promise<number> {
-  const out = await new Deno.Command(argv[0], {
-    args: argv.slice(1),
-    env,
-    clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    // Spawned as mlagent's runner spawns (own session): measured here, children started in the bench's
-    // session ran up to 3x slower on this machine, which would flatter the doctor.
-    detached: true,
-  }).output();
-  return out.code;
-}
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 export async function run(): Promise<BenchRow[]> {
   const dir = await Deno.makeTempDir({ prefix: "mlagent-bench-doctor-" });
   try {
     await Deno.mkdir(`${dir}/bin`);
-    const xml = `${ROOT}/tests/fixtures/nvidia-smi/xml/q_x_595.58.03_1xRTX3080.xml`;
+    const xml = `${REPO_ROOT}/tests/fixtures/nvidia-smi/xml/q_x_595.58.03_1xRTX3080.xml`;
     await Deno.writeTextFile(`${dir}/bin/nvidia-smi`, `#!/bin/sh\ncat '${xml}'\n`, { mode: 0o755 });
     const vars: Record<string, string> = {
       ...Deno.env.toObject(),
@@ -69,7 +59,7 @@ export async function run(): Promise<BenchRow[]> {
       "run",
       "--allow-all",
       "--quiet",
-      `${ROOT}/main.ts`,
+      `${REPO_ROOT}/main.ts`,
       "doctor",
       "--json",
     ];

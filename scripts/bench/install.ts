@@ -11,6 +11,7 @@ import type { BenchRow } from "../bench.ts";
 import { hermeticVars } from "../../tests/support/env.ts";
 import { mlagentArgv } from "../../tests/support/cli.ts";
 import { startIndex, testDists } from "../../tests/support/pypi.ts";
+import { median, spawnQuiet } from "../bench_util.ts";
 
 const NOOP_RUNS = 7;
 const COLD_RUNS = 3;
@@ -23,24 +24,11 @@ const STAGES = [
 
 async function timed(argv: string[], env: Record<string, string>): Promise<number> {
   const t = performance.now();
-  const out = await new Deno.Command(argv[0], {
-    args: argv.slice(1),
-    env,
-    clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
+  const out = await spawnQuiet(argv, env);
   const ms = performance.now() - t;
-  if (out.code !== 0) {
-    throw new Error(
-      `${argv.join(" ")} exited ${out.code}: ${new TextDecoder().decode(out.stderr).slice(-800)}`,
-    );
-  }
+  if (out.code !== 0) throw new Error(`${argv.join(" ")} exited ${out.code}: ${out.stderr.slice(-800)}`);
   return ms;
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 export async function run(): Promise<BenchRow[]> {
   const dists = await testDists();

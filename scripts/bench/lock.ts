@@ -10,6 +10,7 @@
 import type { BenchRow } from "../bench.ts";
 import { realEnv } from "../../agent/env.ts";
 import { acquire, namedLockSpec } from "../../agent/lock.ts";
+import { median } from "../bench_util.ts";
 
 const REPO = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 const wallNow = () => performance.timeOrigin + performance.now();
@@ -26,11 +27,6 @@ const at = performance.timeOrigin + performance.now();
 console.log(String(at));
 await lock.release();
 `;
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-}
 
 async function handoff(dir: string, mode: "flock" | "lease", rounds: number): Promise<number[]> {
   const script = `${dir}/waiter.ts`;

@@ -18,34 +18,16 @@ import { loadProfile } from "../../agent/profiles.ts";
 import { SMI_XML_ARGV } from "../../checks/gpu.ts";
 import { makeNode, testProfile, writeProfile, writeVenv } from "../../tests/support/node_states.ts";
 import { mlagentArgv } from "../../tests/support/cli.ts";
+import { median, REPO_ROOT, spawnQuiet, timed } from "../bench_util.ts";
 
-const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 const RUNS = 9;
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-
-async function spawn(argv: string[], env: Record<string, string>): Promise<number> {
-  const out = await new Deno.Command(argv[0], {
-    args: argv.slice(1),
-    env,
-    clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return out.code;
-}
-
-async function timed(f: () => Promise<unknown>): Promise<number> {
-  const t = performance.now();
-  await f();
-  return performance.now() - t;
-}
+const spawn = async (argv: string[], env: Record<string, string>) => (await spawnQuiet(argv, env)).code;
 
 export async function run(): Promise<BenchRow[]> {
   const dir = await Deno.makeTempDir({ prefix: "mlagent-bench-status-" });
   try {
     const n = await makeNode(dir);
-    const xml = `${ROOT}/tests/fixtures/nvidia-smi/xml/q_x_595.58.03_1xRTX3080.xml`;
+    const xml = `${REPO_ROOT}/tests/fixtures/nvidia-smi/xml/q_x_595.58.03_1xRTX3080.xml`;
     await Deno.writeTextFile(`${n.bin}/nvidia-smi`, `#!/bin/sh\ncat '${xml}'\n`, { mode: 0o755 });
     await Deno.writeTextFile(`${n.bin}/dmesg`, "#!/bin/sh\nexit 0\n", { mode: 0o755 });
     const vars: Record<string, string> = {
