@@ -411,6 +411,8 @@ interface Job {
   mtimeMs?: number;
   /** The HEAD, asked ahead of the transfer so its round trip overlaps other files' bodies. */
   head?: Promise<FileMetadata>;
+  /** Size and mtime of the part file, read from the open handle by the one stream that completed it. */
+  written?: { size: number; mtimeMs: number };
 }
 
 /**
@@ -747,15 +749,21 @@ async function refuseSymlinkEscapes(env: Env, localDir: string, paths: string[])
     return; // The dir does not exist yet: nothing in it can be a symlink.
   }
   const seen = new Set<string>();
+  // Nothing below a missing dir can exist: one lstat per missing dir, not one per file of a fresh download.
+  const missing = new Set<string>();
   for (const p of paths) {
     const parts = p.split("/");
     for (let i = 1; i <= parts.length; i++) {
       const rel = parts.slice(0, i).join("/");
+      if (missing.has(rel)) break;
       if (seen.has(rel)) continue;
       seen.add(rel);
       const full = `${localDir}/${rel}`;
       const lst = await env.fs.lstat(full).catch(() => null);
-      if (!lst) break;
+      if (!lst) {
+        missing.add(rel);
+        break;
+      }
       if (lst.isSymlink) {
         const real = await env.fs.realPath(full).catch(() => null);
         if (!real || (real !== root && !real.startsWith(root + "/"))) {
@@ -1129,6 +1137,7 @@ async function fetchFile(ctx: Ctx, job: Job): Promise<void> {
         env.log.info(`${path}: resuming at ${formatBytes(already)} of ${formatBytes(meta.size)}`);
       }
       job.done = already;
+      job.written = undefined as Job["written"];
       for (let restarts = 0;; restarts++) {
         try {
           await fetchSegments(ctx, job, state, meta.location);
@@ -1142,9 +1151,14 @@ async function fetchFile(ctx: Ctx, job: Job): Promise<void> {
           job.hasher = algo ? new InlineHasher(algo, meta.size) : undefined;
         }
       }
-      const st = await env.fs.stat(inc);
+      // A one-stream file was measured on its handle as it completed: no stat of it by path.
+      let st = job.written;
+      if (!st) {
+        const info = await env.fs.stat(inc);
+        st = { size: info.size, mtimeMs: info.mtime?.getTime() ?? 0 };
+      }
       const size = st.size;
-      job.mtimeMs = st.mtime?.getTime() ?? 0;
+      job.mtimeMs = st.mtimeMs;
       let problem: string | null = null;
       if (size !== meta.size) problem = `size ${size} bytes, expected ${meta.size}`;
       else if (job.hasher) {
@@ -1410,6 +1424,10 @@ async function streamOnce(
     }
     if (seg.pos < seg.end) {
       throw new HubHttpError(`connection closed at byte ${seg.pos} of ${job.size}`, 0, true);
+    }
+    if (state.segments.length === 1) {
+      const info = file.statSync();
+      job.written = { size: info.size, mtimeMs: info.mtime?.getTime() ?? 0 };
     }
   } catch (e) {
     if (stalled) throw new StallError(`no byte for ${formatDuration(ctx.stallMs)} (watchdog); resuming`);
