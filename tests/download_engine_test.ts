@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { downloadRepo, filterPaths, hostilePathReason, verifyLocalModel } from "../agent/download.ts";
+import {
+  contiguousEnd,
+  downloadRepo,
+  filterPaths,
+  hostilePathReason,
+  rangeChunkBytes,
+  verifyLocalModel,
+} from "../agent/download.ts";
 import { validateRepoId } from "../agent/hf.ts";
 import { MlagentError } from "../agent/errors.ts";
 import { hermeticVars, tempDir, testEnv } from "./support/env.ts";
@@ -378,6 +385,17 @@ Deno.test("download fetches a large file as parallel ranges and resumes each ran
   assert.ok(ranges.length >= 4 + 4, JSON.stringify(ranges));
   assert.ok(server.sent("model.safetensors") <= 3_000_000 * 1.01);
   await assertFilesMatch(server, dir.path);
+});
+
+Deno.test("download ranges are many in-order chunks of a big file and the hash follows the gapless prefix", () => {
+  const MiB = 1024 * 1024;
+  assert.equal(rangeChunkBytes(1024 * MiB, 4), 32 * MiB);
+  assert.equal(rangeChunkBytes(10 * 1024 * MiB, 4), 320 * MiB);
+  assert.equal(rangeChunkBytes(3_000_000, 4), 750_000); // a small "large" file still gets one range per part
+  const seg = (start: number, end: number, pos: number) => ({ start, end, pos });
+  assert.equal(contiguousEnd([seg(0, 10, 10), seg(10, 20, 15), seg(20, 30, 30)]), 15);
+  assert.equal(contiguousEnd([seg(10, 20, 20), seg(0, 10, 10)]), 20);
+  assert.equal(contiguousEnd([seg(0, 10, 4), seg(10, 20, 20)]), 4);
 });
 
 Deno.test("download splits a slow single stream of a large file into ranges and still verifies it", async () => {
