@@ -4,7 +4,7 @@
  * here runs an installer or the network, and a corrupt state file is reported, never thrown.
  */
 import { readJson } from "./atomic.ts";
-import { verifyLocalModel } from "./download.ts";
+import { verifyLocalModel, type VerifyResult } from "./download.ts";
 import type { Env } from "./env.ts";
 import { MlagentError } from "./errors.ts";
 import { cacheLockSpec, inspectLock, listLocks, type LockInfo } from "./lock.ts";
@@ -52,18 +52,8 @@ export interface VenvReport {
   error: { stage: string | null; kind: string; message: string } | null;
 }
 
-export interface ModelReport {
-  repo: string;
-  revision: string | null;
-  local_dir: string;
-  complete: boolean;
-  files: number;
-  bytes: number;
-  missing: string[];
-  partial: string[];
-  corrupt: string[];
-  reason: string | null;
-}
+/** verifyLocalModel's verdict, naming the revision the profile asks for rather than the commit on disk. */
+export type ModelReport = Omit<VerifyResult, "commit"> & { revision: string | null };
 
 export interface ProfileReport {
   name: string;
