@@ -6,34 +6,8 @@
 import assert from "node:assert/strict";
 import { scanCache } from "../agent/cache.ts";
 import { runMlagent } from "./support/cli.ts";
-import { tempDir, testEnv } from "./support/env.ts";
-import { type LocalIndex, startIndex, testDists } from "./support/pypi.ts";
-
-/** PyPI marks downloads cacheable; the test index does not, so a front adds the header (see cache_pip_test). */
-async function startCachingFront(index: LocalIndex) {
-  const ac = new AbortController();
-  const { promise, resolve } = Promise.withResolvers<number>();
-  const server = Deno.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    signal: ac.signal,
-    onListen: ({ port }) => resolve(port),
-  }, async (req) => {
-    const path = new URL(req.url).pathname;
-    const r = await fetch(index.origin + path);
-    const headers = new Headers(r.headers);
-    if (path.startsWith("/files/")) headers.set("cache-control", "max-age=365000000, immutable, public");
-    return new Response(await r.arrayBuffer(), { status: r.status, headers });
-  });
-  const port = await promise;
-  return {
-    url: `http://127.0.0.1:${port}/simple/`,
-    async [Symbol.asyncDispose]() {
-      ac.abort();
-      await server.finished;
-    },
-  };
-}
+import { filesUnder, tempDir, testEnv } from "./support/env.ts";
+import { filesFetched, startCachingFront, startIndex, testDists } from "./support/pypi.ts";
 
 Deno.test("mlagent install recovers from a half wheel and a truncated download in its cache, refetching only those", async () => {
   await using dir = await tempDir();
@@ -82,7 +56,7 @@ Deno.test("mlagent install recovers from a half wheel and a truncated download i
   assert.equal(beta.length, 1, `one cached download of mla-beta in ${cache}`);
   const betaFile = beta[0].also[0] ?? beta[0].path;
   await Deno.truncate(betaFile, (await Deno.stat(betaFile)).size >> 1);
-  const wheels = walk(`${cache}/pip/wheels`).filter((p) => p.endsWith(".whl"));
+  const wheels = filesUnder(`${cache}/pip/wheels`).filter((p) => p.endsWith(".whl"));
   assert.equal(wheels.length, 1, "pip cached the wheel it built for mla-slow");
   await Deno.truncate(wheels[0], (await Deno.stat(wheels[0])).size >> 1);
   assert.equal((await scanCache(env, cache)).corrupt.length, 2);
@@ -94,11 +68,7 @@ Deno.test("mlagent install recovers from a half wheel and a truncated download i
   });
   assert.equal(again.code, 0, again.stderr);
   assert.match(again.stderr, /healed the pip cache/);
-  const fetched = [
-    ...new Set(index.requests.filter((r) => r.path.startsWith("/files/")).map((r) => r.path.slice(7))),
-  ]
-    .sort();
-  assert.deepEqual(fetched, ["mla_beta-1.0-py3-none-any.whl", "mla_slow-1.0.tar.gz"]);
+  assert.deepEqual(filesFetched(index), ["mla_beta-1.0-py3-none-any.whl", "mla_slow-1.0.tar.gz"]);
   assert.equal((await scanCache(env, cache)).corrupt.length, 0);
   const log = (await Deno.readTextFile(`${d}/state/mlagent/cache-heal.log`)).trim().split("\n").map((l) =>
     JSON.parse(l)
@@ -109,15 +79,3 @@ Deno.test("mlagent install recovers from a half wheel and a truncated download i
     "mla-slow",
   ]]);
 });
-
-function walk(dir: string): string[] {
-  const out: string[] = [];
-  try {
-    for (const e of Deno.readDirSync(dir)) {
-      const p = `${dir}/${e.name}`;
-      if (e.isDirectory) out.push(...walk(p));
-      else out.push(p);
-    }
-  } catch { /* missing */ }
-  return out;
-}

@@ -8,54 +8,8 @@ import assert from "node:assert/strict";
 import { classifyInstallFailure } from "../agent/classify.ts";
 import { healAfterFailure, scanCache } from "../agent/cache.ts";
 import { runMlagent } from "./support/cli.ts";
-import { tempDir, testEnv } from "./support/env.ts";
-import { type LocalIndex, startIndex, testDists } from "./support/pypi.ts";
-
-/** pip >= 23.3 keeps bodies apart (http-v2); the newest pip on the machine, run from its wheel, else python3 -m pip. */
-async function pipArgv(): Promise<string[]> {
-  const candidates = [
-    "/root/.pyenv/versions/3.13.0/lib/python3.13/ensurepip/_bundled/pip-24.2-py3-none-any.whl",
-  ];
-  for (const whl of candidates) {
-    try {
-      await Deno.stat(whl);
-      return ["python3", `${whl}/pip`];
-    } catch { /* next */ }
-  }
-  return ["python3", "-m", "pip"];
-}
-
-/**
- * PyPI marks file downloads cacheable for a year; the test index does not, so a front adds the header
- * (pip stores nothing it may not reuse). The index behind it keeps the request log.
- */
-async function startCachingFront(index: LocalIndex) {
-  const ac = new AbortController();
-  const { promise, resolve } = Promise.withResolvers<number>();
-  const server = Deno.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    signal: ac.signal,
-    onListen: ({ port }) => resolve(port),
-  }, async (req) => {
-    const path = new URL(req.url).pathname;
-    const r = await fetch(index.origin + path);
-    const headers = new Headers(r.headers);
-    if (path.startsWith("/files/")) headers.set("cache-control", "max-age=365000000, immutable, public");
-    return new Response(await r.arrayBuffer(), { status: r.status, headers });
-  });
-  const port = await promise;
-  return {
-    url: `http://127.0.0.1:${port}/simple/`,
-    async [Symbol.asyncDispose]() {
-      ac.abort();
-      await server.finished;
-    },
-  };
-}
-
-const filesFetched = (index: LocalIndex) =>
-  [...new Set(index.requests.filter((r) => r.path.startsWith("/files/")).map((r) => r.path.slice(7)))].sort();
+import { filesUnder, tempDir, testEnv } from "./support/env.ts";
+import { filesFetched, pipArgv, startCachingFront, startIndex, testDists } from "./support/pypi.ts";
 
 Deno.test("a pip cache with a truncated download and a half wheel heals to exactly those and refetches only them", async () => {
   await using dir = await tempDir();
@@ -99,7 +53,7 @@ Deno.test("a pip cache with a truncated download and a half wheel heals to exact
   const body = beta[0].also[0] ?? beta[0].path;
   const bodySize = (await Deno.stat(body)).size;
   await Deno.truncate(body, bodySize >> 1);
-  const wheel = [...healthy.corrupt, ...walk(`${root}/pip/wheels`)].find((p) =>
+  const wheel = [...healthy.corrupt, ...filesUnder(`${root}/pip/wheels`)].find((p) =>
     String(p).endsWith(".whl")
   ) as string;
   assert.ok(wheel, "pip cached the wheel it built for mla-slow");
@@ -133,18 +87,6 @@ Deno.test("a pip cache with a truncated download and a half wheel heals to exact
   const log = (await Deno.readTextFile(`${dir.path}/state/mlagent/cache-heal.log`)).trim().split("\n");
   assert.equal(JSON.parse(log.at(-1)!).action, "targeted");
 });
-
-function walk(dir: string): string[] {
-  const out: string[] = [];
-  try {
-    for (const e of Deno.readDirSync(dir)) {
-      const p = `${dir}/${e.name}`;
-      if (e.isDirectory) out.push(...walk(p));
-      else out.push(p);
-    }
-  } catch { /* missing */ }
-  return out;
-}
 
 Deno.test("cache heal while pip installs from the same cache: the install never fails", async () => {
   await using dir = await tempDir();

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { runMlagent } from "./support/cli.ts";
-import { hermeticVars, testEnv } from "./support/env.ts";
+import { filesUnder, hermeticVars, testEnv } from "./support/env.ts";
 import { venvLockSpec, withLock } from "../agent/lock.ts";
 import { mlagentArgv } from "./support/cli.ts";
 import { type LocalIndex, startIndex, testDists } from "./support/pypi.ts";
@@ -219,7 +219,7 @@ Deno.test("install builds a venv stage by stage, then a rerun, a changed profile
         const marker = `${venv}/marker`;
         await Deno.writeTextFile(marker, "x");
         // The wheel pip built from the sdist and cached, cut in half: the rebuild's "build" stage reuses it.
-        const built = walk(`${vars.MLAGENT_CACHE_DIR}/pip/wheels`).find((p) =>
+        const built = filesUnder(`${vars.MLAGENT_CACHE_DIR}/pip/wheels`).find((p) =>
           p.includes("mla_needs_helper")
         );
         assert.ok(built, "pip cached the wheel it built");
@@ -457,18 +457,6 @@ Deno.test("install killed mid-stage is repaired by the next run, and concurrent 
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 });
-
-function walk(dir: string): string[] {
-  const out: string[] = [];
-  try {
-    for (const e of Deno.readDirSync(dir)) {
-      const p = `${dir}/${e.name}`;
-      if (e.isDirectory) out.push(...walk(p));
-      else out.push(p);
-    }
-  } catch { /* missing */ }
-  return out;
-}
 
 Deno.test("install stops at a failing doctor check before anything is written", async () => {
   const dir = await Deno.makeTempDir({ prefix: "mlagent-install-" });

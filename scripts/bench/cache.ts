@@ -13,7 +13,13 @@ import type { BenchRow } from "../bench.ts";
 import { healAfterFailure, scanCache } from "../../agent/cache.ts";
 import type { FailureVerdict } from "../../agent/classify.ts";
 import { realEnv } from "../../agent/env.ts";
-import { buildDists, type DistSpec, type LocalIndex, startIndex } from "../../tests/support/pypi.ts";
+import {
+  buildDists,
+  type DistSpec,
+  pipArgv,
+  startCachingFront,
+  startIndex,
+} from "../../tests/support/pypi.ts";
 import { hermeticVars } from "../../tests/support/env.ts";
 
 /** The modelled install: 20 wheels of this size over a link like a shared node's path to PyPI's CDN. */
@@ -108,44 +114,6 @@ async function timeHealDryRun(root: string): Promise<{ ms: number; json: Record<
   return { ms, json: JSON.parse(new TextDecoder().decode(out.stdout)) };
 }
 
-/** A front over the test index: PyPI's cache header on files, and a modelled WAN (latency + bandwidth). */
-async function startWanFront(index: LocalIndex, latencyMs: number, bytesPerSec: number) {
-  const ac = new AbortController();
-  const { promise, resolve } = Promise.withResolvers<number>();
-  const server = Deno.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    signal: ac.signal,
-    onListen: ({ port }) => resolve(port),
-  }, async (req) => {
-    const path = new URL(req.url).pathname;
-    const r = await fetch(index.origin + path);
-    const data = await r.arrayBuffer();
-    await new Promise((res) => setTimeout(res, latencyMs + (data.byteLength / bytesPerSec) * 1000));
-    const headers = new Headers(r.headers);
-    if (path.startsWith("/files/")) headers.set("cache-control", "max-age=365000000, immutable, public");
-    return new Response(data, { status: r.status, headers });
-  });
-  const port = await promise;
-  return {
-    url: `http://127.0.0.1:${port}/simple/`,
-    async close() {
-      ac.abort();
-      await server.finished;
-    },
-  };
-}
-
-async function pipArgv(): Promise<string[]> {
-  const whl = "/root/.pyenv/versions/3.13.0/lib/python3.13/ensurepip/_bundled/pip-24.2-py3-none-any.whl";
-  try {
-    await Deno.stat(whl);
-    return ["python3", `${whl}/pip`];
-  } catch {
-    return ["python3", "-m", "pip"];
-  }
-}
-
 async function installBench(dir: string): Promise<BenchRow[]> {
   // Random letters: a wheel's bytes must differ per package and not shrink in transfer.
   const random = (n: number) => {
@@ -165,7 +133,10 @@ async function installBench(dir: string): Promise<BenchRow[]> {
   await Deno.mkdir(`${dir}/dists`);
   await buildDists(`${dir}/dists`, specs);
   const index = await startIndex(`${dir}/dists`);
-  const front = await startWanFront(index, LATENCY_MS, LINK_MIB_S * 1024 * 1024);
+  const front = await startCachingFront(index, {
+    latencyMs: LATENCY_MS,
+    bytesPerSec: LINK_MIB_S * 1024 * 1024,
+  });
   const root = `${dir}/cache`;
   await Deno.mkdir(root, { mode: 0o700 });
   const env = realEnv({

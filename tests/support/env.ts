@@ -62,3 +62,16 @@ export async function tempDir(prefix = "mlagent-test-"): Promise<{ path: string 
     },
   };
 }
+
+/** Every file below `dir`, depth first; none when it is missing. */
+export function filesUnder(dir: string): string[] {
+  const out: string[] = [];
+  try {
+    for (const e of Deno.readDirSync(dir)) {
+      const p = `${dir}/${e.name}`;
+      if (e.isDirectory) out.push(...filesUnder(p));
+      else out.push(p);
+    }
+  } catch { /* missing */ }
+  return out;
+}

@@ -261,6 +261,63 @@ export interface LocalIndex extends AsyncDisposable {
   close(): Promise<void>;
 }
 
+/** The distribution files the index served since its request log was last cleared, each once, sorted. */
+export const filesFetched = (index: LocalIndex): string[] =>
+  [...new Set(index.requests.filter((r) => r.path.startsWith("/files/")).map((r) => r.path.slice(7)))].sort();
+
+export interface CachingFront extends AsyncDisposable {
+  /** The simple index root, ending in "/simple/". */
+  url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * A front over the test index that marks file downloads cacheable for a year, as PyPI does: the test index
+ * does not, and pip stores nothing it may not reuse. With `wan`, each answer waits as a WAN link would
+ * (latency plus size over bandwidth), since on 127.0.0.1 a download costs nothing. The index behind it
+ * keeps the request log.
+ */
+export async function startCachingFront(
+  index: LocalIndex,
+  wan?: { latencyMs: number; bytesPerSec: number },
+): Promise<CachingFront> {
+  const ac = new AbortController();
+  const { promise, resolve } = Promise.withResolvers<number>();
+  const server = Deno.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    signal: ac.signal,
+    onListen: ({ port }) => resolve(port),
+  }, async (req) => {
+    const path = new URL(req.url).pathname;
+    const r = await fetch(index.origin + path);
+    const data = await r.arrayBuffer();
+    if (wan) {
+      await new Promise((res) => setTimeout(res, wan.latencyMs + (data.byteLength / wan.bytesPerSec) * 1000));
+    }
+    const headers = new Headers(r.headers);
+    if (path.startsWith("/files/")) headers.set("cache-control", "max-age=365000000, immutable, public");
+    return new Response(data, { status: r.status, headers });
+  });
+  const port = await promise;
+  const close = async () => {
+    ac.abort();
+    await server.finished;
+  };
+  return { url: `http://127.0.0.1:${port}/simple/`, close, [Symbol.asyncDispose]: close };
+}
+
+/** pip >= 23.3 keeps cached bodies apart (http-v2): the newest pip on the machine, run from its wheel, else python3 -m pip. */
+export async function pipArgv(): Promise<string[]> {
+  const whl = "/root/.pyenv/versions/3.13.0/lib/python3.13/ensurepip/_bundled/pip-24.2-py3-none-any.whl";
+  try {
+    await Deno.stat(whl);
+    return ["python3", `${whl}/pip`];
+  } catch {
+    return ["python3", "-m", "pip"];
+  }
+}
+
 /** Serves `dir` as a PEP 503 simple index on 127.0.0.1 (a random port). */
 export async function startIndex(dir: string): Promise<LocalIndex> {
   const byProject = new Map<string, { file: string; sha: string }[]>();
