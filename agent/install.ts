@@ -11,7 +11,7 @@ import { badInput, failed, MlagentError } from "./errors.ts";
 import { loadProfile, profileSha256, stageSha256 } from "./profiles.ts";
 import type { CudaVariant, ModelSpec, Profile, Stage } from "./profile_types.ts";
 import { absolute, modelsRoot, venvDir as venvDirOf, venvRoot } from "./paths.ts";
-import { runDoctor } from "../checks/mod.ts";
+import { checkJson, runDoctor } from "../checks/mod.ts";
 import type { CheckResult } from "../checks/types.ts";
 import { compareVersions, selectCudaVariant } from "./compat.ts";
 import {
@@ -141,7 +141,7 @@ export async function planInstall(env: Env, opts: InstallOptions, loaded?: Profi
       `install ${profile.name}: the node is not ready (nothing was written):\n` +
         failing.map((c) => `  ${c.id}: ${c.message}${c.remedy ? `\n    fix: ${c.remedy}` : ""}`).join("\n"),
       `Fix the checks above, then run the install again (mlagent doctor --profile ${profile.name} shows them all)`,
-      { checks: failing },
+      { checks: failing.map(checkJson) },
     );
   }
   const gpuFacts = (doctor.facts.gpu ?? {}) as Record<string, unknown>;

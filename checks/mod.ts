@@ -98,3 +98,14 @@ export async function runDoctor(ctx: CheckContext, opts: DoctorOptions = {}): Pr
   }
   return { ok: !checks.some((c) => c.status === "fail"), checks, facts };
 }
+
+/** A check as the JSON contract spells it (snake_case keys), for doctor's report and install's error. */
+export function checkJson(c: CheckResult) {
+  return {
+    id: c.id,
+    status: c.status,
+    message: c.message,
+    remedy: c.remedy,
+    duration_ms: c.durationMs ?? null,
+  };
+}

@@ -1,6 +1,5 @@
 /** `mlagent doctor`: checks the node (GPU, driver, CUDA, Python, disk, TMPDIR, installers), optionally for a profile. */
-import { runDoctor } from "../../checks/mod.ts";
-import type { CheckResult } from "../../checks/types.ts";
+import { checkJson, runDoctor } from "../../checks/mod.ts";
 import { writeJsonAtomic } from "../atomic.ts";
 import { type Command, parseCommandArgs, parseNumberFlag } from "../cli.ts";
 import type { Env } from "../env.ts";
@@ -72,16 +71,6 @@ async function runDoctorCommand(env: Env, argv: string[]): Promise<Outcome> {
     } failed, ${counts("skip")} skipped${profile ? ` (profile ${profile.name})` : ""}`,
   ].join("\n");
   return { exitCode: report.ok ? 0 : 1, json, text };
-}
-
-function checkJson(c: CheckResult) {
-  return {
-    id: c.id,
-    status: c.status,
-    message: c.message,
-    remedy: c.remedy,
-    duration_ms: c.durationMs ?? null,
-  };
 }
 
 /** The last verdict for `mlagent status`; best effort, a read-only state dir never fails the doctor. */
