@@ -34,9 +34,6 @@ export function cudaMajorMinor(v: string): string | null {
   return m ? `${Number(m[1])}.${Number(m[2])}` : null;
 }
 
-/** The wheel-tag form of a CUDA version: "12.1" -> "cu121". */
-export const cudaTag = (cuda: string) => `cu${cuda.replace(".", "")}`;
-
 /**
  * The minimum Linux driver for a CUDA toolkit release (the GA row of NVIDIA's Table 3). A minor the table
  * lacks (12.7 was never released) takes the next listed minor of the same major, which is never too low;

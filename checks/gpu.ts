@@ -755,8 +755,3 @@ export function publicGpuFacts(f: GpuFacts): Record<string, unknown> {
     tried: f.tried,
   };
 }
-
-/** The gpu.* checks. */
-export async function checkGpu(ctx: CheckContext): Promise<CheckResult[]> {
-  return evaluateGpu(await gatherGpu(ctx.env, ctx.probeTimeoutMs), ctx);
-}

@@ -526,11 +526,3 @@ export function evaluatePython(facts: PythonFacts, ctx: Pick<CheckContext, "prof
   }
   return out;
 }
-
-/** The python.* checks. */
-export async function checkPython(ctx: CheckContext): Promise<CheckResult[]> {
-  return evaluatePython(
-    await gatherPython(ctx.env, ctx.probeTimeoutMs, ctx.profile?.python || undefined),
-    ctx,
-  );
-}

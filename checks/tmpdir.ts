@@ -88,12 +88,6 @@ export function linkModeFor(cache: Mount | null, venvRoot: Mount | null): LinkMo
   return sameFilesystem(cache, venvRoot) ? "hardlink" : "copy";
 }
 
-/** The link mode installs will use for this cache dir and venv root, from /proc/self/mountinfo. */
-export function linkMode(env: Env, cacheDir: string, venvRoot: string): LinkMode {
-  const mounts = readMounts(env);
-  return linkModeFor(mountForPath(env, cacheDir, mounts), mountForPath(env, venvRoot, mounts));
-}
-
 const describeMount = (m: Mount | null) => (m ? `${m.fsType} at ${m.mountPoint}` : "unknown filesystem");
 
 /** tmpdir, cache.fs, venv.fs and cache.link_mode. */
