@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { scanCache } from "../agent/cache.ts";
 import { runMlagent } from "./support/cli.ts";
+import { testProfile } from "./support/node_states.ts";
 import { filesUnder, tempDir, testEnv } from "./support/env.ts";
 import { filesFetched, startCachingFront, startIndex, testDists } from "./support/pypi.ts";
 
@@ -29,21 +30,13 @@ Deno.test("mlagent install recovers from a half wheel and a truncated download i
     PIP_TRUSTED_HOST: "127.0.0.1",
   };
   // The broken wheel's stage runs first: a whole-cache clear there would refetch the later stage's wheels.
-  const profile = {
-    name: "cache-heal",
-    description: "test profile",
-    python: ">=3.8",
-    gpu: { required: false },
-    cuda_variants: [],
-    builds_extensions: false,
-    disk_gib: 0,
+  const profile = testProfile("cache-heal", {
     stages: [
       { name: "built", packages: ["mla-slow==1.0"] },
       { name: "chain", packages: ["mla-alpha==1.0"] },
     ],
     verify: [{ name: "imports", code: "import mla_slow, mla_alpha, mla_beta, mla_gamma" }],
-    models: [],
-  };
+  });
   await Deno.writeTextFile(`${d}/p.json`, JSON.stringify(profile));
   const first = await runMlagent(["install", `${d}/p.json`, "--json"], { env: vars, timeoutMs: 180_000 });
   assert.equal(first.code, 0, first.stderr);
@@ -52,7 +45,7 @@ Deno.test("mlagent install recovers from a half wheel and a truncated download i
   const cache = `${d}/cache`;
   const scan = await scanCache(env, cache, { package: "mla-beta" });
   assert.equal(scan.corrupt.length, 0);
-  const beta = (scan as typeof scan & { matches: { path: string; also: string[] }[] }).matches;
+  const beta = scan.matches;
   assert.equal(beta.length, 1, `one cached download of mla-beta in ${cache}`);
   const betaFile = beta[0].also[0] ?? beta[0].path;
   await Deno.truncate(betaFile, (await Deno.stat(betaFile)).size >> 1);

@@ -7,9 +7,34 @@
 import assert from "node:assert/strict";
 import { classifyInstallFailure } from "../agent/classify.ts";
 import { healAfterFailure, scanCache } from "../agent/cache.ts";
+import type { Env } from "../agent/env.ts";
 import { runMlagent } from "./support/cli.ts";
 import { filesUnder, tempDir, testEnv } from "./support/env.ts";
 import { filesFetched, pipArgv, startCachingFront, startIndex, testDists } from "./support/pypi.ts";
+
+interface PipTarget {
+  pip: string[];
+  cacheDir: string;
+  target: string;
+  indexUrl: string;
+}
+
+/** A bare `pip install --target` through the caching front, with its own cache dir, as a user's pip runs. */
+function pipInstall(env: Env, t: PipTarget, packages: string[]) {
+  return env.run([
+    ...t.pip,
+    "install",
+    "--cache-dir",
+    t.cacheDir,
+    "--target",
+    t.target,
+    "--trusted-host",
+    "127.0.0.1",
+    "--index-url",
+    t.indexUrl,
+    ...packages,
+  ], { timeoutMs: 120_000 });
+}
 
 Deno.test("a pip cache with a truncated download and a half wheel heals to exactly those and refetches only them", async () => {
   await using dir = await tempDir();
@@ -27,26 +52,16 @@ Deno.test("a pip cache with a truncated download and a half wheel heals to exact
   };
   const pip = await pipArgv();
   const install = (target: string) =>
-    env.run([
-      ...pip,
-      "install",
-      "--cache-dir",
-      `${root}/pip`,
-      "--target",
-      `${dir.path}/${target}`,
-      "--trusted-host",
-      "127.0.0.1",
-      "--index-url",
-      front.url,
+    pipInstall(env, { pip, cacheDir: `${root}/pip`, target: `${dir.path}/${target}`, indexUrl: front.url }, [
       "mla-alpha==1.0",
       "mla-slow==1.0",
-    ], { timeoutMs: 120_000 });
+    ]);
 
   const fill = await install("t1");
   assert.ok(fill.kind === "exited" && fill.code === 0, JSON.stringify(fill));
   const healthy = await scanCache(env, root, { package: "mla-beta" });
   assert.equal(healthy.corrupt.length, 0);
-  const beta = (healthy as typeof healthy & { matches: { path: string; also: string[] }[] }).matches;
+  const beta = healthy.matches;
   assert.equal(beta.length, 1, "one cached download of mla-beta");
 
   // Break it the field ways: a download cut short, a built wheel cut in half.
@@ -104,25 +119,17 @@ Deno.test("cache heal while pip installs from the same cache: the install never 
     MLAGENT_LOCK_DIR: `${dir.path}/locks`,
   };
   const install = (target: string, ...packages: string[]) =>
-    env.run([
-      ...pip,
-      "install",
-      "--cache-dir",
-      `${root}/pip`,
-      "--target",
-      `${dir.path}/${target}`,
-      "--trusted-host",
-      "127.0.0.1",
-      "--index-url",
-      front.url,
-      ...packages,
-    ], { timeoutMs: 120_000 });
+    pipInstall(
+      env,
+      { pip, cacheDir: `${root}/pip`, target: `${dir.path}/${target}`, indexUrl: front.url },
+      packages,
+    );
   const fill = await install("t0", "mla-alpha==1.0", "mla-helper==1.0");
   assert.ok(fill.kind === "exited" && fill.code === 0);
   // A cached download the installs below do not need is broken, so every heal renames and deletes in the
   // tree while they read their (healthy) entries from it.
   const scan = await scanCache(env, root, { package: "mla-helper" });
-  const helper = (scan as typeof scan & { matches: { also: string[] }[] }).matches[0];
+  const helper = scan.matches[0];
   await Deno.truncate(helper.also[0], 10);
 
   let heals = 0;

@@ -11,6 +11,8 @@ import { mlagentArgv } from "./support/cli.ts";
 import { type LocalIndex, startIndex, testDists } from "./support/pypi.ts";
 import { fakeCalls, writeFakeBin } from "./support/fake_bin.ts";
 import { smallRepo } from "./support/hf_server.ts";
+import { testProfile } from "./support/node_states.ts";
+import type { Profile } from "../agent/profile_types.ts";
 
 interface StageOut {
   name: string;
@@ -36,20 +38,8 @@ interface Report {
   };
 }
 
-function profile(name: string, stages: unknown[], verify: unknown[] = []) {
-  return {
-    name,
-    description: "test profile",
-    python: ">=3.8",
-    gpu: { required: false },
-    cuda_variants: [],
-    builds_extensions: false,
-    disk_gib: 0,
-    stages,
-    verify,
-    models: [],
-  };
-}
+const profile = (name: string, stages: Profile["stages"], verify: Profile["verify"] = []) =>
+  testProfile(name, { stages, verify });
 
 const BASE_STAGES = [
   { name: "helper", packages: ["mla-helper==1.0"] },
