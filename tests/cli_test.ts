@@ -15,13 +15,7 @@ Deno.test("dispatch() routes --help, --version and commands", () => {
 
 Deno.test("dispatch() rejects unknown commands and options as usage errors", () => {
   for (const argv of [["bogus"], ["--bogus"]]) {
-    try {
-      dispatch(argv);
-      assert.ok(false, "should throw");
-    } catch (e) {
-      assert.ok(e instanceof MlagentError);
-      assert.equal(e.exitCode, 2);
-    }
+    assert.throws(() => dispatch(argv), (e) => e instanceof MlagentError && e.exitCode === 2, argv[0]);
   }
 });
 
