@@ -16,6 +16,7 @@ import {
 import type { Profile } from "../agent/profile_types.ts";
 import { FIXTURES, hermeticVars, tempDir, testEnv } from "./support/env.ts";
 import { fakeCalls, writeFakeBin } from "./support/fake_bin.ts";
+import { testGpu } from "./support/gpu.ts";
 
 const SMI = `${FIXTURES}/nvidia-smi`;
 const read = (p: string) => Deno.readTextFileSync(`${SMI}/${p}`);
@@ -620,25 +621,7 @@ Deno.test("a kernel module that differs from nvidia-smi's driver fails gpu.drive
   assert.match(driver.message, /kernel module is 580\.95\.05/);
 });
 
-const dev = (over: Partial<GpuDevice>): GpuDevice => ({
-  index: 0,
-  name: "NVIDIA A100-SXM4-80GB",
-  uuid: "GPU-x",
-  memory_total_mib: 81920,
-  memory_used_mib: 0,
-  bus_id: null,
-  persistence_mode: "enabled",
-  mig_mode: "disabled",
-  ecc_uncorrected_volatile: 0,
-  ecc_uncorrected_aggregate: 0,
-  retired_pages_pending: false,
-  remapped_rows_pending: false,
-  remapped_rows_failure: false,
-  errors: [],
-  unknown_fields: [],
-  mig_devices: [],
-  ...over,
-});
+const dev = testGpu;
 
 Deno.test("evaluateHealth() fails on uncorrectable ECC and row-remap failure, warns on pending retirement and remaps", () => {
   const cases: [string, Partial<GpuDevice>, string, RegExp][] = [

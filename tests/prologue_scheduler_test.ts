@@ -10,7 +10,7 @@ import {
 import { parseXidLines, xidSeverity } from "../agent/kernel_log.ts";
 import { exitCodeFor, matchRequestedDevices, type PrologueCheck, verdictOf } from "../agent/prologue.ts";
 import { MlagentError } from "../agent/errors.ts";
-import type { GpuDevice } from "../checks/gpu.ts";
+import { testGpu } from "./support/gpu.ts";
 
 Deno.test("parseCudaVisibleDevices() reads indices, GPU UUIDs, both MIG id forms, empty and NoDevFiles", () => {
   const rows: [string, string, unknown][] = [
@@ -154,23 +154,8 @@ Deno.test("verdictOf() lets a node fault win over a job fault", () => {
 });
 
 Deno.test("matchRequestedDevices() finds requested GPUs by index or UUID prefix and names the missing", () => {
-  const dev = (index: number, uuid: string): GpuDevice => ({
-    index,
-    name: "A30",
-    uuid,
-    memory_total_mib: 24576,
-    memory_used_mib: 0,
-    bus_id: null,
-    persistence_mode: "enabled",
-    mig_mode: "disabled",
-    ecc_uncorrected_volatile: 0,
-    ecc_uncorrected_aggregate: 0,
-    retired_pages_pending: false,
-    remapped_rows_pending: false,
-    remapped_rows_failure: false,
-    errors: [],
-    unknown_fields: [],
-  });
+  const dev = (index: number, uuid: string) => testGpu({ index, name: "A30", uuid, memory_total_mib: 24576 });
+
   const devices = [dev(0, "GPU-aaaa-1111"), dev(1, "GPU-bbbb-2222")];
   const req = (
     devices: unknown[],
