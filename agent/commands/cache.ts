@@ -26,7 +26,7 @@ const HELP = `Usage: mlagent cache <info|heal|clean> [options]
   mlagent cache info [--json]
       Where the node-local installer cache is and why, its filesystem, size, entry counts, corrupt and
       unknown entries, and the last heal.
-  mlagent cache heal [--dry-run] [--max-size SIZE] [--json]
+  mlagent cache heal [--dry-run] [--max-size SIZE] [--root DIR] [--json]
       Built for cron: takes the cache lock without waiting (held by an install: says "busy", exits 0),
       removes exactly the corrupt entries (uv archives without METADATA/RECORD or with files missing, uv wheel
       entries pointing at missing archives, pip cached downloads that are truncated or unreadable, pip cached
