@@ -1,6 +1,14 @@
 import assert from "node:assert/strict";
 import { hermeticVars, REPO_ROOT, tempDir } from "./support/env.ts";
-import { alive, fileExists, lockVars, readOr, spawnMlagent, waitUntil } from "./support/lock_helpers.ts";
+import {
+  alive,
+  fileExists,
+  lockRunSh,
+  lockVars,
+  readOr,
+  spawnMlagent,
+  waitUntil,
+} from "./support/lock_helpers.ts";
 
 for (const mode of ["flock", "lease"] as const) {
   Deno.test(`lock run (${mode}): SIGKILL of the holder's process group lets the next waiter in at once`, async () => {
@@ -32,15 +40,10 @@ for (const mode of ["flock", "lease"] as const) {
     const vars = lockVars(dir.path, { MLAGENT_LOCK_MODE: mode, MLAGENT_LOCK_TTL: "60" });
     const log = `${dir.path}/order.log`;
     const cmdPid = `${dir.path}/cmd.pid`;
-    const holder = spawnMlagent([
-      "lock",
-      "run",
-      "k2",
-      "--",
-      "sh",
-      "-c",
-      `echo $$ > '${cmdPid}'; sleep 1.5; echo holder-command-ended >> '${log}'`,
-    ], { env: vars });
+    const holder = spawnMlagent(
+      lockRunSh("k2", `echo $$ > '${cmdPid}'; sleep 1.5; echo holder-command-ended >> '${log}'`),
+      { env: vars },
+    );
     await waitUntil("the holder's command runs", async () => (await readOr(cmdPid)).trim() !== "");
     Deno.kill(holder.pid, "SIGKILL");
     await waitUntil("mlagent is gone", () => !alive(holder.pid));

@@ -8,6 +8,7 @@ import { tempDir } from "./support/env.ts";
 import {
   canUnshareUts,
   fileExists,
+  lockRunSh,
   lockVars,
   readOr,
   section,
@@ -118,15 +119,7 @@ Deno.test({
     const vars = leaseVars(dir.path);
     const marker = `${dir.path}/holding`;
     const acquired = `${dir.path}/acquired`;
-    const holder = spawnMlagent([
-      "lock",
-      "run",
-      "remote",
-      "--",
-      "sh",
-      "-c",
-      `touch '${marker}'; exec sleep 30`,
-    ], {
+    const holder = spawnMlagent(lockRunSh("remote", `touch '${marker}'; exec sleep 30`), {
       env: vars,
       host: "host-a",
       detached: true,
@@ -173,27 +166,14 @@ Deno.test({
     const vars = leaseVars(dir.path);
     const log = `${dir.path}/order.log`;
     const cmdPid = `${dir.path}/cmd.pid`;
-    const holder = spawnMlagent([
-      "lock",
-      "run",
-      "remote",
-      "--",
-      "sh",
-      "-c",
-      `echo $$ > '${cmdPid}'; sleep 3; echo holder-command-ended >> '${log}'`,
-    ], { env: vars, host: "host-a" });
+    const holder = spawnMlagent(
+      lockRunSh("remote", `echo $$ > '${cmdPid}'; sleep 3; echo holder-command-ended >> '${log}'`),
+      { env: vars, host: "host-a" },
+    );
     await waitUntil("the holder's command runs", async () => (await readOr(cmdPid)).trim() !== "");
     await new Promise((r) => setTimeout(r, 100));
     Deno.kill(holder.pid, "SIGKILL");
-    const waiter = spawnMlagent([
-      "lock",
-      "run",
-      "remote",
-      "--",
-      "sh",
-      "-c",
-      `echo waiter-entered >> '${log}'`,
-    ], {
+    const waiter = spawnMlagent(lockRunSh("remote", `echo waiter-entered >> '${log}'`), {
       env: vars,
       host: "host-b",
     });

@@ -3,6 +3,7 @@ import { runMlagent } from "./support/cli.ts";
 import { tempDir } from "./support/env.ts";
 import {
   fileExists,
+  lockRunSh,
   lockVars,
   readOr,
   section,
@@ -99,15 +100,13 @@ Deno.test("SIGTERM to lock run reaches the command, then releases the lock and r
   const vars = lockVars(dir.path);
   const marker = `${dir.path}/holding`;
   const trapped = `${dir.path}/trapped`;
-  const holder = spawnMlagent([
-    "lock",
-    "run",
-    "sig",
-    "--",
-    "sh",
-    "-c",
-    `trap 'echo term > "${trapped}"; exit 5' TERM; touch '${marker}'; while :; do sleep 0.05; done`,
-  ], { env: vars });
+  const holder = spawnMlagent(
+    lockRunSh(
+      "sig",
+      `trap 'echo term > "${trapped}"; exit 5' TERM; touch '${marker}'; while :; do sleep 0.05; done`,
+    ),
+    { env: vars },
+  );
   await waitUntil("the holder runs its command", () => fileExists(marker));
   await new Promise((r) => setTimeout(r, 100));
   holder.child.kill("SIGTERM");

@@ -17,6 +17,9 @@ export interface SpawnOptions {
   detached?: boolean;
 }
 
+/** `mlagent lock run NAME -- sh -c SCRIPT`. */
+export const lockRunSh = (name: string, script: string) => ["lock", "run", name, "--", "sh", "-c", script];
+
 /** Spawns `mlagent ARGS` (e.g. ["lock", "run", NAME, "--", ...]). */
 export function spawnMlagent(args: string[], opts: SpawnOptions = {}): LockProc {
   let argv = mlagentArgv(args);
