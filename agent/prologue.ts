@@ -357,7 +357,9 @@ function venvCheck(v: VenvReport, running: boolean, pyProblem: string | null): P
     });
   }
   const interpreterGone = v.condition === "interpreter-gone";
-  return check("venv.ready", "fail", `${v.path}: ${v.condition}: ${v.message}`, {
+  // Most conditions' messages do not say where; "missing" and "no-state" already name the path.
+  const where = v.message.includes(v.path) ? "" : `${v.path}: `;
+  return check("venv.ready", "fail", `${where}${v.condition}: ${v.message}`, {
     fault: interpreterGone ? "node" : "job",
     remedy: v.condition === "installing"
       ? "Wait for the running install, or submit with a dependency on the install job"
