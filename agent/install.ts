@@ -162,7 +162,8 @@ export async function planInstall(env: Env, opts: InstallOptions, loaded?: Profi
       }
       // GPU optional and no usable driver: CUDA builds of torch run on the CPU too; take the newest.
       cuda = newestVariant(profile.cuda_variants);
-      cudaReason = `${choice.error}; the GPU is optional, so ${cuda.name} wheels (they run on the CPU too)`;
+      cudaReason =
+        `${choice.error}; the GPU is optional, so taking the ${cuda.name} wheels (they run on the CPU too)`;
       env.log.warn(`cuda: ${cudaReason}`);
     } else {
       cuda = choice.variant;
