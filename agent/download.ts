@@ -1014,11 +1014,13 @@ async function freshState(
  * Pure: the size of one range of a large file. Many more ranges than connections, taken in file order, so
  * the written prefix grows at the speed of all connections and the sha256 follows it during the transfer
  * (four quarter-file ranges left 3/4 of the file to hash after the last byte: ~1 s per GiB). At least 32 MiB
- * (or a quarter of a smaller file) so the extra requests cost little against a real CDN's latency.
+ * (or a quarter of a smaller file) so the extra requests cost little against a real CDN's latency; at most
+ * 256 MiB so the ranges still running at the end, re-read for the hash, stay small.
  */
 export function rangeChunkBytes(size: number, parts: number): number {
+  const MiB = 1024 * 1024;
   const perPart = Math.ceil(size / Math.max(1, parts));
-  return Math.max(1, Math.ceil(size / (parts * 8)), Math.min(32 * 1024 * 1024, perPart));
+  return Math.max(1, Math.min(256 * MiB, Math.ceil(size / (parts * 8))), Math.min(32 * MiB, perPart));
 }
 
 function rangesFromStart(ctx: Ctx, size: number): boolean {
