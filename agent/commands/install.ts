@@ -60,7 +60,7 @@ async function runInstall(env: Env, argv: string[]): Promise<Outcome> {
       positionals.length
         ? `install: one profile expected, got ${positionals.length}`
         : "install: PROFILE missing",
-      "usage: mlagent install PROFILE [--root DIR] [--force] [--dry-run] [--cuda VARIANT] [--json]",
+      "usage: mlagent install PROFILE [options]; see: mlagent install --help",
     );
   }
   const timeoutS = parseNumberFlag("install", "timeout", values.timeout, { min: 0 });
