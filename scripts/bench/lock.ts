@@ -11,6 +11,8 @@ import type { BenchRow } from "../bench.ts";
 import { realEnv } from "../../agent/env.ts";
 import { acquire, namedLockSpec } from "../../agent/lock.ts";
 import { median } from "../bench_util.ts";
+import { mlagentArgv } from "../../tests/support/cli.ts";
+import { lockRunSh } from "../../tests/support/lock_helpers.ts";
 
 const REPO = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 const wallNow = () => performance.timeOrigin + performance.now();
@@ -146,20 +148,7 @@ export async function run(): Promise<BenchRow[]> {
     );
     const viaMlagent = await contend(
       dir,
-      (i) => [
-        Deno.execPath(),
-        "run",
-        "-A",
-        "--quiet",
-        `${REPO}/main.ts`,
-        "lock",
-        "run",
-        "contend",
-        "--",
-        "sh",
-        "-c",
-        work(`${dir}/mlagent.log`, i),
-      ],
+      (i) => mlagentArgv(lockRunSh("contend", work(`${dir}/mlagent.log`, i))),
       `${dir}/mlagent.log`,
       n,
     );
@@ -187,20 +176,7 @@ export async function run(): Promise<BenchRow[]> {
         const lock = await acquire(heldEnv, heldSpec, { handleSignals: false });
         return () => lock.release();
       },
-      (i) => [
-        Deno.execPath(),
-        "run",
-        "-A",
-        "--quiet",
-        `${REPO}/main.ts`,
-        "lock",
-        "run",
-        "held",
-        "--",
-        "sh",
-        "-c",
-        work(`${dir}/held-mlagent.log`, i),
-      ],
+      (i) => mlagentArgv(lockRunSh("held", work(`${dir}/held-mlagent.log`, i))),
       `${dir}/held-mlagent.log`,
       n,
       heldVars,
