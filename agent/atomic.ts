@@ -51,3 +51,16 @@ export async function readJson<T = unknown>(
     return { kind: "corrupt", error: e instanceof Error ? e.message : String(e) };
   }
 }
+
+/** Why a file cannot be created in `dir` ("is not writable (...)"), found by a real create and remove; null when it can. */
+export async function writeProbeProblem(env: Env, dir: string): Promise<string | null> {
+  try {
+    const f = await env.fs.makeTempFile({ dir, prefix: ".mlagent-probe-" });
+    await env.fs.remove(f);
+    return null;
+  } catch (e) {
+    return `is not writable (${
+      e instanceof Deno.errors.PermissionDenied ? "permission denied" : (e as Error).message
+    })`;
+  }
+}

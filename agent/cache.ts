@@ -24,7 +24,7 @@ import type { Env } from "./env.ts";
 import { badInput, failed } from "./errors.ts";
 import { mountForPath, readMounts } from "./mounts.ts";
 import { absolute, stateDir } from "./paths.ts";
-import { readJson, writeJsonAtomic } from "./atomic.ts";
+import { readJson, writeJsonAtomic, writeProbeProblem } from "./atomic.ts";
 import { cacheLockSpec, withLock } from "./lock.ts";
 import { isoTime } from "./output.ts";
 import { findOnPath } from "./run.ts";
@@ -126,15 +126,7 @@ async function judgeTmpdirForCache(env: Env, dir: string): Promise<string | null
   }
   const mode = st.mode ?? 0;
   if ((mode & 0o022) !== 0 && (mode & 0o1000) === 0) return "is writable by others without the sticky bit";
-  try {
-    const f = await env.fs.makeTempFile({ dir, prefix: ".mlagent-probe-" });
-    await env.fs.remove(f);
-  } catch (e) {
-    return `is not writable (${
-      e instanceof Deno.errors.PermissionDenied ? "permission denied" : (e as Error).message
-    })`;
-  }
-  return null;
+  return await writeProbeProblem(env, dir);
 }
 
 /** Refuses a cache path that is a file, someone else's (directly or through a symlink), or unwritable. */
@@ -176,17 +168,8 @@ async function checkCacheDir(env: Env, path: string, create: boolean): Promise<v
   if (st.uid !== null && st.uid !== env.uid) {
     throw badInput(`cache dir ${path} is owned by uid ${st.uid}, not by you (uid ${env.uid})`, hint);
   }
-  try {
-    const f = await env.fs.makeTempFile({ dir: path, prefix: ".mlagent-probe-" });
-    await env.fs.remove(f);
-  } catch (e) {
-    throw badInput(
-      `cache dir ${path} is not writable (${
-        e instanceof Deno.errors.PermissionDenied ? "permission denied" : (e as Error).message
-      })`,
-      hint,
-    );
-  }
+  const unwritable = await writeProbeProblem(env, path);
+  if (unwritable) throw badInput(`cache dir ${path} ${unwritable}`, hint);
 }
 
 /** The installers' caches under the root. */

@@ -3,6 +3,7 @@
  * dir and the venv root sit on a network filesystem; whether they share one, which decides the link mode
  * installs use (hard links across filesystems fail with EXDEV, errno 18).
  */
+import { writeProbeProblem } from "../agent/atomic.ts";
 import { resolveCacheDir } from "../agent/cache.ts";
 import type { Env } from "../agent/env.ts";
 import { MlagentError } from "../agent/errors.ts";
@@ -39,16 +40,7 @@ export async function judgeTmpdir(env: Env): Promise<TmpdirVerdict> {
       ? "does not exist"
       : `cannot be read (${(e as Error).message})`;
   }
-  if (!problem) {
-    try {
-      const f = await env.fs.makeTempFile({ dir, prefix: ".mlagent-probe-" });
-      await env.fs.remove(f);
-    } catch (e) {
-      problem = `is not writable (${
-        e instanceof Deno.errors.PermissionDenied ? "permission denied" : (e as Error).message
-      })`;
-    }
-  }
+  if (!problem) problem = await writeProbeProblem(env, dir);
   if (problem) return { tmpdir: raw, effective: "/tmp", problem, private_ok: await privateOk(env, "/tmp") };
   return { tmpdir: raw, effective: dir, problem: null, private_ok: await privateOk(env, dir) };
 }
