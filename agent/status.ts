@@ -387,8 +387,10 @@ export async function gatherStatus(env: Env, opts: StatusOptions): Promise<Statu
     }))
   );
   const profilesP = Promise.all(opts.profiles.map(async (p): Promise<ProfileReport> => {
+    const dir = venvDirOf(env, p.name, opts.root);
     const [venv, models] = await Promise.all([
-      inspectVenvState(env, venvDirOf(env, p.name, opts.root), p, boot),
+      // The listing above already judged this dir against the same profile; a missing venv is not listed.
+      venvsP.then((vs) => vs.find((v) => v.path === dir) ?? inspectVenvState(env, dir, p, boot)),
       inspectModels(env, p),
     ]);
     return { name: p.name, ready: venv.ready && models.every((m) => m.complete), venv, models };
