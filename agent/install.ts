@@ -11,6 +11,7 @@ import { badInput, failed, MlagentError } from "./errors.ts";
 import { loadProfile, profileSha256, stageSha256 } from "./profiles.ts";
 import type { CudaVariant, ModelSpec, Profile, Stage } from "./profile_types.ts";
 import { absolute, modelsRoot, venvDir as venvDirOf, venvRoot } from "./paths.ts";
+import { gatherGpu, type GpuFacts } from "../checks/gpu.ts";
 import { checkJson, runDoctor } from "../checks/mod.ts";
 import type { CheckResult } from "../checks/types.ts";
 import { compareVersions, selectCudaVariant } from "./compat.ts";
@@ -118,8 +119,18 @@ const sha = (...parts: string[]) => createHash("sha256").update(parts.join("\0")
 
 // ------------------------------------------------------------------------------------------------ planning
 
+/** Probe results an earlier step of this run already has, so the plan does not ask the node twice. */
+interface Gathered {
+  gpu?: GpuFacts;
+}
+
 /** Loads the profile, runs the doctor and resolves everything a run needs. Writes nothing. */
-export async function planInstall(env: Env, opts: InstallOptions, loaded?: Profile): Promise<InstallPlan> {
+export async function planInstall(
+  env: Env,
+  opts: InstallOptions,
+  loaded?: Profile,
+  gathered: Gathered = {},
+): Promise<InstallPlan> {
   const profile = loaded ?? await loadProfile(env, opts.profile);
   const venvDir = venvDirOf(env, profile.name, opts.root);
   const forced = forcedCuda(env, opts);
@@ -128,7 +139,7 @@ export async function planInstall(env: Env, opts: InstallOptions, loaded?: Profi
     profile,
     venvRoot: venvRoot(env, opts.root),
     probeTimeoutMs: 15_000,
-  });
+  }, { gpu: gathered.gpu });
   // A forced CUDA variant means "build for another node" (a login or build node without the GPU): this
   // node's GPU and driver are then not the target, so their failures only warn.
   const forgiven = (c: CheckResult) => !!forced && /^(gpu\.|cuda\.wheels|cuda\.driver_compat)/.test(c.id);
@@ -514,11 +525,12 @@ function retryBaseMs(env: Env): number {
 export async function install(env: Env, opts: InstallOptions): Promise<InstallReport> {
   const started = env.now();
   const profile = await loadProfile(env, opts.profile);
+  const gathered: Gathered = {};
   if (!opts.force && !opts.dryRun) {
-    const quick = await readyBeforeDoctor(env, opts, profile);
+    const quick = await readyBeforeDoctor(env, opts, profile, gathered);
     if (quick) return await finishWithModels(env, profile, modelTargets(env, profile), opts, quick, started);
   }
-  const plan = await planInstall(env, opts, profile);
+  const plan = await planInstall(env, opts, profile, gathered);
   if (opts.dryRun) return planReport(plan);
 
   if (!opts.force) {
@@ -571,6 +583,7 @@ async function readyBeforeDoctor(
   env: Env,
   opts: InstallOptions,
   profile: Profile,
+  gathered: Gathered,
 ): Promise<InstallReport | null> {
   const venvDir = venvDirOf(env, profile.name, opts.root);
   const st = await readVenvState(env, venvDir);
@@ -589,13 +602,10 @@ async function readyBeforeDoctor(
     let driverCuda: string | null = null;
     const forced = forcedCuda(env, opts);
     if (!forced) {
-      const doc = await runDoctor(
-        { env, profile, venvRoot: venvRoot(env, opts.root), probeTimeoutMs: 15_000 },
-        { only: ["gpu.driver"] },
-      );
-      const g = (doc.facts.gpu ?? {}) as Record<string, unknown>;
-      driver = typeof g.driver_version === "string" ? g.driver_version : null;
-      driverCuda = typeof g.cuda_version === "string" ? g.cuda_version : null;
+      // Kept for the plan's doctor when this venv turns out not to be ready.
+      gathered.gpu = await gatherGpu(env, 15_000);
+      driver = gathered.gpu.driver_version;
+      driverCuda = gathered.gpu.cuda_version;
     }
     const choice = selectCudaVariant(driver, driverCuda, profile.cuda_variants, forced ?? undefined);
     if ("error" in choice) {

@@ -19,6 +19,8 @@ export interface DoctorReport {
 export interface DoctorOptions {
   /** Run only checks whose id starts with one of these prefixes. */
   only?: string[];
+  /** GPU facts this run already gathered (install's no-op check): judged again, nvidia-smi not asked twice. */
+  gpu?: GpuFacts;
 }
 
 /** Every check id, per module, in report order. Ids are part of the JSON contract. */
@@ -48,8 +50,9 @@ export async function runDoctor(ctx: CheckContext, opts: DoctorOptions = {}): Pr
   const needPython = wants("python") || wants("installer");
   const needPlacement = wants("placement") || wants("disk");
 
+  const known = opts.gpu;
   const gpuP: Promise<[GpuFacts, number]> | null = needGpu
-    ? timed(() => gatherGpu(ctx.env, ctx.probeTimeoutMs))
+    ? (known ? Promise.resolve([known, 0]) : timed(() => gatherGpu(ctx.env, ctx.probeTimeoutMs)))
     : null;
   const pythonP = needPython
     ? timed(() => gatherPython(ctx.env, ctx.probeTimeoutMs, ctx.profile?.python || undefined))

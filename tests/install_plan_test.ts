@@ -10,8 +10,10 @@ import {
 import { classifyFetchError, probeIndex, pythonSatisfies } from "../agent/install.ts";
 import type { Stage } from "../agent/profile_types.ts";
 import type { RunResult } from "../agent/run.ts";
-import { tempDir, testEnv } from "./support/env.ts";
-import { writeFakeBin } from "./support/fake_bin.ts";
+import { runMlagent } from "./support/cli.ts";
+import { FIXTURES, tempDir, testEnv } from "./support/env.ts";
+import { fakeCalls, writeFakeBin } from "./support/fake_bin.ts";
+import { testProfile, writeVenv } from "./support/node_states.ts";
 import { startIndex, testDists } from "./support/pypi.ts";
 
 const PIP: InstallerChoice = { kind: "pip", uv: null, reason: "test" };
@@ -201,4 +203,35 @@ Deno.test("probeIndex() is fine with a served project and reports a 503 and a cl
   index.failNext(1, { status: 503 });
   assert.equal((await probeIndex(env, index.url, "mla-alpha"))?.kind, "http");
   assert.equal((await probeIndex(env, "http://127.0.0.1:9/simple/", "mla-alpha"))?.kind, "connection");
+});
+
+Deno.test("install of a stale ready venv asks nvidia-smi once: the no-op check's GPU facts serve the plan", async () => {
+  await using dir = await tempDir();
+  const d = dir.path;
+  await Deno.mkdir(`${d}/bin`);
+  await writeFakeBin(`${d}/bin`, "nvidia-smi", {
+    stdoutFile: `${FIXTURES}/nvidia-smi/xml/q_x_595.58.03_1xRTX3080.xml`,
+  });
+  const profile = testProfile("gpu-stale", {
+    cuda_variants: [CU121],
+    stages: [{ name: "torch", packages: ["torch==2.4.0"], index_url: "cuda" }],
+  });
+  await Deno.writeTextFile(`${d}/p.json`, JSON.stringify(profile));
+  // Ready on record but with another fingerprint: the no-op check probes the GPU, then a plan is needed.
+  await writeVenv(`${d}/venvs`, "gpu-stale", { status: "ready", profile, cudaVariant: "cu121" });
+  const r = await runMlagent(["install", `${d}/p.json`], {
+    env: {
+      PATH: `${d}/bin:${Deno.env.get("PATH")}`,
+      MLAGENT_ROOT: `${d}/venvs`,
+      MLAGENT_CACHE_DIR: `${d}/cache`,
+      MLAGENT_LOCK_DIR: `${d}/locks`,
+      // A closed index stops the run right after planning, before anything is written.
+      MLAGENT_INDEX_URL: "http://127.0.0.1:9/simple/",
+      MLAGENT_RETRY_BASE_MS: "1",
+      HOME: d,
+    },
+  });
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /Cannot reach the package index/);
+  assert.deepEqual(await fakeCalls(`${d}/bin`, "nvidia-smi"), ["-q -x"]);
 });
