@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { scanCache } from "../agent/cache.ts";
 import { runMlagent } from "./support/cli.ts";
 import { testProfile } from "./support/node_states.ts";
-import { filesUnder, tempDir, testEnv } from "./support/env.ts";
+import { filesUnder, installVars, tempDir, testEnv } from "./support/env.ts";
 import { filesFetched, startCachingFront, startIndex, testDists } from "./support/pypi.ts";
 
 Deno.test("mlagent install recovers from a half wheel and a truncated download in its cache, refetching only those", async () => {
@@ -17,14 +17,8 @@ Deno.test("mlagent install recovers from a half wheel and a truncated download i
   await using index = await startIndex(dists.dir);
   await using front = await startCachingFront(index);
   const vars = {
-    MLAGENT_ROOT: `${d}/venvs`,
-    MLAGENT_INDEX_URL: front.url,
-    MLAGENT_CACHE_DIR: `${d}/cache`,
-    MLAGENT_LOCK_DIR: `${d}/locks`,
-    MLAGENT_RETRY_BASE_MS: "20",
-    MLAGENT_MODELS_DIR: `${d}/models`,
+    ...installVars(d, front.url),
     XDG_STATE_HOME: `${d}/state`,
-    HOME: `${d}/home`,
     MLA_SLOW_BUILD_S: "0",
     // pip caches downloads only from https or trusted hosts; PyPI is https, the test index is loopback http.
     PIP_TRUSTED_HOST: "127.0.0.1",

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { runMlagent } from "./support/cli.ts";
-import { filesUnder, hermeticVars, testEnv } from "./support/env.ts";
+import { filesUnder, hermeticVars, installVars, testEnv } from "./support/env.ts";
 import { venvLockSpec, withLock } from "../agent/lock.ts";
 import { mlagentArgv } from "./support/cli.ts";
 import { type LocalIndex, startIndex, testDists } from "./support/pypi.ts";
@@ -50,15 +50,7 @@ const BASE_STAGES = [
 const IMPORTS = { name: "imports", code: "import mla_alpha, mla_beta, mla_gamma, mla_needs_helper" };
 
 function setup(dir: string, index: LocalIndex) {
-  const vars = {
-    MLAGENT_ROOT: `${dir}/venvs`,
-    MLAGENT_INDEX_URL: index.url,
-    MLAGENT_CACHE_DIR: `${dir}/cache`,
-    MLAGENT_LOCK_DIR: `${dir}/locks`,
-    MLAGENT_RETRY_BASE_MS: "20",
-    MLAGENT_MODELS_DIR: `${dir}/models`,
-    HOME: `${dir}/home`,
-  };
+  const vars = installVars(dir, index.url);
   const write = async (file: string, p: unknown) => {
     await Deno.writeTextFile(`${dir}/${file}`, JSON.stringify(p, null, 2));
     return `${dir}/${file}`;

@@ -75,3 +75,16 @@ export function filesUnder(dir: string): string[] {
   } catch { /* missing */ }
   return out;
 }
+
+/** What an install test runs mlagent with: every location inside `dir`, `indexUrl` as the only index, short retries. */
+export function installVars(dir: string, indexUrl: string): Record<string, string> {
+  return {
+    MLAGENT_ROOT: `${dir}/venvs`,
+    MLAGENT_INDEX_URL: indexUrl,
+    MLAGENT_CACHE_DIR: `${dir}/cache`,
+    MLAGENT_LOCK_DIR: `${dir}/locks`,
+    MLAGENT_RETRY_BASE_MS: "20",
+    MLAGENT_MODELS_DIR: `${dir}/models`,
+    HOME: `${dir}/home`,
+  };
+}
