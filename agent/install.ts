@@ -165,10 +165,17 @@ export async function planInstall(
   if (profile.cuda_variants.length) {
     const choice = selectCudaVariant(driver, driverCuda, profile.cuda_variants, forced ?? undefined);
     if ("error" in choice) {
-      if (forced || profile.gpu.required) {
+      // A forced variant fails only when the profile lacks it: that is a bad flag, not a node problem.
+      if (forced) {
+        throw badInput(
+          `install ${profile.name}: ${choice.error}`,
+          `pick one of the profile's variants: --cuda ${profile.cuda_variants.map((v) => v.name).join("|")}`,
+        );
+      }
+      if (profile.gpu.required) {
         throw failed(
           `install ${profile.name}: ${choice.error}`,
-          "Update the NVIDIA driver, or force one with --cuda",
+          "Update the NVIDIA driver, or build for another node with --cuda VARIANT",
         );
       }
       // GPU optional and no usable driver: CUDA builds of torch run on the CPU too; take the newest.

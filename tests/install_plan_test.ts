@@ -235,3 +235,10 @@ Deno.test("install of a stale ready venv asks nvidia-smi once: the no-op check's
   assert.match(r.stderr, /Cannot reach the package index/);
   assert.deepEqual(await fakeCalls(`${d}/bin`, "nvidia-smi"), ["-q -x"]);
 });
+
+Deno.test("install --cuda with a variant the profile lacks is bad input (exit 2) naming the variants it has", async () => {
+  const r = await runMlagent(["install", "yolo", "--cuda", "cu999", "--dry-run"]);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr.split("\n")[0], /forced CUDA variant "cu999" is not in the profile/);
+  assert.match(r.stderr, /hint: pick one of the profile's variants: --cuda cu\d+/);
+});
