@@ -358,24 +358,9 @@ export async function verifyLocalModel(env: Env, opts: VerifyOptions): Promise<V
 
 /** Paths that have a `.metadata` record under the dir. */
 async function listRecords(env: Env, localDir: string): Promise<string[]> {
-  const root = `${localDir}/${META_DIR}`;
-  const out: string[] = [];
-  const walk = async (dir: string, prefix: string) => {
-    const entries: Deno.DirEntry[] = [];
-    try {
-      for await (const e of env.fs.readDir(dir)) entries.push(e);
-    } catch {
-      return;
-    }
-    for (const e of entries) {
-      if (e.isDirectory) await walk(`${dir}/${e.name}`, `${prefix}${e.name}/`);
-      else if (e.isFile && e.name.endsWith(".metadata")) {
-        out.push(prefix + e.name.slice(0, -".metadata".length));
-      }
-    }
-  };
-  await walk(root, "");
-  return out;
+  return [...await scanFiles(env, `${localDir}/${META_DIR}`)]
+    .filter((p) => p.endsWith(".metadata"))
+    .map((p) => p.slice(0, -".metadata".length));
 }
 
 // ---------------------------------------------------------------------------------------------- engine
