@@ -295,40 +295,40 @@ export function evaluateDriverCompat(
   const driver = facts.driver_version;
   const variants = profile.cuda_variants ?? [];
   if (variants.length === 0) {
-    return check("gpu.driver_compat", "skip", `profile ${profile.name} has no CUDA wheels`);
+    return check("cuda.wheels", "skip", `profile ${profile.name} has no CUDA wheels`);
   }
   if (!driver && !facts.cuda_version) {
     return profile.gpu.required
-      ? check("gpu.driver_compat", "fail", "no NVIDIA driver answered; cannot run CUDA wheels", {
+      ? check("cuda.wheels", "fail", "no NVIDIA driver answered; cannot run CUDA wheels", {
         fault: "node",
       })
-      : check("gpu.driver_compat", "skip", "no NVIDIA driver; the profile does not require a GPU");
+      : check("cuda.wheels", "skip", "no NVIDIA driver; the profile does not require a GPU");
   }
   const built = venv?.cuda_variant ? variants.find((v) => v.name === venv.cuda_variant) : undefined;
   if (built && driver && built.cuda) {
     const s = driverSupportsCuda(driver, built.cuda, facts.cuda_version);
     const what = `the venv's ${built.name} wheels (CUDA ${built.cuda}) on driver ${driver}`;
     if (s === "no") {
-      return check("gpu.driver_compat", "fail", `${what}: the driver is too old`, {
+      return check("cuda.wheels", "fail", `${what}: the driver is too old`, {
         fault: "node",
         remedy: "Run on a node with a newer driver, or reinstall the venv for this node's driver",
       });
     }
     return check(
-      "gpu.driver_compat",
+      "cuda.wheels",
       s === "yes" ? "pass" : "warn",
       `${what}: ${s === "yes" ? "supported" : "minor-version compatibility only"}`,
     );
   }
   const pick = selectCudaVariant(driver, facts.cuda_version, variants, undefined);
   if ("error" in pick) {
-    return check("gpu.driver_compat", profile.gpu.required ? "fail" : "warn", pick.error, {
+    return check("cuda.wheels", profile.gpu.required ? "fail" : "warn", pick.error, {
       fault: "node",
       remedy: "Run on a node with a newer NVIDIA driver",
     });
   }
   return check(
-    "gpu.driver_compat",
+    "cuda.wheels",
     pick.support === "no" ? "fail" : pick.support === "yes" ? "pass" : "warn",
     `${pick.variant.name}: ${pick.reason}`,
     { fault: "node" },

@@ -18,7 +18,7 @@ deadline and its probes in their own process group:
                     (CUDA_VISIBLE_DEVICES, SLURM_STEP_GPUS/SLURM_JOB_GPUS/SLURM_GPUS_ON_NODE, LSB_GPU_REQ)
   gpu.request       the job asked for at least the profile's GPU count
   gpu.health        no ERR!, uncorrectable ECC errors or failed row remapping on those GPUs
-  gpu.driver_compat the driver runs the venv's CUDA wheels (or one of the profile's variants)
+  cuda.wheels       the driver runs the venv's CUDA wheels (or one of the profile's variants)
   kernel.xid        no GPU-fault Xid errors in the kernel log in the last hour (where the log is readable)
   tmpdir, disk.space TMPDIR writable; at least 1 GiB free for the venv root and TMPDIR
   venv.ready        the profile's venv is ready, built for the current profile, and its python runs
