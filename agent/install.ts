@@ -32,7 +32,7 @@ import {
   tailLines,
   venvPython,
 } from "./venv.ts";
-import { readVenvState, stateFileOf, type VenvState, writeVenvState } from "./state.ts";
+import { readVenvState, stateDirOf, stateFileOf, type VenvState, writeVenvState } from "./state.ts";
 import { cacheLockSpec, venvLockSpec, withLock } from "./lock.ts";
 import { cacheRootOf, cacheSubdirs, healAfterFailure, resolveCacheDir } from "./cache.ts";
 import { bootId, isAlive, selfIdentity } from "./proc.ts";
@@ -1035,6 +1035,31 @@ type StageOutcome =
  * One stage with the failure policy: network failures retried with backoff (3 attempts), a corrupt cache
  * healed then retried once, uv replaced by pip when uv itself breaks; everything else fails at once.
  */
+/** pip's console says only "No matching distribution" when an index fails; the cause is in its --log. */
+const PIP_LOG_TAIL_BYTES = 512 * 1024;
+
+/** A per-stage pip log in the venv's state dir, emptied for each attempt (pip appends) and kept for the user. */
+async function freshPipLog(env: Env, venvDir: string, stageName: string): Promise<string | null> {
+  const dir = stateDirOf(venvDir);
+  const path = `${dir}/${stageName.replace(/[^A-Za-z0-9._-]/g, "_")}.pip.log`;
+  try {
+    await env.fs.mkdir(dir, { recursive: true });
+    await env.fs.writeTextFile(path, "");
+    return path;
+  } catch {
+    return null; // no log is no reason to fail an install
+  }
+}
+
+async function readTail(env: Env, path: string, maxBytes: number): Promise<string> {
+  try {
+    const bytes = await env.fs.readFile(path);
+    return new TextDecoder().decode(bytes.subarray(Math.max(0, bytes.length - maxBytes)));
+  } catch {
+    return "";
+  }
+}
+
 async function runStage(
   env: Env,
   plan: InstallPlan,
@@ -1050,10 +1075,16 @@ async function runStage(
   let heals = 0;
   let uncached = false;
   let attempts = 0;
+  // pip prints "from versions: none" alike for a missing package and for an index it failed to read; only its
+  // --log says which. --log also hides build output from the console, so it is used only to tell those apart.
+  let diagnose = false;
   for (;;) {
     attempts++;
     env.log.info(`stage ${ps.name}: installing ${stage.packages.join(" ")}`);
-    const r = await env.run(command.argv, {
+    const pipLog = diagnose && installer.kind === "pip"
+      ? await freshPipLog(env, plan.venvDir, ps.name)
+      : null;
+    const r = await env.run(pipLog ? [...command.argv, "--log", pipLog] : command.argv, {
       signal,
       timeoutMs: command.timeoutMs,
       env: command.env,
@@ -1071,7 +1102,10 @@ async function runStage(
       command = commandFor(plan, stage, installer);
       continue;
     }
-    const output = r.kind === "not-found" ? `${r.program}: not found` : `${r.stdout}\n${r.stderr}`;
+    const consoleOutput = r.kind === "not-found" ? `${r.program}: not found` : `${r.stdout}\n${r.stderr}`;
+    const output = pipLog
+      ? `${consoleOutput}\n${await readTail(env, pipLog, PIP_LOG_TAIL_BYTES)}`
+      : consoleOutput;
     let verdict: FailureVerdict = r.kind === "timed-out"
       ? {
         ...UNKNOWN,
@@ -1080,6 +1114,17 @@ async function runStage(
       }
       : classifyInstallFailure(output);
     verdict = await reconsiderAsNetwork(env, verdict, output, ps.indexes);
+    if (
+      !diagnose && installer.kind === "pip" && verdict.kind === "resolution" &&
+      /from versions: none/.test(output)
+    ) {
+      diagnose = true;
+      attempts--;
+      env.log.info(
+        `stage ${ps.name}: pip found no versions; asking again with --log to tell a missing package from a failing index`,
+      );
+      continue;
+    }
     if (verdict.retry === "backoff" && ++networkFailures < NETWORK_ATTEMPTS) {
       const ms = backoffMs(env, networkFailures);
       env.log.warn(
@@ -1123,7 +1168,7 @@ async function runStage(
       continue;
     }
     const pkg = verdict.package ?? packageFromOutput(output);
-    const tail = tailLines(output, 20);
+    const tail = tailLines(consoleOutput, 20);
     const what = verdict.kind === "unknown" ? "failed" : `failed (${verdict.kind})`;
     return {
       ok: false,
@@ -1133,7 +1178,7 @@ async function runStage(
         `install ${plan.profile.name}: stage "${ps.name}" ${what}` +
           `${pkg ? ` on package ${pkg}` : ""}${verdict.cause ? `: ${verdict.cause}` : ""}` +
           ` after ${attempts} attempt${attempts === 1 ? "" : "s"} (${describeRun(r)})\n${tail}`,
-        verdict.remedy,
+        pipLog ? `${verdict.remedy} (pip's full log: ${pipLog})` : verdict.remedy,
         {
           stage: ps.name,
           package: pkg,
@@ -1141,6 +1186,7 @@ async function runStage(
           cause: verdict.cause,
           attempts,
           output_tail: tail,
+          installer_log: pipLog,
         },
       ),
     };

@@ -503,3 +503,49 @@ Deno.test("install --dry-run with uv: a cache on another filesystem than the ven
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 });
+
+Deno.test("install reads pip's --log: a site index from pip.conf answering 503 is a network failure, not a missing package", async () => {
+  await using tmp = await tempDir("mlagent-install-");
+  const dir = tmp.path;
+  const dists = await testDists();
+  await using index = await startIndex(dists.dir);
+  // pip's console says only "No matching distribution found" here; the 503s are in its debug log.
+  index.failPath("/simple/mla-gamma/", 1000, { status: 503 });
+  await Deno.writeTextFile(`${dir}/pip.conf`, `[global]\nindex-url = ${index.url}\nretries = 0\n`);
+  const file = `${dir}/p.json`;
+  await Deno.writeTextFile(
+    file,
+    JSON.stringify(profile("siteidx", [{ name: "a", packages: ["mla-gamma==1.0"] }])),
+  );
+  const { MLAGENT_INDEX_URL: _, ...vars } = installVars(dir, index.url);
+  const r = await runMlagent(["install", file, "--json", "--no-models"], {
+    env: { ...vars, PIP_CONFIG_FILE: `${dir}/pip.conf` },
+    timeoutMs: 120_000,
+  });
+  assert.equal(r.code, 1, r.stderr);
+  const err = r.json<{ error: { kind: string; attempts: number; installer_log: string } }>().error;
+  assert.equal(err.kind, "network", r.stderr);
+  assert.equal(err.attempts, 3, "network failures are retried");
+  assert.match(err.installer_log, /\.mlagent\/a\.pip\.log$/);
+  assert.match(r.stderr, /pip's full log: /);
+});
+
+Deno.test("install of a package the index lacks stays a resolution failure after pip's --log is read", async () => {
+  await using tmp = await tempDir("mlagent-install-");
+  const dists = await testDists();
+  await using index = await startIndex(dists.dir);
+  const file = `${tmp.path}/p.json`;
+  await Deno.writeTextFile(
+    file,
+    JSON.stringify(profile("miss", [{ name: "a", packages: ["mla-nonexistent==1.0"] }])),
+  );
+  const r = await runMlagent(["install", file, "--json", "--no-models"], {
+    env: installVars(tmp.path, index.url),
+    timeoutMs: 120_000,
+  });
+  assert.equal(r.code, 1, r.stderr);
+  const err = r.json<{ error: { kind: string; attempts: number } }>().error;
+  assert.equal(err.kind, "resolution");
+  assert.equal(err.attempts, 1, "a missing package is not retried");
+  assert.match(r.stderr, /No matching distribution found for mla-nonexistent==1\.0/);
+});
