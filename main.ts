@@ -3,9 +3,9 @@
  * runs the CLI, renders the outcome, and maps errors to exit codes once.
  */
 import { dispatch, VERSION } from "./agent/cli.ts";
-import { realEnv } from "./agent/env.ts";
-import { EXIT, MlagentError } from "./agent/errors.ts";
-import { render } from "./agent/output.ts";
+import { realEnv } from "./agent/core/env.ts";
+import { EXIT, MlagentError } from "./agent/core/errors.ts";
+import { render } from "./agent/core/output.ts";
 
 async function main(argv: string[]): Promise<number> {
   const before = argv.indexOf("--") === -1 ? argv : argv.slice(0, argv.indexOf("--"));

@@ -1,8 +1,8 @@
 /** argv -> a command and its options. Usage errors carry exit code 2; commands live in agent/commands/. */
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import type { Env } from "./env.ts";
-import { usageError } from "./errors.ts";
-import type { Outcome } from "./output.ts";
+import type { Env } from "./core/env.ts";
+import { usageError } from "./core/errors.ts";
+import type { Outcome } from "./core/output.ts";
 import { COMMANDS } from "./commands/mod.ts";
 
 export const VERSION = "0.1.0";

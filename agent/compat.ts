@@ -4,7 +4,7 @@
  */
 import minDriverTable from "./data/cuda_min_driver.json" with { type: "json" };
 import minorCompatTable from "./data/cuda_minor_compat.json" with { type: "json" };
-import type { CudaVariant } from "./profile_types.ts";
+import type { CudaVariant } from "./profiles/types.ts";
 
 export type { CudaVariant };
 

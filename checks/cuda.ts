@@ -10,8 +10,8 @@ import {
   minDriverForCuda,
   selectCudaVariant,
 } from "../agent/compat.ts";
-import type { Env } from "../agent/env.ts";
-import { findOnPath } from "../agent/run.ts";
+import type { Env } from "../agent/core/env.ts";
+import { findOnPath } from "../agent/core/run.ts";
 import type { GpuFacts } from "./gpu.ts";
 import { type CheckContext, type CheckResult, result } from "./types.ts";
 

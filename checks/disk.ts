@@ -1,6 +1,6 @@
 /** Free disk where venvs and the installer cache live, against the profile's need (default: warn below 20 GiB). */
-import type { Env } from "../agent/env.ts";
-import { formatBytes } from "../agent/output.ts";
+import type { Env } from "../agent/core/env.ts";
+import { formatBytes } from "../agent/core/output.ts";
 import { type CheckContext, type CheckResult, result } from "./types.ts";
 
 export const DEFAULT_MIN_FREE_GIB = 20;

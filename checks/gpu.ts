@@ -5,8 +5,8 @@
  * the search at once. Parsers and the evaluation are pure.
  */
 import { cudaForDriver } from "../agent/compat.ts";
-import type { Env } from "../agent/env.ts";
-import type { RunResult } from "../agent/run.ts";
+import type { Env } from "../agent/core/env.ts";
+import type { RunResult } from "../agent/core/run.ts";
 import { type CheckContext, type CheckResult, result } from "./types.ts";
 import { child, parseXml, textAt, walk, type XmlNode } from "./xml.ts";
 

@@ -1,6 +1,6 @@
 /** Installers: uv and pip, their versions, and which one installs will use (MLAGENT_INSTALLER=uv|pip forces). */
-import type { Env } from "../agent/env.ts";
-import { findOnPath } from "../agent/run.ts";
+import type { Env } from "../agent/core/env.ts";
+import { findOnPath } from "../agent/core/run.ts";
 import { type CheckContext, type CheckResult, result } from "./types.ts";
 
 export type Installer = "uv" | "pip";

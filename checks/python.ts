@@ -3,9 +3,9 @@
  * once (one process per interpreter: version, sysconfig include dir, Python.h, venv, ensurepip), choose the
  * one that meets the profile's PEP 440 constraint, and say which package brings missing headers or venv.
  */
-import type { Env } from "../agent/env.ts";
-import { badInput } from "../agent/errors.ts";
-import { findOnPath } from "../agent/run.ts";
+import type { Env } from "../agent/core/env.ts";
+import { badInput } from "../agent/core/errors.ts";
+import { findOnPath } from "../agent/core/run.ts";
 import { type CheckContext, type CheckResult, result } from "./types.ts";
 
 // ---------------------------------------------------------------------------------------------- PEP 440

@@ -3,12 +3,12 @@
  * dir and the venv root sit on a network filesystem; whether they share one, which decides the link mode
  * installs use (hard links across filesystems fail with EXDEV, errno 18).
  */
-import { writeProbeProblem } from "../agent/atomic.ts";
-import { resolveCacheDir } from "../agent/cache.ts";
-import type { Env } from "../agent/env.ts";
-import { MlagentError } from "../agent/errors.ts";
-import { type Mount, mountForPath, readMounts, sameFilesystem } from "../agent/mounts.ts";
-import { absolute } from "../agent/paths.ts";
+import { writeProbeProblem } from "../agent/core/atomic.ts";
+import { resolveCacheDir } from "../agent/cache/mod.ts";
+import type { Env } from "../agent/core/env.ts";
+import { MlagentError } from "../agent/core/errors.ts";
+import { type Mount, mountForPath, readMounts, sameFilesystem } from "../agent/core/mounts.ts";
+import { absolute } from "../agent/core/paths.ts";
 import { type CheckContext, type CheckResult, result } from "./types.ts";
 
 export type LinkMode = "hardlink" | "copy";

@@ -1,6 +1,6 @@
 /** The result record every node check returns. Check ids are part of the JSON contract. */
-import type { Env } from "../agent/env.ts";
-import type { Profile } from "../agent/profile_types.ts";
+import type { Env } from "../agent/core/env.ts";
+import type { Profile } from "../agent/profiles/types.ts";
 
 export type CheckStatus = "pass" | "warn" | "fail" | "skip";
 

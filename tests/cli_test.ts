@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { dispatch } from "../agent/cli.ts";
-import { MlagentError } from "../agent/errors.ts";
+import { MlagentError } from "../agent/core/errors.ts";
 import { runMlagent } from "./support/cli.ts";
 
 Deno.test("dispatch() routes --help, --version and commands", () => {

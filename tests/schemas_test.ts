@@ -5,8 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { COMMANDS } from "../agent/commands/mod.ts";
-import { validateJson } from "../agent/jsonschema.ts";
-import { acquire, namedLockSpec } from "../agent/lock.ts";
+import { validateJson } from "../agent/core/jsonschema.ts";
+import { acquire, namedLockSpec } from "../agent/lock/mod.ts";
 import { runMlagent } from "./support/cli.ts";
 import { FIXTURES, REPO_ROOT, tempDir, testEnv } from "./support/env.ts";
 import { writeFakeBin } from "./support/fake_bin.ts";

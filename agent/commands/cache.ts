@@ -11,15 +11,15 @@ import {
   type ScanReport,
   TRASH_DIR,
   writeBook,
-} from "../cache.ts";
+} from "../cache/mod.ts";
 import { type Command, parseCommandArgs } from "../cli.ts";
-import type { Env } from "../env.ts";
-import { EXIT, failed, MlagentError, usageError } from "../errors.ts";
-import { cacheLockSpec, clearLock, listLocks, type LockHandle, venvLockSpec, withLock } from "../lock.ts";
-import { formatBytes, isoTime, type Outcome } from "../output.ts";
-import { localLockDir, venvRoot } from "../paths.ts";
-import { readVenvState, writeVenvState } from "../state.ts";
-import { inspectVenvState, listVenvDirs } from "../status.ts";
+import type { Env } from "../core/env.ts";
+import { EXIT, failed, MlagentError, usageError } from "../core/errors.ts";
+import { cacheLockSpec, clearLock, listLocks, type LockHandle, venvLockSpec, withLock } from "../lock/mod.ts";
+import { formatBytes, isoTime, type Outcome } from "../core/output.ts";
+import { localLockDir, venvRoot } from "../core/paths.ts";
+import { readVenvState, writeVenvState } from "../install/state.ts";
+import { inspectVenvState, listVenvDirs } from "../status/mod.ts";
 
 const HELP = `Usage: mlagent cache <info|heal|clean> [options]
 

@@ -1,12 +1,12 @@
 /** `mlagent doctor`: checks the node (GPU, driver, CUDA, Python, disk, TMPDIR, installers), optionally for a profile. */
 import { checkJson, runDoctor } from "../../checks/mod.ts";
-import { writeJsonAtomic } from "../atomic.ts";
+import { writeJsonAtomic } from "../core/atomic.ts";
 import { type Command, parseCommandArgs, parseNumberFlag } from "../cli.ts";
-import type { Env } from "../env.ts";
-import { isoTime, type Outcome, renderStatusLines, SCHEMA_VERSION } from "../output.ts";
-import { stateDir, venvRoot } from "../paths.ts";
-import { loadProfile } from "../profiles.ts";
-import type { Profile } from "../profile_types.ts";
+import type { Env } from "../core/env.ts";
+import { isoTime, type Outcome, renderStatusLines, SCHEMA_VERSION } from "../core/output.ts";
+import { stateDir, venvRoot } from "../core/paths.ts";
+import { loadProfile } from "../profiles/mod.ts";
+import type { Profile } from "../profiles/types.ts";
 
 const HELP = `Usage: mlagent doctor [--profile NAME|FILE] [--root DIR] [--timeout S] [--json]
 

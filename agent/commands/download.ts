@@ -1,11 +1,11 @@
 /** `mlagent download REPO`: a Hugging Face repo into a local dir, resumably and verified. */
 import { type Command, parseCommandArgs, parseNumberFlag } from "../cli.ts";
-import { downloadRepo, type DownloadReport, verifyLocalModel } from "../download.ts";
-import { validateRepoId } from "../hf.ts";
-import { EXIT } from "../errors.ts";
-import { usageError } from "../errors.ts";
-import { formatBytes, formatDuration } from "../output.ts";
-import { modelsRoot } from "../paths.ts";
+import { downloadRepo, type DownloadReport, verifyLocalModel } from "../download/mod.ts";
+import { validateRepoId } from "../download/hub.ts";
+import { EXIT } from "../core/errors.ts";
+import { usageError } from "../core/errors.ts";
+import { formatBytes, formatDuration } from "../core/output.ts";
+import { modelsRoot } from "../core/paths.ts";
 
 const HELP = `Usage: mlagent download REPO [options]
 

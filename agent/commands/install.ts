@@ -1,10 +1,10 @@
 /** `mlagent install PROFILE`: build, repair or confirm the verified venv for a profile. */
 import type { Command } from "../cli.ts";
 import { parseCommandArgs, parseNumberFlag } from "../cli.ts";
-import type { Env } from "../env.ts";
-import { usageError } from "../errors.ts";
-import { formatDuration, type Outcome } from "../output.ts";
-import { install, type InstallReport, planInstall, planReport, renderPlan } from "../install.ts";
+import type { Env } from "../core/env.ts";
+import { usageError } from "../core/errors.ts";
+import { formatDuration, type Outcome } from "../core/output.ts";
+import { install, type InstallReport, planInstall, planReport, renderPlan } from "../install/mod.ts";
 
 const HELP = `Usage: mlagent install PROFILE [options]
 

@@ -1,7 +1,7 @@
 /** `mlagent lock`: list, check and clear locks, and run a command under one (like flock(1), judgeable). */
 import { type Command, parseCommandArgs, parseNumberFlag } from "../cli.ts";
-import type { Env } from "../env.ts";
-import { badInput, EXIT, failed, MlagentError, usageError } from "../errors.ts";
+import type { Env } from "../core/env.ts";
+import { badInput, EXIT, failed, MlagentError, usageError } from "../core/errors.ts";
 import {
   acquire,
   cacheLockSpec,
@@ -17,10 +17,10 @@ import {
   namedLockSpec,
   validateLockName,
   venvLockSpec,
-} from "../lock.ts";
-import type { Outcome } from "../output.ts";
-import { absolute, localLockDir, venvDir, venvRoot } from "../paths.ts";
-import type { SpawnedChild } from "../run.ts";
+} from "../lock/mod.ts";
+import type { Outcome } from "../core/output.ts";
+import { absolute, localLockDir, venvDir, venvRoot } from "../core/paths.ts";
+import type { SpawnedChild } from "../core/run.ts";
 
 const HELP = `Usage: mlagent lock <list|check|clear|run> [options]
 

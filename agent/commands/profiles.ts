@@ -1,10 +1,10 @@
 /** `mlagent profiles list|show|lint`: the profiles mlagent can find, one in full, and a linter for files. */
 import { type Command, parseCommandArgs } from "../cli.ts";
-import type { Env } from "../env.ts";
-import { usageError } from "../errors.ts";
-import { jsonPointerLocations, locatePointer, parseJsonLocated } from "../json_location.ts";
-import type { Outcome } from "../output.ts";
-import { absolute } from "../paths.ts";
+import type { Env } from "../core/env.ts";
+import { usageError } from "../core/errors.ts";
+import { jsonPointerLocations, locatePointer, parseJsonLocated } from "../core/json_location.ts";
+import type { Outcome } from "../core/output.ts";
+import { absolute } from "../core/paths.ts";
 import {
   findProfile,
   type LintIssue,
@@ -13,7 +13,7 @@ import {
   type Profile,
   profileDirs,
   profileSha256,
-} from "../profiles.ts";
+} from "../profiles/mod.ts";
 import { BUILTIN_PROFILES } from "../../profiles/mod.ts";
 
 const HELP = `Usage: mlagent profiles list [--json]

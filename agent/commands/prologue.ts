@@ -1,13 +1,24 @@
 /** `mlagent prologue`: gate a job's start for LSF (pre-exec) or Slurm (Prolog/TaskProlog), in bounded time. */
 import { type Command, parseCommandArgs, parseNumberFlag } from "../cli.ts";
-import type { Env } from "../env.ts";
-import { MlagentError } from "../errors.ts";
-import type { Outcome } from "../output.ts";
-import { renderStatusLines } from "../output.ts";
-import { loadProfile } from "../profiles.ts";
-import type { Profile } from "../profile_types.ts";
-import { appendPrologueLog, jobFaultReport, logLine, type PrologueReport, runPrologue } from "../prologue.ts";
-import { detectScheduler, parseSchedulerFlag, resolveScheduler, type Scheduler } from "../scheduler.ts";
+import type { Env } from "../core/env.ts";
+import { MlagentError } from "../core/errors.ts";
+import type { Outcome } from "../core/output.ts";
+import { renderStatusLines } from "../core/output.ts";
+import { loadProfile } from "../profiles/mod.ts";
+import type { Profile } from "../profiles/types.ts";
+import {
+  appendPrologueLog,
+  jobFaultReport,
+  logLine,
+  type PrologueReport,
+  runPrologue,
+} from "../prologue/mod.ts";
+import {
+  detectScheduler,
+  parseSchedulerFlag,
+  resolveScheduler,
+  type Scheduler,
+} from "../prologue/scheduler.ts";
 
 const HELP =
   `Usage: mlagent prologue [--profile NAME] [--scheduler lsf|slurm|auto] [--timeout SECONDS] [--install] [--json]

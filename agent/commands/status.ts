@@ -1,13 +1,13 @@
 /** `mlagent status`: venvs, models, cache, locks and the last doctor verdict; JSON or Prometheus for cron. */
-import { writeFileAtomic } from "../atomic.ts";
+import { writeFileAtomic } from "../core/atomic.ts";
 import { type Command, parseCommandArgs } from "../cli.ts";
-import type { Env } from "../env.ts";
-import { failed, usageError } from "../errors.ts";
-import { formatBytes, formatDuration, type Outcome } from "../output.ts";
-import { absolute } from "../paths.ts";
-import { loadProfile } from "../profiles.ts";
-import { statusMetrics } from "../prometheus.ts";
-import { gatherStatus, type StatusReport, type VenvReport } from "../status.ts";
+import type { Env } from "../core/env.ts";
+import { failed, usageError } from "../core/errors.ts";
+import { formatBytes, formatDuration, type Outcome } from "../core/output.ts";
+import { absolute } from "../core/paths.ts";
+import { loadProfile } from "../profiles/mod.ts";
+import { statusMetrics } from "../status/prometheus.ts";
+import { gatherStatus, type StatusReport, type VenvReport } from "../status/mod.ts";
 
 const HELP =
   `Usage: mlagent status [PROFILE...] [--root DIR] [--json] [--format text|json|prometheus] [--output FILE]

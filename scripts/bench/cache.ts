@@ -10,9 +10,9 @@
  *   times faster.
  */
 import type { BenchRow } from "../bench.ts";
-import { healAfterFailure, scanCache } from "../../agent/cache.ts";
-import type { FailureVerdict } from "../../agent/classify.ts";
-import { realEnv } from "../../agent/env.ts";
+import { healAfterFailure, scanCache } from "../../agent/cache/mod.ts";
+import type { FailureVerdict } from "../../agent/install/classify.ts";
+import { realEnv } from "../../agent/core/env.ts";
 import {
   buildDists,
   type DistSpec,

@@ -5,8 +5,8 @@
  * Nothing is subtracted: the doctor's time includes Deno's start-up and module loading.
  */
 import type { BenchRow } from "../bench.ts";
-import { realEnv } from "../../agent/env.ts";
-import { findOnPath } from "../../agent/run.ts";
+import { realEnv } from "../../agent/core/env.ts";
+import { findOnPath } from "../../agent/core/run.ts";
 import { listPythonCandidates, PROBE_SCRIPT } from "../../checks/python.ts";
 import { SMI_XML_ARGV } from "../../checks/gpu.ts";
 import { median, REPO_ROOT, spawnQuiet } from "../bench_util.ts";

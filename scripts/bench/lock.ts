@@ -8,8 +8,8 @@
  *   since 16 concurrent `deno run` startups on a small node cost more than the lock does.
  */
 import type { BenchRow } from "../bench.ts";
-import { realEnv } from "../../agent/env.ts";
-import { acquire, namedLockSpec } from "../../agent/lock.ts";
+import { realEnv } from "../../agent/core/env.ts";
+import { acquire, namedLockSpec } from "../../agent/lock/mod.ts";
 import { median } from "../bench_util.ts";
 import { mlagentArgv } from "../../tests/support/cli.ts";
 import { lockRunSh } from "../../tests/support/lock_helpers.ts";

@@ -11,10 +11,10 @@
  * spawned as a user runs it, and gatherStatus in process.
  */
 import type { BenchRow } from "../bench.ts";
-import { realEnv } from "../../agent/env.ts";
-import { runPrologue } from "../../agent/prologue.ts";
-import { gatherStatus } from "../../agent/status.ts";
-import { loadProfile } from "../../agent/profiles.ts";
+import { realEnv } from "../../agent/core/env.ts";
+import { runPrologue } from "../../agent/prologue/mod.ts";
+import { gatherStatus } from "../../agent/status/mod.ts";
+import { loadProfile } from "../../agent/profiles/mod.ts";
 import { SMI_XML_ARGV } from "../../checks/gpu.ts";
 import { makeNode, testProfile, writeProfile, writeVenv } from "../../tests/support/node_states.ts";
 import { mlagentArgv } from "../../tests/support/cli.ts";

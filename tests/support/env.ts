@@ -1,5 +1,5 @@
 /** Test seams: hermetic variables, a real Env pointed at temp dirs, captured logs, temp dirs that clean up. */
-import { type Env, type Logger, realEnv } from "../../agent/env.ts";
+import { type Env, type Logger, realEnv } from "../../agent/core/env.ts";
 
 export const REPO_ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 export const SHARED_FIXTURES = `${REPO_ROOT}/../shared/fixtures`;

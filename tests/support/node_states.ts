@@ -3,9 +3,9 @@
  * files written as install writes them, bin/python a symlink to a real interpreter), a profile dir, a state
  * dir, TMPDIR, and a bin dir for fake nvidia-smi/dmesg/stat put first on PATH.
  */
-import { profileSha256 } from "../../agent/profiles.ts";
-import type { Profile } from "../../agent/profile_types.ts";
-import type { VenvState } from "../../agent/state.ts";
+import { profileSha256 } from "../../agent/profiles/mod.ts";
+import type { Profile } from "../../agent/profiles/types.ts";
+import type { VenvState } from "../../agent/install/state.ts";
 
 export interface FakeNode {
   dir: string;

@@ -1,0 +1,49 @@
+/**
+ * A venv's own record of itself: <venv>/.mlagent/state.json, written atomically. A venv cannot be renamed
+ * into place, so it is built where it lives and `status: "ready"` is written last: no ready, not ready.
+ */
+import { readJson, writeJsonAtomic } from "../core/atomic.ts";
+import type { Env } from "../core/env.ts";
+
+export type VenvStatus = "installing" | "ready" | "failed";
+
+export interface StageState {
+  name: string;
+  /** Hash of the stage's resolved content (packages, options, indexes). */
+  fingerprint: string;
+  status: "done" | "failed" | "pending";
+}
+
+export interface VenvState {
+  profile: string;
+  status: VenvStatus;
+  /** Hash of the whole resolved plan: profile content, CUDA variant, interpreter version, installer. */
+  fingerprint: string;
+  plan: {
+    profile_sha256: string;
+    cuda_variant: string | null;
+    python_executable: string;
+    python_version: string;
+    installer: "uv" | "pip";
+  };
+  stages: StageState[];
+  owner: { host: string; pid: number; pid_start_time: number | null; boot_id: string | null };
+  started_at: string;
+  updated_at: string;
+  finished_at: string | null;
+  /** name -> version as installed (lowercase canonical names). */
+  packages: Record<string, string>;
+  error: { stage: string | null; kind: string; message: string } | null;
+}
+
+export const stateDirOf = (venv: string) => `${venv}/.mlagent`;
+export const stateFileOf = (venv: string) => `${venv}/.mlagent/state.json`;
+
+export function readVenvState(env: Env, venv: string) {
+  return readJson<VenvState>(env, stateFileOf(venv));
+}
+
+export async function writeVenvState(env: Env, venv: string, state: VenvState): Promise<void> {
+  await env.fs.mkdir(stateDirOf(venv), { recursive: true });
+  await writeJsonAtomic(env, stateFileOf(venv), state);
+}

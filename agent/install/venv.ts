@@ -1,0 +1,142 @@
+/**
+ * Venvs: create one from a chosen interpreter (`uv venv` or `python -m venv`), inspect one, ask its Python
+ * what it is and what it has installed. A venv cannot be moved (its scripts embed absolute paths), so it is
+ * built where it lives and judged by running its interpreter, never by the directory existing.
+ */
+import type { Env } from "../core/env.ts";
+import { describeRun, type RunResult } from "../core/run.ts";
+import { failed } from "../core/errors.ts";
+
+export interface PythonInfo {
+  /** The interpreter as the caller named it (a path or a name on PATH). */
+  command: string;
+  /** sys.executable, resolved. */
+  executable: string;
+  /** "3.11.7" */
+  version: string;
+  /** sys.prefix != sys.base_prefix */
+  inVenv: boolean;
+}
+
+const PROBE = "import json, os, sys; print(json.dumps({'executable': os.path.realpath(sys.executable), " +
+  "'version': '.'.join(map(str, sys.version_info[:3])), 'in_venv': sys.prefix != sys.base_prefix}))";
+
+/** Runs `python -c` to learn what an interpreter is; null when it does not run. */
+export async function probePython(env: Env, command: string, timeoutMs = 15_000): Promise<PythonInfo | null> {
+  const r = await env.run([command, "-I", "-c", PROBE], { timeoutMs });
+  if (r.kind !== "exited" || r.code !== 0) return null;
+  try {
+    const v = JSON.parse(r.stdout.trim().split("\n").pop() ?? "");
+    return { command, executable: v.executable, version: v.version, inVenv: v.in_venv };
+  } catch {
+    return null;
+  }
+}
+
+export const venvPython = (venvDir: string) => `${venvDir}/bin/python`;
+
+export type VenvInspection =
+  | { kind: "missing" }
+  /** The directory exists but is not a venv (no pyvenv.cfg): never delete it, it may be someone's data. */
+  | { kind: "not-a-venv"; entries: number }
+  /** pyvenv.cfg is there but bin/python does not run (base interpreter removed, half-created). */
+  | { kind: "broken"; reason: string }
+  | { kind: "ok"; python: PythonInfo };
+
+/** What is at venvDir: nothing, something else, a broken venv, or a working one (with its Python). */
+export async function inspectVenv(env: Env, venvDir: string, timeoutMs = 15_000): Promise<VenvInspection> {
+  try {
+    const st = await env.fs.stat(venvDir);
+    if (!st.isDirectory) return { kind: "not-a-venv", entries: 1 };
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return { kind: "missing" };
+    throw e;
+  }
+  let hasCfg = true;
+  try {
+    await env.fs.stat(`${venvDir}/pyvenv.cfg`);
+  } catch {
+    hasCfg = false;
+  }
+  if (!hasCfg) {
+    let entries = 0;
+    for await (const e of env.fs.readDir(venvDir)) if (e.name !== ".mlagent") entries++;
+    // An empty directory (or one holding only our state) is ours to build in.
+    return entries === 0 ? { kind: "missing" } : { kind: "not-a-venv", entries };
+  }
+  const python = await probePython(env, venvPython(venvDir), timeoutMs);
+  if (!python) return { kind: "broken", reason: `${venvPython(venvDir)} does not run` };
+  return { kind: "ok", python };
+}
+
+export interface CreateVenvOptions {
+  /** Path of uv to create it with; null uses `python -m venv`. */
+  uv: string | null;
+  /** The venv must carry pip (the pip installer runs `<venv>/bin/python -m pip`). */
+  withPip: boolean;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+/** Creates a venv at venvDir from `python` (venvDir may exist holding only .mlagent/). Throws `failed` with the output. */
+export async function createVenv(
+  env: Env,
+  python: string,
+  venvDir: string,
+  opts: CreateVenvOptions,
+): Promise<void> {
+  const venvArgv = [python, "-m", "venv", ...(opts.withPip ? [] : ["--without-pip"]), venvDir];
+  const run = (argv: string[]) =>
+    env.run(argv, { timeoutMs: opts.timeoutMs ?? 300_000, signal: opts.signal });
+  let r: RunResult;
+  if (opts.uv) {
+    r = await run([
+      opts.uv,
+      "venv",
+      "--allow-existing",
+      "--python",
+      python,
+      ...(opts.withPip ? ["--seed"] : []),
+      venvDir,
+    ]);
+    if (r.kind === "exited" && r.code === 0) return;
+    if (opts.signal?.aborted) throw failed(`venv creation interrupted`);
+    // uv broken on this node (old glibc, bad download): the interpreter's own venv module still works.
+    env.log.warn(`uv venv failed (${describeRun(r)}); creating the venv with ${python} -m venv`);
+  }
+  r = await run(venvArgv);
+  if (r.kind === "exited" && r.code === 0) return;
+  const tail = r.kind === "not-found" ? "" : tailLines(r.stderr || r.stdout, 15);
+  const headers = /ensurepip|No module named venv/.test(tail)
+    ? "The interpreter lacks the venv/ensurepip modules (Debian: apt install python3-venv)"
+    : "Check that the interpreter runs and the directory is writable";
+  throw failed(
+    `Could not create the venv at ${venvDir}: ${describeRun(r)}${tail ? `\n${tail}` : ""}`,
+    headers,
+  );
+}
+
+const LIST_INSTALLED = "import importlib.metadata as m, json, re; " +
+  "print(json.dumps({re.sub(r'[-_.]+', '-', d.metadata['Name']).lower(): d.version " +
+  "for d in m.distributions() if d.metadata['Name']}))";
+
+/** name -> version of every distribution in the venv (importlib.metadata: works without pip, as in uv venvs). */
+export async function listInstalled(
+  env: Env,
+  venvDir: string,
+  timeoutMs = 60_000,
+): Promise<Record<string, string>> {
+  const r = await env.run([venvPython(venvDir), "-I", "-c", LIST_INSTALLED], { timeoutMs });
+  if (r.kind !== "exited" || r.code !== 0) return {};
+  try {
+    const all = JSON.parse(r.stdout.trim()) as Record<string, string>;
+    return Object.fromEntries(Object.entries(all).sort(([a], [b]) => a.localeCompare(b)));
+  } catch {
+    return {};
+  }
+}
+
+/** The last n non-empty lines of text. */
+export function tailLines(text: string, n: number): string {
+  return text.split("\n").filter((l) => l.trim()).slice(-n).join("\n");
+}

@@ -1,0 +1,276 @@
+import assert from "node:assert/strict";
+import {
+  choosePython,
+  comparePythonVersions,
+  discoverPythons,
+  evaluatePython,
+  gatherPython,
+  headersRemedy,
+  parseOsRelease,
+  type PythonInfo,
+  satisfies,
+  venvRemedy,
+} from "../../checks/python.ts";
+import { MlagentError } from "../../agent/core/errors.ts";
+import type { Profile } from "../../agent/profiles/types.ts";
+import { hermeticVars, tempDir, testEnv } from "../support/env.ts";
+import { fakeCalls, writeFakeBin } from "../support/fake_bin.ts";
+
+Deno.test("satisfies() follows PEP 440 for the constraints profiles use", () => {
+  const cases: [string, string, boolean][] = [
+    ["3.11.7", ">=3.10,<3.12", true],
+    ["3.12.1", ">=3.10,<3.12", false],
+    ["3.12.0rc1", "<3.12", false],
+    ["3.10.0", ">=3.10", true],
+    ["3.9.18", ">=3.10", false],
+    ["3.11.7", "~=3.11", true],
+    ["3.12.0", "~=3.11", true],
+    ["4.0.0", "~=3.11", false],
+    ["3.11.7", "~=3.11.8", false],
+    ["3.11.9", "~=3.11.8", true],
+    ["3.11.7", "==3.11.*", true],
+    ["3.12.0", "==3.11.*", false],
+    ["3.11.0", "==3.11", true],
+    ["3.11.7", "!=3.11.*", false],
+    ["3.11.7", "!=3.11.6", true],
+    ["3.12.1", ">3.12", true],
+    ["3.12", ">3.12", false],
+    ["3.11.7", "<=3.11.7", true],
+    ["3.11.7", "===3.11.7", true],
+    ["3.11.7", "", true],
+    ["3.13.0", " >= 3.10 , < 3.14 ", true],
+  ];
+  for (const [version, spec, want] of cases) {
+    assert.equal(satisfies(version, spec), want, `${version} ${spec}`);
+  }
+});
+
+Deno.test("satisfies() rejects a malformed specifier as bad input naming the clause", () => {
+  for (const bad of ["3.11", ">=three", "~=3", ">>3.10"]) {
+    assert.throws(
+      () => satisfies("3.11.7", bad),
+      (e) => e instanceof MlagentError && e.exitCode === 2 && e.message.includes(bad.split(",")[0]),
+    );
+  }
+});
+
+Deno.test("comparePythonVersions() orders pre-releases before finals and numerically", () => {
+  const sorted = ["3.13.0", "3.9.18", "3.13.0rc2", "3.10.13", "3.13.0a1"].sort(comparePythonVersions);
+  assert.deepEqual(sorted, ["3.9.18", "3.10.13", "3.13.0a1", "3.13.0rc2", "3.13.0"]);
+});
+
+const info = (version: string, over: Partial<PythonInfo> = {}): PythonInfo => ({
+  executable: `/opt/py/${version}/bin/python3`,
+  version,
+  implementation: "cpython",
+  source: "PATH",
+  found_as: [],
+  include_dir: `/opt/py/${version}/include`,
+  headers: true,
+  venv_module: true,
+  ensurepip: "24.0",
+  venv: true,
+  problem: null,
+  ...over,
+});
+
+Deno.test("choosePython() takes the newest that meets the constraint, else the newest overall", () => {
+  const ps = [info("3.9.18"), info("3.11.7"), info("3.12.1"), info("3.10.13")];
+  assert.deepEqual(choosePython(ps, ">=3.10,<3.12"), { python: ps[1], meets_constraint: true });
+  assert.deepEqual(choosePython(ps, null), { python: ps[2], meets_constraint: true });
+  assert.deepEqual(choosePython(ps, ">=3.13"), { python: ps[2], meets_constraint: false });
+  assert.equal(choosePython([], ">=3.10"), null);
+});
+
+Deno.test("choosePython() prefers a working venv, and headers when the profile builds extensions", () => {
+  const noVenv = info("3.12.1", { ensurepip: null });
+  const noHeaders = info("3.11.9", { headers: false });
+  const ok = info("3.11.2");
+  assert.equal(choosePython([noVenv, noHeaders, ok], ">=3.10")!.python, noHeaders);
+  assert.equal(choosePython([noVenv, noHeaders, ok], ">=3.10", { needHeaders: true })!.python, ok);
+});
+
+Deno.test("headersRemedy() names the exact package per distribution and interpreter manager", () => {
+  const os = (text: string) => parseOsRelease(text);
+  const cases: [string, Partial<PythonInfo>, string, RegExp][] = [
+    [
+      "Debian system 3.11",
+      { executable: "/usr/bin/python3.11" },
+      'ID=debian\nVERSION_ID="12"',
+      /apt-get install python3\.11-dev/,
+    ],
+    [
+      "Ubuntu system 3.10",
+      { executable: "/usr/bin/python3", version: "3.10.12" },
+      "ID=ubuntu\nID_LIKE=debian",
+      /python3\.10-dev/,
+    ],
+    [
+      "Rocky platform python3",
+      { executable: "/usr/bin/python3", version: "3.9.18" },
+      'ID="rocky"\nID_LIKE="rhel centos fedora"',
+      /dnf install python3-devel/,
+    ],
+    ["RHEL python3.11", { executable: "/usr/bin/python3.11" }, 'ID="rhel"', /dnf install python3\.11-devel/],
+    ["SLES python3.11", { executable: "/usr/bin/python3.11" }, 'ID="sles"', /zypper install python311-devel/],
+    [
+      "pyenv build",
+      { executable: "/home/u/.pyenv/versions/3.11.7/bin/python3" },
+      "ID=debian",
+      /pyenv install --force 3\.11\.7/,
+    ],
+    [
+      "uv-managed",
+      { executable: "/home/u/.local/share/uv/python/cpython-3.11.9-linux-x86_64-gnu/bin/python3" },
+      "ID=debian",
+      /uv python install --reinstall 3\.11/,
+    ],
+  ];
+  for (const [name, over, osText, want] of cases) {
+    assert.match(headersRemedy({ ...info("3.11.7"), ...over }, os(osText)), want, name);
+  }
+  assert.match(headersRemedy(info("3.11.7"), null), /python3\.11-dev or python3\.11-devel/);
+  assert.match(
+    venvRemedy({ executable: "/usr/bin/python3.11", version: "3.11.2" }, os("ID=debian")),
+    /apt-get install python3\.11-venv/,
+  );
+});
+
+Deno.test("discoverPythons() finds this machine's Debian and pyenv interpreters, once each", async () => {
+  const env = testEnv({
+    vars: hermeticVars({ PATH: "/usr/bin:/bin", HOME: "/root", PYENV_ROOT: undefined }),
+  });
+  const ps = await discoverPythons(env, { probeVenv: true, timeoutMs: 20_000 });
+  const debian = ps.find((p) =>
+    p.executable === "/usr/bin/python3.11" || p.executable === "/usr/bin/python3"
+  );
+  assert.ok(debian, JSON.stringify(ps.map((p) => p.executable)));
+  assert.match(debian.version, /^3\.11\./);
+  assert.equal(debian.headers, true);
+  assert.equal(debian.venv, true);
+  assert.ok(debian.ensurepip);
+  assert.equal(debian.include_dir, "/usr/include/python3.11");
+  // /usr/bin/python3 and /usr/bin/python3.11 are one interpreter.
+  assert.equal(
+    ps.filter((p) => p.executable.startsWith("/usr/bin/") || p.executable.startsWith("/bin/")).length,
+    1,
+  );
+  const pyenv = ps.find((p) => p.source === "pyenv" && p.version === "3.11.7");
+  assert.ok(pyenv, "pyenv 3.11.7");
+  assert.equal(new Set(ps.map((p) => p.executable)).size, ps.length);
+});
+
+/** A fake interpreter that answers the probe like a Debian python3.11 without the -dev/-venv packages. */
+async function fakePython(dir: string, { headers = false, ensurepip = true } = {}) {
+  const include = `${dir}/include/python3.11`;
+  await Deno.mkdir(include, { recursive: true });
+  if (headers) await Deno.writeTextFile(`${include}/Python.h`, "");
+  await Deno.mkdir(`${dir}/bin`, { recursive: true });
+  const exe = `${dir}/bin/python3.11`;
+  await writeFakeBin(`${dir}/bin`, "python3.11", {
+    stdout: JSON.stringify({
+      version: "3.11.2",
+      executable: exe,
+      real: exe,
+      implementation: "cpython",
+      include_dir: include,
+      headers,
+      venv_module: true,
+      ensurepip: ensurepip ? "23.0.1" : null,
+      venv: ensurepip,
+      problem: ensurepip ? null : "ensurepip: ModuleNotFoundError: No module named 'ensurepip'",
+    }) + "\n",
+  });
+  return exe;
+}
+
+const profile = (over: Partial<Profile> = {}): Profile => ({
+  name: "ext-model",
+  description: "",
+  python: ">=3.10,<3.12",
+  gpu: { required: false },
+  cuda_variants: [],
+  builds_extensions: true,
+  disk_gib: 1,
+  stages: [],
+  verify: [],
+  models: [],
+  ...over,
+});
+
+Deno.test("python.headers fails with the package to install when Python.h is missing", async () => {
+  await using dir = await tempDir();
+  const exe = await fakePython(dir.path);
+  const env = testEnv({
+    vars: hermeticVars({ PATH: `${dir.path}/bin`, HOME: dir.path, PYENV_ROOT: undefined }),
+  });
+  const facts = await gatherPython(env, 5000);
+  assert.deepEqual(facts.pythons.map((p) => p.executable), [exe]);
+  // The probe script spans lines in the log; each call starts with "-I -c".
+  const calls = (await fakeCalls(`${dir.path}/bin`, "python3.11")).filter((l) => l.startsWith("-I -c"));
+  assert.equal(calls.length, 1, "one process per interpreter");
+  const rs = Object.fromEntries(
+    evaluatePython({ ...facts, os: parseOsRelease("ID=debian") }, { profile: profile() }).map((
+      r,
+    ) => [r.id, r]),
+  );
+  assert.equal(rs["python.interpreter"].status, "pass");
+  assert.equal(rs["python.headers"].status, "fail");
+  assert.match(rs["python.headers"].message, /Python\.h missing from .*include\/python3\.11/);
+  assert.equal(rs["python.headers"].remedy, "install the headers: `apt-get install python3.11-dev`");
+  // A profile that builds nothing only warns.
+  const plain = evaluatePython({ ...facts, os: null }, { profile: profile({ builds_extensions: false }) });
+  assert.equal(plain.find((r) => r.id === "python.headers")!.status, "warn");
+});
+
+Deno.test("python.venv fails when ensurepip is missing, naming the venv package", async () => {
+  await using dir = await tempDir();
+  await fakePython(dir.path, { headers: true, ensurepip: false });
+  const env = testEnv({
+    vars: hermeticVars({ PATH: `${dir.path}/bin`, HOME: dir.path, PYENV_ROOT: undefined }),
+  });
+  const facts = await gatherPython(env, 5000);
+  const r = evaluatePython({ ...facts, os: parseOsRelease("ID=ubuntu\nID_LIKE=debian") }, { profile: null })
+    .find((x) => x.id === "python.venv")!;
+  assert.equal(r.status, "fail");
+  assert.match(r.message, /ensurepip is not available/);
+  assert.match(r.remedy ?? "", /apt-get install python3\.11-venv/);
+});
+
+Deno.test("python.interpreter fails when nothing meets the profile's constraint, listing what was found", async () => {
+  await using dir = await tempDir();
+  await fakePython(dir.path, { headers: true });
+  const env = testEnv({
+    vars: hermeticVars({ PATH: `${dir.path}/bin`, HOME: dir.path, PYENV_ROOT: undefined }),
+  });
+  const facts = await gatherPython(env, 5000);
+  const r = evaluatePython(facts, { profile: profile({ python: ">=3.12" }) })[0];
+  assert.equal(r.status, "fail");
+  assert.match(r.message, /no interpreter meets >=3\.12.*found 3\.11\.2/);
+  assert.equal((r.facts?.python as { meets_constraint: boolean }).meets_constraint, false);
+});
+
+Deno.test("no interpreter at all fails python.interpreter and skips the rest", async () => {
+  await using dir = await tempDir();
+  await Deno.mkdir(`${dir.path}/bin`);
+  const env = testEnv({
+    vars: hermeticVars({ PATH: `${dir.path}/bin`, HOME: dir.path, PYENV_ROOT: undefined }),
+  });
+  const rs = evaluatePython(await gatherPython(env, 5000), { profile: null });
+  assert.deepEqual(rs.map((r) => r.status), ["fail", "skip", "skip"]);
+});
+
+Deno.test("discoverPythons() asks uv for an interpreter when uv is on PATH", async () => {
+  await using dir = await tempDir();
+  await Deno.mkdir(`${dir.path}/bin`);
+  await writeFakeBin(`${dir.path}/bin`, "uv", {
+    whenArgsContain: "python find",
+    stdout: "/usr/bin/python3.11\n",
+  });
+  const env = testEnv({
+    vars: hermeticVars({ PATH: `${dir.path}/bin`, HOME: dir.path, PYENV_ROOT: undefined }),
+  });
+  const ps = await discoverPythons(env, { constraint: ">=3.10", timeoutMs: 20_000 });
+  assert.deepEqual(ps.map((p) => [p.executable, p.source]), [["/usr/bin/python3.11", "uv"]]);
+  assert.deepEqual(await fakeCalls(`${dir.path}/bin`, "uv"), ["python find >=3.10"]);
+});

@@ -1,0 +1,202 @@
+import assert from "node:assert/strict";
+import { hermeticVars, tempDir } from "../support/env.ts";
+import { mlagentArgv, runMlagent } from "../support/cli.ts";
+import { HubServer, smallRepo } from "../support/hf_server.ts";
+
+// The test server lives in this process while main.ts runs as a child.
+const opts = { sanitizeResources: false, sanitizeOps: false };
+
+function vars(server: HubServer, hfHome: string, extra: Record<string, string> = {}) {
+  return { HF_ENDPOINT: server.url, HF_HOME: hfHome, MLAGENT_DOWNLOAD_BACKOFF_MS: "10", ...extra };
+}
+
+Deno.test(
+  "mlagent download --json prints one summary with fetched, reused and resumed counts",
+  opts,
+  async () => {
+    await using server = smallRepo();
+    await using dir = await tempDir();
+    const r = await runMlagent(["download", server.repo, "--local-dir", dir.path, "--json"], {
+      env: vars(server, dir.path + "/hf"),
+    });
+    assert.equal(r.code, 0, r.stderr);
+    const j = r.json();
+    assert.equal(j.ok, true);
+    assert.equal(j.commit, server.commit);
+    assert.equal(j.files, 5);
+    for (
+      const k of [
+        "fetched_bytes",
+        "reused_bytes",
+        "files_resumed",
+        "retries",
+        "duration_ms",
+        "throughput_bytes_per_s",
+      ]
+    ) {
+      assert.equal(typeof j[k], "number", k);
+    }
+    assert.equal(r.stderr.includes("\r"), false, "no progress without a terminal");
+  },
+);
+
+Deno.test("mlagent download rejects a repo id that is not owner/name (exit 2)", opts, async () => {
+  const r = await runMlagent(["download", "just-a-name"]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /owner\/name/);
+});
+
+Deno.test("mlagent download refuses a target that is a file (exit 2)", opts, async () => {
+  await using server = smallRepo();
+  await using dir = await tempDir();
+  await Deno.writeTextFile(`${dir.path}/file`, "x");
+  const r = await runMlagent(["download", server.repo, "--local-dir", `${dir.path}/file`], {
+    env: vars(server, dir.path + "/hf"),
+  });
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /not a directory/);
+});
+
+Deno.test("mlagent download names a missing revision (exit 1) and never prints the token", opts, async () => {
+  await using server = smallRepo();
+  await using dir = await tempDir();
+  const r = await runMlagent([
+    "download",
+    server.repo,
+    "--revision",
+    "no-such-branch",
+    "--json",
+    "--local-dir",
+    dir.path,
+  ], {
+    env: vars(server, dir.path + "/hf", { HF_TOKEN: "hf_cli_secret_value" }),
+  });
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /revision "no-such-branch" does not exist/);
+  assert.equal(r.json<{ ok: boolean }>().ok, false);
+  assert.ok(!(r.stdout + r.stderr).includes("hf_cli_secret_value"));
+});
+
+Deno.test(
+  "a download killed mid-file resumes in a second process; the server sends under 1.1x the file",
+  opts,
+  async () => {
+    const size = 4_000_000;
+    await using server = new HubServer({
+      files: [{ path: "weights.safetensors", content: { size, seed: 3 }, lfs: true }],
+    });
+    await using dir = await tempDir();
+    server.addFault({
+      path: "weights.safetensors",
+      on: "body",
+      fault: { kind: "stall", afterBytes: size / 2, ms: 60_000 },
+    });
+    const [cmd, ...args] = mlagentArgv(["download", server.repo, "--local-dir", dir.path]);
+    const child = new Deno.Command(cmd, {
+      args,
+      env: hermeticVars(vars(server, dir.path + "/hf")),
+      clearEnv: true,
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    const deadline = Date.now() + 30_000;
+    while (server.sent("weights.safetensors") < size / 2 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const part = `${dir.path}/.cache/huggingface/download/weights.safetensors.incomplete`;
+    while (((await Deno.stat(part).catch(() => null))?.size ?? 0) < size / 2 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    child.kill("SIGKILL");
+    await child.status;
+
+    const r = await runMlagent(["download", server.repo, "--local-dir", dir.path, "--json"], {
+      env: vars(server, dir.path + "/hf"),
+    });
+    assert.equal(r.code, 0, r.stderr);
+    const j = r.json<{ files_resumed: number; reused_bytes: number; fetched_bytes: number }>();
+    assert.equal(j.files_resumed, 1);
+    assert.equal(j.reused_bytes + j.fetched_bytes, size);
+    const sent = server.sent("weights.safetensors");
+    assert.ok(sent < size * 1.1, `server sent ${sent} bytes for a ${size}-byte file`);
+    assert.equal((await Deno.stat(`${dir.path}/weights.safetensors`)).size, size);
+  },
+);
+
+Deno.test("two downloads into one dir take turns: the second finds the files done", opts, async () => {
+  await using server = smallRepo();
+  await using dir = await tempDir();
+  // Slow the first transfer so the runs overlap.
+  server.addFault({
+    path: "model.safetensors",
+    on: "body",
+    fault: { kind: "stall", afterBytes: 1000, ms: 1500 },
+  });
+  const args = ["download", server.repo, "--local-dir", dir.path, "--json"];
+  const env = vars(server, dir.path + "/hf");
+  const [a, b] = await Promise.all([runMlagent(args, { env }), runMlagent(args, { env })]);
+  assert.equal(a.code, 0, a.stderr);
+  assert.equal(b.code, 0, b.stderr);
+  const fetched = [a, b].map((r) => r.json<{ files_fetched: number }>().files_fetched).sort();
+  assert.deepEqual(fetched, [0, 5]);
+  const total = [...server.bytesSent.values()].reduce((x, y) => x + y, 0);
+  const size = ["config.json", "tokenizer/vocab.txt", "model.safetensors", "transformer/diffusion.bin"]
+    .reduce((x, p) => x + server.entry(p)!.size, 0);
+  assert.equal(total, size);
+});
+
+Deno.test("mlagent download --verify lists what is missing without touching the network", opts, async () => {
+  await using server = smallRepo();
+  await using dir = await tempDir();
+  const env = vars(server, dir.path + "/hf");
+  assert.equal((await runMlagent(["download", server.repo, "--local-dir", dir.path], { env })).code, 0);
+  await Deno.remove(`${dir.path}/config.json`);
+  const n = server.requests.length;
+  const r = await runMlagent(["download", server.repo, "--local-dir", dir.path, "--verify", "--json"], {
+    env,
+  });
+  assert.equal(r.code, 1);
+  assert.deepEqual(r.json<{ missing: string[] }>().missing, ["config.json"]);
+  assert.equal(server.requests.length, n);
+});
+
+Deno.test(
+  "SIGINT stops a download cleanly: exit 1, the partial file and lock left resumable",
+  opts,
+  async () => {
+    const size = 3_000_000;
+    await using server = new HubServer({
+      files: [{ path: "weights.safetensors", content: { size, seed: 4 }, lfs: true }],
+    });
+    await using dir = await tempDir();
+    server.addFault({
+      path: "weights.safetensors",
+      on: "body",
+      fault: { kind: "stall", afterBytes: 1_000_000, ms: 60_000 },
+    });
+    const [cmd, ...args] = mlagentArgv(["download", server.repo, "--local-dir", dir.path]);
+    const child = new Deno.Command(cmd, {
+      args,
+      env: hermeticVars(vars(server, dir.path + "/hf")),
+      clearEnv: true,
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    const deadline = Date.now() + 30_000;
+    while (server.sent("weights.safetensors") < 1_000_000 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    child.kill("SIGINT");
+    const out = await child.output();
+    assert.equal(out.code, 1);
+    assert.match(new TextDecoder().decode(out.stderr), /interrupted/);
+    const r = await runMlagent(["download", server.repo, "--local-dir", dir.path, "--json"], {
+      env: vars(server, dir.path + "/hf"),
+      timeoutMs: 30_000,
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.json<{ files_resumed: number }>().files_resumed, 1);
+    assert.ok(server.sent("weights.safetensors") < size * 1.1);
+  },
+);
