@@ -18,8 +18,8 @@ const REPO = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 const wallNow = () => performance.timeOrigin + performance.now();
 
 const WAITER = `
-import { realEnv } from "${REPO}/agent/env.ts";
-import { acquire, namedLockSpec } from "${REPO}/agent/lock.ts";
+import { realEnv } from "${REPO}/agent/core/env.ts";
+import { acquire, namedLockSpec } from "${REPO}/agent/lock/mod.ts";
 const [mode] = Deno.args;
 const env = realEnv();
 const spec = namedLockSpec(env, "handoff", "bench");

@@ -65,8 +65,8 @@ Deno.test("SIGTERM to a process holding a lock through the API aborts `interrupt
   const script = `${dir.path}/holder.ts`;
   await Deno.writeTextFile(
     script,
-    `import { realEnv } from "${REPO_ROOT}/agent/env.ts";
-import { acquire, namedLockSpec } from "${REPO_ROOT}/agent/lock.ts";
+    `import { realEnv } from "${REPO_ROOT}/agent/core/env.ts";
+import { acquire, namedLockSpec } from "${REPO_ROOT}/agent/lock/mod.ts";
 const env = realEnv();
 const lock = await acquire(env, namedLockSpec(env, "api", "test"));
 lock.interrupted?.addEventListener("abort", () => console.log("interrupted"));
@@ -83,7 +83,11 @@ await new Promise((r) => setTimeout(r, 30_000));
   }).spawn();
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   let out = "";
-  while (!out.includes("held\n")) out += (await reader.read()).value ?? "";
+  while (!out.includes("held\n")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`holder exited before taking the lock: ${out}`);
+    out += value;
+  }
   assert.equal(await fileExists(`${dir.path}/locks/api.lock.owner`), true);
   child.kill("SIGTERM");
   for (;;) {

@@ -1,0 +1,110 @@
+/** The lock's files on disk: its directory, refusing links, and small records written without tearing. */
+import type { Env } from "../core/env.ts";
+import { badInput } from "../core/errors.ts";
+import { localLockDir } from "../core/paths.ts";
+import { newToken } from "./record.ts";
+
+export function dirOf(path: string): string {
+  return path.slice(0, path.lastIndexOf("/")) || "/";
+}
+
+/**
+ * Creates the lock's directory. The node-local lock dir is private (0700, ours); any lock dir writable by
+ * everyone without the sticky bit is refused, since anyone could swap our lock files there.
+ */
+export async function ensureLockDir(env: Env, dir: string): Promise<void> {
+  const isPrivate = dir === localLockDir(env);
+  await env.fs.mkdir(dir, { recursive: true, mode: isPrivate ? 0o700 : 0o755 });
+  const st = await env.fs.lstat(dir);
+  if (st.isSymlink && isPrivate) {
+    throw badInput(`lock directory is a symlink: ${dir}`, "remove it; mlagent creates it (mode 0700)");
+  }
+  const real = st.isSymlink ? await env.fs.stat(dir) : st;
+  if (!real.isDirectory) throw badInput(`lock directory is not a directory: ${dir}`);
+  const mode = real.mode ?? 0o700;
+  const sticky = (mode & 0o1000) !== 0;
+  if (isPrivate) {
+    if (real.uid !== null && real.uid !== env.uid) {
+      throw badInput(
+        `lock directory ${dir} is owned by uid ${real.uid}, not by you (uid ${env.uid})`,
+        "set MLAGENT_LOCK_DIR to a directory of your own, or remove this one",
+      );
+    }
+    if ((mode & 0o022) !== 0 && !sticky) {
+      throw badInput(
+        `lock directory ${dir} is writable by others (mode ${(mode & 0o7777).toString(8)})`,
+        `chmod 700 ${dir}`,
+      );
+    }
+    if ((mode & 0o077) !== 0) await env.fs.chmod(dir, 0o700);
+  } else if ((mode & 0o002) !== 0 && !sticky) {
+    throw badInput(
+      `lock directory ${dir} is writable by everyone without the sticky bit (mode ${
+        (mode & 0o7777).toString(8)
+      })`,
+      `chmod o-w ${dir} (or chmod +t ${dir})`,
+    );
+  }
+}
+
+/** Refuses a lock path that is a symlink or a directory (exit 2 naming it). Returns its inode, if present. */
+export async function checkLockPath(env: Env, path: string): Promise<{ dev: number; ino: number } | null> {
+  let st: Deno.FileInfo;
+  try {
+    st = await env.fs.lstat(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return null;
+    throw e;
+  }
+  if (st.isSymlink) {
+    throw badInput(
+      `lock path is a symlink: ${path}`,
+      "remove it; lock files are never followed through links",
+    );
+  }
+  if (st.isDirectory) throw badInput(`lock path is a directory: ${path}`, "remove or rename it");
+  return { dev: st.dev, ino: st.ino ?? 0 };
+}
+
+/** Creates `path` with `text`; fails if it exists. */
+export async function writeNew(env: Env, path: string, text: string): Promise<void> {
+  const bytes = new TextEncoder().encode(text);
+  const file = await env.fs.open(path, { write: true, createNew: true, mode: 0o644 });
+  try {
+    let off = 0;
+    while (off < bytes.length) off += await file.write(bytes.subarray(off));
+  } finally {
+    file.close();
+  }
+}
+
+/**
+ * Replaces a small record atomically (temp name, then rename) so readers see the old or the new one, never
+ * half. Deliberately no fsync: it cost milliseconds per hand-off, and after a crash the records are judged
+ * stale by boot id and pid anyway.
+ */
+export async function writeRecord(env: Env, path: string, value: unknown): Promise<void> {
+  const tmp = `${dirOf(path)}/.${path.slice(dirOf(path).length + 1)}.tmp-${env.pid}-${
+    newToken().slice(0, 8)
+  }`;
+  await writeNew(env, tmp, JSON.stringify(value, null, 2) + "\n");
+  try {
+    await env.fs.rename(tmp, path);
+  } catch (e) {
+    await env.fs.remove(tmp).catch(() => {});
+    throw e;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Reading what is on disk
+
+export async function readText(env: Env, path: string): Promise<string | null> {
+  try {
+    return await env.fs.readTextFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return null;
+    if (e instanceof Deno.errors.IsADirectory) throw badInput(`lock path is a directory: ${path}`);
+    return "";
+  }
+}

@@ -1,0 +1,235 @@
+/** lease mode: an atomic claim with a heartbeat, for network filesystems where flock cannot be trusted. */
+import type { Env } from "../core/env.ts";
+import { isoTime } from "../core/output.ts";
+import type { SpawnedChild } from "../core/run.ts";
+import { checkLockPath, readText, writeNew, writeRecord } from "./files.ts";
+import { HeldLock } from "./held.ts";
+import { judgeRecord, makeRecord, newToken, parseOwnerRecord } from "./record.ts";
+import { type Heartbeat, judgeState, readLockState } from "./state.ts";
+import {
+  FLOCK_MAGIC,
+  type LockOptions,
+  type LockSpec,
+  MAX_TIMER_MS,
+  type OwnerRecord,
+  type Settings,
+} from "./types.ts";
+import { busyError, pause, Waiter } from "./wait.ts";
+
+class LeaseLock extends HeldLock {
+  constructor(
+    env: Env,
+    spec: LockSpec,
+    token: string,
+    fencing: number,
+    record: OwnerRecord,
+    s: Settings,
+  ) {
+    super(env, spec, "lease", token, fencing, record, s);
+  }
+
+  private watchdog: SpawnedChild | null = null;
+
+  /**
+   * Other hosts see only the heartbeat. So that a command outliving a SIGKILLed mlagent keeps its lease,
+   * a small watchdog in its own session touches the heartbeat file while the command (same pid, same start
+   * time, not a zombie) lives, and ends with it.
+   */
+  override async recordCommand(pid: number): Promise<void> {
+    await super.recordCommand(pid);
+    const script = [
+      "p=$1 st=$2 hb=$3 iv=$4 proc=$5",
+      "while :; do",
+      '  sleep "$iv" </dev/null >/dev/null 2>&1',
+      '  s=$(cat "$proc/$p/stat" 2>/dev/null) || exit 0',
+      "  set -- ${s##*') '}",
+      '  [ "$1" = Z ] && exit 0',
+      '  [ -z "$st" ] || [ "${20}" = "$st" ] || exit 0',
+      '  touch -c "$hb" 2>/dev/null',
+      "done",
+    ].join("\n");
+    void this.env.run(
+      [
+        "sh",
+        "-c",
+        script,
+        "mlagent-lock-watchdog",
+        String(pid),
+        String(this.commandStart ?? ""),
+        `${this.spec.path}.heartbeat`,
+        String(this.s.heartbeatMs / 1000),
+        this.env.procRoot,
+      ],
+      { timeoutMs: MAX_TIMER_MS, newProcessGroup: true, onSpawn: (c) => (this.watchdog = c) },
+    ).catch(() => {});
+  }
+
+  protected async beat() {
+    const claim = await readText(this.env, this.spec.path);
+    const current = claim ? parseOwnerRecord(claim) : null;
+    if (!current || current.token !== this.token) {
+      this.loseLock(
+        `lock "${this.spec.name}" was lost: ${
+          current
+            ? `broken and now held by ${current.host} pid ${current.pid} (fencing ${current.fencing}, ours ${this.fencing})`
+            : "its claim was removed"
+        }; stopping`,
+      );
+      return;
+    }
+    const hb: Heartbeat = {
+      token: this.token,
+      heartbeat_at: isoTime(this.env.now()),
+      command_pid: this.commandPid,
+      command_start_time: this.commandStart,
+    };
+    await writeRecord(this.env, `${this.spec.path}.heartbeat`, hb);
+  }
+
+  protected async drop() {
+    this.watchdog?.kill("SIGKILL");
+    await removeClaimIf(this.env, this.spec.path, (text) => parseOwnerRecord(text)?.token === this.token);
+    const hb = await readText(this.env, `${this.spec.path}.heartbeat`).catch(() => null);
+    if (hb?.includes(this.token)) await this.env.fs.remove(`${this.spec.path}.heartbeat`).catch(() => {});
+  }
+}
+
+function sideName(env: Env, path: string, what: string): string {
+  return `${path}.${what}-${env.hostname().replace(/[^A-Za-z0-9.-]/g, "_")}-${env.pid}-${
+    newToken().slice(0, 8)
+  }`;
+}
+
+/**
+ * Removes the claim at `path` only if it is the one `expected` accepts: renames it aside (only one process
+ * can), looks at what it moved, and puts back anything else. Returns whether it removed the expected claim.
+ */
+async function removeClaimIf(env: Env, path: string, expected: (text: string) => boolean): Promise<boolean> {
+  const aside = sideName(env, path, "broken");
+  try {
+    await env.fs.rename(path, aside);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+  const text = (await readText(env, aside)) ?? "";
+  if (expected(text)) {
+    await env.fs.remove(aside).catch(() => {});
+    return true;
+  }
+  // Someone else's fresh claim: put it back. If yet another claim appeared meanwhile, the one we moved
+  // loses, and its holder finds out at its next heartbeat.
+  await env.fs.link(aside, path).catch(() => {});
+  await env.fs.remove(aside).catch(() => {});
+  return false;
+}
+
+/**
+ * Breaks a stale claim. Breakers take a short-lived guard claim first, so two processes that judged the same
+ * claim stale cannot both break it (the second finds the first one's fresh claim and backs off).
+ * Returns whether the stale claim was removed; false means look again.
+ */
+export async function breakClaim(
+  env: Env,
+  path: string,
+  s: Settings,
+  expected: (text: string) => boolean,
+): Promise<boolean> {
+  const guard = `${path}.break`;
+  const guardRecord = makeRecord(
+    env,
+    { name: "break", path: guard, purpose: "break" },
+    "lease",
+    newToken(),
+    0,
+    s,
+    undefined,
+  );
+  if (!(await tryClaim(env, guard, guardRecord))) {
+    const text = await readText(env, guard);
+    if (text === null) return false;
+    const verdict = judgeRecord(env, parseOwnerRecord(text), s.ttlMs);
+    // A breaker that died mid-break leaves its guard behind; judge it like any claim.
+    if (verdict.status.startsWith("stale")) await removeClaimIf(env, guard, (t) => t === text);
+    else await pause(env, 5 + Math.floor(env.random() * 10));
+    return false;
+  }
+  try {
+    const current = await readText(env, path);
+    if (current === null || !expected(current)) return false;
+    return await removeClaimIf(env, path, expected);
+  } finally {
+    await env.fs.remove(guard).catch(() => {});
+  }
+}
+
+/** Atomic claim: a complete record hard-linked into place; link(2) fails if the claim exists. */
+async function tryClaim(env: Env, path: string, record: OwnerRecord): Promise<boolean> {
+  const tmp = sideName(env, path, "claim");
+  await writeNew(env, tmp, JSON.stringify(record, null, 2) + "\n");
+  try {
+    await env.fs.link(tmp, path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.AlreadyExists) return false;
+    // NFS may report failure for a link that happened (a lost reply): the link count tells.
+    const st = await env.fs.stat(tmp).catch(() => null);
+    if (st?.nlink === 2) return true;
+    throw e;
+  } finally {
+    await env.fs.remove(tmp).catch(() => {});
+  }
+}
+
+export async function readFence(env: Env, path: string): Promise<number> {
+  const text = await readText(env, `${path}.fence`).catch(() => null);
+  const n = Number(text?.trim());
+  return Number.isInteger(n) && n > 0 ? n : 0;
+}
+
+export async function acquireLease(
+  env: Env,
+  spec: LockSpec,
+  s: Settings,
+  opts: LockOptions,
+  waiter: Waiter,
+): Promise<HeldLock> {
+  const token = newToken();
+  let brokenFencing = 0;
+  for (;;) {
+    await checkLockPath(env, spec.path);
+    const fencing = Math.max(await readFence(env, spec.path), brokenFencing) + 1;
+    const record = makeRecord(env, spec, "lease", token, fencing, s, opts.command);
+    if (await tryClaim(env, spec.path, record)) {
+      await writeRecord(env, `${spec.path}.fence`, fencing).catch(() => {});
+      return new LeaseLock(env, spec, token, fencing, record, s);
+    }
+    const state = await readLockState(env, spec.path);
+    if (state.kind === "missing") continue;
+    const verdict = judgeState(env, state, s);
+    if (verdict.status === "free" || verdict.status.startsWith("stale")) {
+      const seen = state.kind === "lease" ? state.text : null;
+      const removed = await breakClaim(
+        env,
+        spec.path,
+        s,
+        (text) => seen !== null ? text === seen : text.startsWith(FLOCK_MAGIC) || text === "",
+      );
+      if (removed) {
+        brokenFencing = Math.max(brokenFencing, verdict.owner?.fencing ?? 0);
+        if (verdict.status !== "free") {
+          env.log.warn(
+            `broke stale lock "${spec.name}" (${verdict.status}: ${verdict.reason})${
+              verdict.owner ? `, left by ${verdict.owner.host} pid ${verdict.owner.pid}` : ""
+            }`,
+          );
+        }
+      }
+      continue;
+    }
+    if (opts.noWait) throw busyError(env, spec, verdict.owner);
+    waiter.tick(verdict.owner);
+    const jitter = Math.floor(env.random() * s.pollMs * 0.25);
+    await pause(env, Math.min(s.pollMs + jitter, waiter.untilNextTick()), opts.signal);
+  }
+}

@@ -1,0 +1,207 @@
+/** Owner records: making, parsing and judging them (same host by /proc, other hosts by heartbeat). */
+import type { Env } from "../core/env.ts";
+import { formatDuration, isoTime } from "../core/output.ts";
+import { bootId, isAlive, readProc, schedulerJob } from "../core/proc.ts";
+import {
+  DEFAULT_TTL_MS,
+  type LockMode,
+  type LockSpec,
+  type LockVerdict,
+  type OwnerRecord,
+  type Settings,
+  TOKEN_VAR,
+} from "./types.ts";
+
+function userName(env: Env): string {
+  if (env.vars.USER || env.vars.LOGNAME) return env.vars.USER || env.vars.LOGNAME;
+  try {
+    // Batch jobs often run without USER; the passwd entry still names the uid.
+    const line = env.fs.readTextFileSync("/etc/passwd").split("\n").find((l) =>
+      l.split(":")[2] === String(env.uid)
+    );
+    if (line) return line.split(":")[0];
+  } catch { /* no passwd file */ }
+  return `uid ${env.uid}`;
+}
+
+export function newToken(): string {
+  return crypto.randomUUID().replaceAll("-", "");
+}
+
+export function makeRecord(
+  env: Env,
+  spec: LockSpec,
+  mode: LockMode,
+  token: string,
+  fencing: number,
+  s: Settings,
+  command: string[] | undefined,
+): OwnerRecord {
+  const now = isoTime(env.now());
+  const job = schedulerJob(env);
+  return {
+    mlagent_lock: 1,
+    mode,
+    name: spec.name,
+    token,
+    host: env.hostname(),
+    pid: env.pid,
+    pid_start_time: readProc(env, env.pid)?.startTime ?? null,
+    boot_id: bootId(env),
+    user: userName(env),
+    uid: env.uid,
+    purpose: spec.purpose,
+    scheduler: job?.scheduler ?? null,
+    job_id: job?.job_id ?? null,
+    acquired_at: now,
+    heartbeat_at: now,
+    ttl_ms: s.ttlMs,
+    fencing,
+    command: command ?? null,
+    command_pid: null,
+    command_start_time: null,
+  };
+}
+
+/** Parses an owner record; anything malformed (garbage, half a file, wrong types) is null, never a throw. */
+export function parseOwnerRecord(text: string): OwnerRecord | null {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (!v || typeof v !== "object") return null;
+  const r = v as Record<string, unknown>;
+  const int = (x: unknown) => typeof x === "number" && Number.isInteger(x) && x > 0;
+  if (
+    r.mlagent_lock !== 1 || typeof r.token !== "string" || typeof r.host !== "string" || !r.host ||
+    !int(r.pid) || typeof r.acquired_at !== "string" || Number.isNaN(Date.parse(r.acquired_at)) ||
+    typeof r.heartbeat_at !== "string" || Number.isNaN(Date.parse(r.heartbeat_at))
+  ) {
+    return null;
+  }
+  const numOrNull = (x: unknown) => (typeof x === "number" && Number.isFinite(x) ? x : null);
+  return {
+    mlagent_lock: 1,
+    mode: r.mode === "flock" ? "flock" : "lease",
+    name: typeof r.name === "string" ? r.name : "",
+    token: r.token,
+    host: r.host,
+    pid: r.pid as number,
+    pid_start_time: numOrNull(r.pid_start_time),
+    boot_id: typeof r.boot_id === "string" ? r.boot_id : null,
+    user: typeof r.user === "string" ? r.user : "",
+    uid: typeof r.uid === "number" ? r.uid : -1,
+    purpose: typeof r.purpose === "string" ? r.purpose : "",
+    scheduler: typeof r.scheduler === "string" ? r.scheduler : null,
+    job_id: typeof r.job_id === "string" ? r.job_id : null,
+    acquired_at: r.acquired_at,
+    heartbeat_at: r.heartbeat_at,
+    ttl_ms: int(r.ttl_ms) ? r.ttl_ms as number : DEFAULT_TTL_MS,
+    fencing: int(r.fencing) ? r.fencing as number : 0,
+    command: Array.isArray(r.command) && r.command.every((c) => typeof c === "string")
+      ? r.command as string[]
+      : null,
+    command_pid: int(r.command_pid) ? r.command_pid as number : null,
+    command_start_time: numOrNull(r.command_start_time),
+  };
+}
+
+/** A live process on this host carrying the token: a command (or its child) still running under the lock. */
+function findTokenHolder(env: Env, token: string): number | null {
+  const needle = `${TOKEN_VAR}=${token}\0`;
+  let entries: Iterable<Deno.DirEntry>;
+  try {
+    entries = env.fs.readDirSync(env.procRoot);
+  } catch {
+    return null;
+  }
+  for (const e of entries) {
+    if (!/^\d+$/.test(e.name)) continue;
+    const pid = Number(e.name);
+    if (pid === env.pid) continue;
+    let environ: string;
+    try {
+      environ = env.fs.readTextFileSync(`${env.procRoot}/${pid}/environ`);
+    } catch {
+      continue;
+    }
+    if ((environ + "\0").includes(needle) && isAlive(env, pid)) return pid;
+  }
+  return null;
+}
+
+/**
+ * Judges an owner record. Same host: held while the owner process (same start time, same boot) or the
+ * command it ran lives. Other host: held while the heartbeat is younger than the TTL. Pure apart from /proc.
+ */
+export function judgeRecord(
+  env: Env,
+  rec: OwnerRecord | null,
+  ttlMs?: number,
+  { kernelLockFree = false }: { kernelLockFree?: boolean } = {},
+): LockVerdict {
+  if (!rec) return { status: "stale-no-owner", reason: "no readable owner record", owner: null };
+  const now = env.now();
+  const myBoot = bootId(env);
+  // Same name, other boot: this host rebooted, or another machine carries the same name (containers).
+  // Only the heartbeat can tell those apart, so such a record is judged like a remote one.
+  const otherBoot = !!rec.boot_id && !!myBoot && rec.boot_id !== myBoot;
+  if (rec.host !== env.hostname() || otherBoot) {
+    const ttl = Math.max(rec.ttl_ms, ttlMs ?? 0) || DEFAULT_TTL_MS;
+    const age = now - Date.parse(rec.heartbeat_at);
+    const from = otherBoot && rec.host === env.hostname() ? `${rec.host} (another boot)` : rec.host;
+    if (age > ttl) {
+      return {
+        status: "stale-expired",
+        reason: `heartbeat from ${from} is ${formatDuration(age)} old (ttl ${formatDuration(ttl)})`,
+        owner: rec,
+      };
+    }
+    return {
+      status: "held-remote",
+      reason: `heartbeat from ${from} ${formatDuration(age)} ago`,
+      owner: rec,
+    };
+  }
+  const ownerAlive = isAlive(env, rec.pid, rec.pid_start_time);
+  // A live flock owner holds the kernel lock; if the kernel says it is free, the owner let go.
+  if (ownerAlive && !(kernelLockFree && rec.mode === "flock")) {
+    return { status: "held", reason: `owner pid ${rec.pid} is alive`, owner: rec };
+  }
+  if (rec.command) {
+    if (rec.command_pid && isAlive(env, rec.command_pid, rec.command_start_time)) {
+      return {
+        status: "held",
+        reason: `owner pid ${rec.pid} is gone but its command pid ${rec.command_pid} still runs`,
+        owner: rec,
+      };
+    }
+    const carrier = findTokenHolder(env, rec.token);
+    if (carrier !== null) {
+      return {
+        status: "held",
+        reason: `owner pid ${rec.pid} is gone but pid ${carrier} from its command still runs`,
+        owner: { ...rec, command_pid: rec.command_pid ?? carrier },
+      };
+    }
+  }
+  const proc = readProc(env, rec.pid);
+  const why = ownerAlive
+    ? `owner pid ${rec.pid} no longer holds the kernel lock`
+    : proc && proc.state !== "Z" && proc.state !== "X"
+    ? `pid ${rec.pid} now belongs to another process (start time ${proc.startTime}, recorded ${rec.pid_start_time})`
+    : `owner pid ${rec.pid} is gone`;
+  return { status: "stale-dead", reason: why, owner: rec };
+}
+
+/** "gpu-17 pid 4411 for 6m12s (install, job 123)" */
+export function describeOwner(env: Env, rec: OwnerRecord | null): string {
+  if (!rec) return "an owner without a readable record (just acquiring, or it crashed)";
+  const who = isAlive(env, rec.pid, rec.pid_start_time) || rec.host !== env.hostname() || !rec.command_pid
+    ? `${rec.host} pid ${rec.pid}`
+    : `${rec.host} pid ${rec.command_pid} (command of exited mlagent pid ${rec.pid})`;
+  const extra = [rec.purpose, rec.job_id ? `job ${rec.job_id}` : ""].filter(Boolean).join(", ");
+  return `${who} for ${formatDuration(env.now() - Date.parse(rec.acquired_at))}${extra ? ` (${extra})` : ""}`;
+}

@@ -1,0 +1,64 @@
+/** Waiting for a lock: the deadline, the periodic "held by" notice, and the errors a waiter ends with. */
+import type { Env } from "../core/env.ts";
+import { failed, MlagentError } from "../core/errors.ts";
+import { formatDuration } from "../core/output.ts";
+import { describeOwner } from "./record.ts";
+import { type LockOptions, type LockSpec, MAX_TIMER_MS, type OwnerRecord, type Settings } from "./types.ts";
+
+function abortError(spec: LockSpec): MlagentError {
+  return failed(`Stopped waiting for lock "${spec.name}": interrupted`);
+}
+
+export function busyError(env: Env, spec: LockSpec, owner: OwnerRecord | null, extra = ""): MlagentError {
+  return new MlagentError(
+    "lock-busy",
+    `Cannot acquire lock "${spec.name}": held by ${describeOwner(env, owner)}${extra}`,
+    "wait for it (drop --no-wait, or raise --timeout); see every lock and its owner: mlagent lock list",
+    { lock: spec.name, path: spec.path, owner },
+  );
+}
+
+function timeoutError(env: Env, spec: LockSpec, waitedMs: number, owner: OwnerRecord | null): MlagentError {
+  return new MlagentError(
+    "lock-timeout",
+    `Timed out after ${formatDuration(waitedMs)} waiting for lock "${spec.name}": held by ${
+      describeOwner(env, owner)
+    }`,
+    "raise --timeout, or check whether the holder is stuck: mlagent lock list",
+    { lock: spec.name, path: spec.path, owner },
+  );
+}
+
+/** Waits up to `ms`, or until `signal` aborts; cancels its timer either way so nothing is left running. */
+export function pause(env: Env, ms: number, ...signals: (AbortSignal | undefined)[]): Promise<void> {
+  const ctl = new AbortController();
+  const onAbort = () => ctl.abort();
+  for (const s of signals) s?.addEventListener("abort", onAbort, { once: true });
+  return env.sleep(Math.max(0, Math.min(ms, MAX_TIMER_MS)), ctl.signal).finally(() => {
+    for (const s of signals) s?.removeEventListener("abort", onAbort);
+  });
+}
+
+export class Waiter {
+  readonly started: number;
+  private lastNotice = -Infinity;
+  constructor(private env: Env, private spec: LockSpec, private s: Settings, private opts: LockOptions) {
+    this.started = env.now();
+  }
+  get deadline(): number {
+    return this.started + (this.opts.timeoutMs ?? 30 * 60_000);
+  }
+  /** Says who holds the lock every few seconds; throws on the deadline or an abort. */
+  tick(owner: OwnerRecord | null): void {
+    if (this.opts.signal?.aborted) throw abortError(this.spec);
+    const now = this.env.now();
+    if (now >= this.deadline) throw timeoutError(this.env, this.spec, now - this.started, owner);
+    if (now - this.lastNotice >= this.s.noticeMs) {
+      this.lastNotice = now;
+      this.env.log.info(`waiting for lock "${this.spec.name}": held by ${describeOwner(this.env, owner)}`);
+    }
+  }
+  untilNextTick(): number {
+    return Math.max(1, Math.min(this.s.noticeMs, this.deadline - this.env.now()));
+  }
+}
