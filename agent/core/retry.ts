@@ -22,6 +22,8 @@ export interface RetryOptions {
   capMs?: number;
   /** Stops retrying (the last error is thrown) once aborted; also passed to sleep. */
   signal?: AbortSignal;
+  /** A delay the failure itself asks for (a server's Retry-After), used instead of the backoff. */
+  delayFor?: (error: unknown) => number | undefined;
 }
 
 /** The delay before the retry that follows failed try `attempt` (1-based): full jitter under a capped exponential. */
@@ -48,7 +50,7 @@ export async function retry<T>(fn: (attempt: number) => Promise<T>, opts: RetryO
       return await fn(attempt);
     } catch (error) {
       if (attempt >= maxAttempts || signal?.aborted || !isRetriable(error, attempt)) throw error;
-      const delayMs = backoffDelayMs(attempt, opts);
+      const delayMs = opts.delayFor?.(error) ?? backoffDelayMs(attempt, opts);
       onRetry?.(error, attempt, delayMs);
       await sleep(delayMs, signal);
       if (signal?.aborted) throw error;

@@ -1,0 +1,94 @@
+/** One download run's shared state: the jobs, their parts and segments, and the knobs that tune the transfer. */
+import type { Env } from "../core/env.ts";
+import { badInput } from "../core/errors.ts";
+import { type FileMetadata, HubClient, type HubFile } from "./hub.ts";
+import { InlineHasher } from "./hasher.ts";
+import type { DownloadOptions } from "./types.ts";
+
+export interface Segment {
+  start: number;
+  /** Exclusive. */
+  end: number;
+  /** Next byte to write. */
+  pos: number;
+}
+
+export interface PartState {
+  etag: string;
+  size: number;
+  segments: Segment[];
+}
+
+export interface Job {
+  file: HubFile;
+  meta?: FileMetadata;
+  size: number;
+  done: number;
+  /** Bytes already on disk from an earlier run when this run began. */
+  resumedFrom: number;
+  /** Hashes the bytes as they are written, so verifying needs no second pass over the file. */
+  hasher?: InlineHasher;
+  /** Whether the `.incomplete.json` state exists on disk. */
+  stateSaved?: boolean;
+  /** Whether an `.incomplete` file may exist. */
+  hasPart: boolean;
+  /** mtime of the finished file (a rename keeps it). */
+  mtimeMs?: number;
+  /** The HEAD, asked ahead of the transfer so its round trip overlaps other files' bodies. */
+  head?: Promise<FileMetadata>;
+  /** Size and mtime of the part file, read from the open handle by the one stream that completed it. */
+  written?: { size: number; mtimeMs: number };
+}
+export const READ_BUFFER_BYTES = 256 * 1024;
+
+/** Smaller files keep no state file unless interrupted: restarting them costs less than the extra write. */
+export const STATE_MIN_BYTES = 1024 * 1024;
+
+export class RestartFile extends Error {
+  constructor(message: string, readonly singleStream = false) {
+    super(message);
+  }
+}
+export class StallError extends Error {}
+
+export interface Ctx {
+  env: Env;
+  client: HubClient;
+  repo: string;
+  commit: string;
+  localDir: string;
+  token?: string;
+  stallMs: number;
+  maxRetries: number;
+  backoffBaseMs: number;
+  rangeThreshold: number;
+  rangeParts: number;
+  splitBelow: number;
+  splitAfterMs: number;
+  signal: AbortSignal;
+  retries: number;
+  fetched: number;
+  reused: number;
+  filesResumed: number;
+  active: Set<Job>;
+  /** Dirs known to exist (saves a mkdir per file). */
+  dirs: Set<string>;
+}
+
+export async function ensureDir(ctx: Ctx, dir: string) {
+  if (ctx.dirs.has(dir)) return;
+  await ctx.env.fs.mkdir(dir, { recursive: true });
+  ctx.dirs.add(dir);
+}
+
+export function stallMsFor(env: Env, opts: DownloadOptions): number {
+  return opts.stallTimeoutMs ?? (envNumber(env, "MLAGENT_STALL_TIMEOUT_S") ?? 60) * 1000;
+}
+
+export function envNumber(env: Env, name: string): number | undefined {
+  const v = env.vars[name];
+  if (v === undefined || v === "") return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw badInput(`${name} must be a number >= 0, got "${v}"`);
+  return n;
+}

@@ -1,0 +1,141 @@
+/** A file's part on disk: resuming it from its saved state or starting afresh, and splitting it into ranges. */
+import { formatBytes } from "../core/output.ts";
+import { type Ctx, ensureDir, type Job, type PartState, type Segment, STATE_MIN_BYTES } from "./context.ts";
+import { incompletePath, parentOf, statePath, statOrNull, writeText } from "./files.ts";
+
+export async function loadState(ctx: Ctx, job: Job, etag: string, size: number): Promise<PartState> {
+  const inc = incompletePath(ctx.localDir, job.file.path);
+  const have = job.hasPart ? (await statOrNull(ctx.env, inc))?.size : undefined;
+  let saved: PartState | null = null;
+  if (have !== undefined) {
+    try {
+      saved = JSON.parse(await ctx.env.fs.readTextFile(statePath(ctx.localDir, job.file.path)));
+    } catch {
+      saved = null;
+    }
+  }
+  if (
+    have !== undefined && saved && saved.etag === etag && saved.size === size && Array.isArray(saved.segments)
+  ) {
+    job.stateSaved = true;
+    if (saved.segments.length === 1) {
+      // One stream appends: the file's length is the truth, even past the last saved state.
+      saved.segments[0].pos = Math.min(have, size);
+    } else {
+      for (const s of saved.segments) s.pos = Math.min(s.pos, have, s.end);
+    }
+    return saved;
+  }
+  if (have !== undefined && have > 0) {
+    ctx.env.log.warn(
+      `${job.file.path}: the partial download ${
+        saved && saved.etag !== etag ? "is of another version (ETag changed)" : "has no usable state"
+      }; restarting it`,
+    );
+  }
+  return await freshState(ctx, job, etag, size, !rangesFromStart(ctx, size));
+}
+
+export async function freshState(
+  ctx: Ctx,
+  job: Job,
+  etag: string,
+  size: number,
+  single: boolean,
+): Promise<PartState> {
+  const inc = incompletePath(ctx.localDir, job.file.path);
+  await ensureDir(ctx, parentOf(inc));
+  if (!single || job.hasPart || size === 0) {
+    // One stream truncates when it opens at byte 0; ranges write at offsets into an existing file.
+    const f = await ctx.env.fs.open(inc, { write: true, create: true, truncate: true });
+    f.close();
+  }
+  job.hasPart = true;
+  if (job.stateSaved) {
+    await ctx.env.fs.remove(statePath(ctx.localDir, job.file.path)).catch(() => {});
+    job.stateSaved = false;
+  }
+  const segments: Segment[] = [];
+  const step = single ? size : rangeChunkBytes(size, ctx.rangeParts);
+  for (let s = 0; s < size || segments.length === 0; s += step || 1) {
+    segments.push({ start: s, end: Math.min(size, s + step), pos: s });
+    if (size === 0) break;
+  }
+  const state = { etag, size, segments };
+  // A small file gets its state only when a transfer is interrupted: a kill before that loses < 1 MiB.
+  if (size >= STATE_MIN_BYTES) await saveState(ctx, job, state);
+  return state;
+}
+
+/**
+ * Pure: the size of one range of a large file. Many more ranges than connections, taken in file order, so
+ * the written prefix grows at the speed of all connections and the sha256 follows it during the transfer
+ * (four quarter-file ranges left 3/4 of the file to hash after the last byte: ~1 s per GiB). At least 32 MiB
+ * (or a quarter of a smaller file) so the extra requests cost little against a real CDN's latency; at most
+ * 256 MiB so the ranges still running at the end, re-read for the hash, stay small.
+ */
+export function rangeChunkBytes(size: number, parts: number): number {
+  const MiB = 1024 * 1024;
+  const perPart = Math.ceil(size / Math.max(1, parts));
+  return Math.max(1, Math.min(256 * MiB, Math.ceil(size / (parts * 8))), Math.min(32 * MiB, perPart));
+}
+
+function rangesFromStart(ctx: Ctx, size: number): boolean {
+  return size >= ctx.rangeThreshold && ctx.rangeParts > 1 && ctx.splitBelow === Infinity;
+}
+
+/** Whether a one-stream transfer of this file may still be split into ranges. */
+export function splittable(ctx: Ctx, size: number): boolean {
+  return size >= ctx.rangeThreshold && ctx.rangeParts > 1 && ctx.splitBelow !== Infinity;
+}
+
+/**
+ * Splits the rest of a one-stream transfer into ranges after `splitAfterMs` if it is slower than
+ * `splitBelow`: the stream keeps the next range, the others go to `queue`. Returns the stop function.
+ */
+export function watchSplit(
+  ctx: Ctx,
+  job: Job,
+  state: PartState,
+  queue: Segment[],
+  addWorkers: (n: number) => void,
+) {
+  const seg = state.segments[0];
+  const t0 = ctx.env.now();
+  const from = seg.pos;
+  const timer = setInterval(() => {
+    const elapsed = ctx.env.now() - t0;
+    if (elapsed < ctx.splitAfterMs) return;
+    clearInterval(timer);
+    const rate = (seg.pos - from) / (elapsed / 1000);
+    const step = rangeChunkBytes(job.size, ctx.rangeParts);
+    const boundary = seg.pos + step;
+    if (rate >= ctx.splitBelow || boundary >= seg.end - step / 2 || state.segments.length !== 1) return;
+    const end = seg.end;
+    seg.end = boundary;
+    for (let s = boundary; s < end; s += step) {
+      const next = { start: s, end: Math.min(end, s + step), pos: s };
+      state.segments.push(next);
+      queue.push(next);
+    }
+    ctx.env.log.info(
+      `${job.file.path}: ${
+        formatBytes(rate)
+      }/s on one connection; fetching the rest as ${ctx.rangeParts} ranges`,
+    );
+    addWorkers(ctx.rangeParts - 1);
+  }, Math.max(10, Math.min(250, ctx.splitAfterMs / 4)));
+  return () => clearInterval(timer);
+}
+
+export async function saveState(ctx: Ctx, job: Job, state: PartState) {
+  await writeText(ctx.env, statePath(ctx.localDir, job.file.path), JSON.stringify(state));
+  job.stateSaved = true;
+}
+
+export async function removePart(ctx: Ctx, job: Job) {
+  await ctx.env.fs.remove(incompletePath(ctx.localDir, job.file.path)).catch(() => {});
+  job.hasPart = false;
+  if (job.stateSaved) await ctx.env.fs.remove(statePath(ctx.localDir, job.file.path)).catch(() => {});
+  job.stateSaved = false;
+}
