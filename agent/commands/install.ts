@@ -4,7 +4,8 @@ import { parseCommandArgs, parseNumberFlag } from "../cli.ts";
 import type { Env } from "../core/env.ts";
 import { usageError } from "../core/errors.ts";
 import { formatDuration, type Outcome } from "../core/output.ts";
-import { install, type InstallReport, planInstall, planReport, renderPlan } from "../install/mod.ts";
+import { install, type InstallPlan, type InstallReport, planInstall, planReport } from "../install/mod.ts";
+import { quoteArg } from "../core/run.ts";
 
 const HELP = `Usage: mlagent install PROFILE [options]
 
@@ -108,5 +109,38 @@ function renderReport(r: InstallReport): string {
     lines.push(`  model ${m.repo}: ${m.skipped ? "skipped" : m.ok ? `ok (${m.local_dir})` : "FAILED"}`);
   }
   if (!r.ok) lines.push(`  models incomplete: see the errors above`);
+  return lines.join("\n");
+}
+
+/** The plan as text, for --dry-run. */
+function renderPlan(plan: InstallPlan): string {
+  const lines = [
+    `plan for ${plan.profile.name} (dry run: nothing written)`,
+    `  venv:        ${plan.venvDir}`,
+    `  python:      ${plan.python.executable} ${plan.python.version} (${plan.pythonReason})`,
+    `  cuda:        ${
+      plan.cuda ? `${plan.cuda.name} (${plan.cudaReason})` : "none (profile has no CUDA variants)"
+    }`,
+    `  installer:   ${plan.installer.kind} (${plan.installer.reason})`,
+    `  cache:       ${plan.cacheDir ?? "none"} (${plan.cacheReason}${
+      plan.crossDevice ? "; other filesystem than the venv: copy, no links" : ""
+    })`,
+    ...(plan.mirror ? [`  mirror:      ${plan.mirror} (MLAGENT_INDEX_URL replaces every index)`] : []),
+    `  stages:`,
+  ];
+  for (const s of plan.stages) {
+    const extra = Object.entries(s.command.env).filter(([, v]) => v !== undefined).map(([k, v]) =>
+      `${k}=${quoteArg(v!)} `
+    )
+      .join("");
+    lines.push(`    ${s.name}:`, `      ${extra}${s.command.argv.map(quoteArg).join(" ")}`);
+  }
+  lines.push(`  verify:`);
+  for (const v of plan.profile.verify) {
+    lines.push(`    ${v.name}${v.requires_gpu && !plan.gpuPresent ? " (skipped: no GPU)" : ""}`);
+  }
+  lines.push(`  models:`);
+  for (const m of plan.models) lines.push(`    ${m.repo}@${m.revision} -> ${m.local_dir}`);
+  if (!plan.models.length) lines.push(`    none`);
   return lines.join("\n");
 }

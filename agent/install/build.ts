@@ -1,0 +1,295 @@
+/** Building the venv under its lock: create or repair, run the stages that changed, verify, record `ready` last. */
+import type { Env } from "../core/env.ts";
+import { failed, MlagentError } from "../core/errors.ts";
+
+import { createVenv, inspectVenv, listInstalled, tailLines, venvPython } from "./venv.ts";
+import { readVenvState, stateFileOf, type VenvState, writeVenvState } from "./state.ts";
+import { cacheLockSpec, withLock } from "../lock/mod.ts";
+import { cacheRootOf, resolveCacheDir } from "../cache/mod.ts";
+import { bootId, isAlive, selfIdentity } from "../core/proc.ts";
+import { isoTime } from "../core/output.ts";
+import { describeRun } from "../core/run.ts";
+import { baseReport } from "./report.ts";
+import { runStage, type StageOutcome } from "./stages.ts";
+import type { InstallAction, InstallOptions, InstallPlan, InstallReport, StageReport } from "./types.ts";
+
+function ownerDead(env: Env, st: VenvState): boolean {
+  const o = st.owner;
+  if (o.boot_id && bootId(env) && o.boot_id !== bootId(env)) return true;
+  // We hold the venv lock, so an owner on another host cannot still be installing.
+  if (o.host !== env.hostname()) return true;
+  return o.pid === env.pid ? false : !isAlive(env, o.pid, o.pid_start_time);
+}
+
+export async function installLocked(
+  env: Env,
+  plan: InstallPlan,
+  opts: InstallOptions,
+  started: number,
+): Promise<InstallReport> {
+  const { venvDir } = plan;
+  const prior = await readVenvState(env, venvDir);
+  const prev = prior.kind === "ok" ? prior.value : null;
+  const found = await inspectVenv(env, venvDir);
+  let action: InstallAction = "updated";
+  let rebuild = !!opts.force;
+  if (found.kind === "not-a-venv") {
+    throw failed(
+      `${venvDir} exists and is not a venv (${found.entries} entries); mlagent will not delete it`,
+      `Move it away, or install under another root (--root or MLAGENT_ROOT)`,
+    );
+  }
+  if (prev?.status === "installing" && ownerDead(env, prev)) {
+    env.log.warn(
+      `${venvDir} was left installing by pid ${prev.owner.pid} on ${prev.owner.host}, which is gone; repairing`,
+    );
+    action = "repaired";
+  }
+  if (found.kind === "broken") {
+    env.log.warn(`${found.reason}; rebuilding the venv`);
+    rebuild = true;
+  } else if (found.kind === "ok") {
+    if (
+      found.python.version !== plan.python.version ||
+      (prev && prev.plan.python_executable !== plan.python.executable)
+    ) {
+      env.log.info(
+        `interpreter changed (${
+          prev?.plan.python_executable ?? found.python.executable
+        } ${found.python.version} -> ` +
+          `${plan.python.executable} ${plan.python.version}); rebuilding the venv`,
+      );
+      rebuild = true;
+    } else if (!prev) {
+      // A venv with no record of what is in it (or an unreadable one): trust nothing, rebuild.
+      env.log.warn(
+        `${venvDir} is a venv without a readable mlagent state${
+          prior.kind === "corrupt" ? ` (${prior.error})` : ""
+        }; rebuilding it`,
+      );
+      rebuild = true;
+    }
+  }
+  if (found.kind === "missing") action = "created";
+  else if (rebuild) action = "rebuilt";
+
+  const self = selfIdentity(env);
+  const state: VenvState = {
+    profile: plan.profile.name,
+    status: "installing",
+    fingerprint: plan.fingerprint,
+    plan: {
+      profile_sha256: plan.profileSha256,
+      cuda_variant: plan.cuda?.name ?? null,
+      python_executable: plan.python.executable,
+      python_version: plan.python.version,
+      installer: plan.installer.kind,
+    },
+    stages: plan.stages.map((s) => {
+      const old = prev?.stages.find((p) => p.name === s.name);
+      const done = !rebuild && old?.status === "done" && old.fingerprint === s.fingerprint;
+      return {
+        name: s.name,
+        fingerprint: s.fingerprint,
+        status: done ? "done" as const : "pending" as const,
+      };
+    }),
+    owner: { host: env.hostname(), pid: self.pid, pid_start_time: self.startTime, boot_id: self.bootId },
+    started_at: isoTime(started),
+    updated_at: isoTime(env.now()),
+    finished_at: null,
+    packages: prev?.packages ?? {},
+    error: null,
+  };
+  // A stage counts as done only if every stage before it is done too (fingerprints chain, but be explicit).
+  let chainOk = true;
+  for (const s of state.stages) {
+    if (s.status !== "done") chainOk = false;
+    else if (!chainOk) s.status = "pending";
+  }
+
+  if (rebuild && found.kind !== "missing") {
+    // State first: a reader that sees no state file never trusts the venv being removed.
+    await env.fs.remove(stateFileOf(venvDir)).catch(() => {});
+    await env.fs.remove(venvDir, { recursive: true });
+  }
+  const save = async () => {
+    state.updated_at = isoTime(env.now());
+    await writeVenvState(env, venvDir, state);
+  };
+  const fail = async (stage: string | null, kind: string, err: MlagentError) => {
+    state.status = "failed";
+    state.error = { stage, kind, message: err.message };
+    state.finished_at = isoTime(env.now());
+    await save().catch(() => {});
+    return err;
+  };
+
+  // Ctrl-C reaches only our process group, and installers run in their own: stop them ourselves, record
+  // the venv as failed, and let the next run repair it. A SIGKILL is handled by the next run instead.
+  const interrupt = new AbortController();
+  const unhook = (["SIGINT", "SIGTERM", "SIGHUP"] as const).map((sig) =>
+    env.onSignal(sig, () => {
+      if (!interrupt.signal.aborted) env.log.warn(`${sig}: stopping the installer`);
+      interrupt.abort(sig);
+    })
+  );
+  const interrupted = () =>
+    failed(
+      `install ${plan.profile.name}: interrupted (${interrupt.signal.reason}); the venv is marked failed`,
+      "Run the install again to finish it",
+    );
+  try {
+    // Recorded before the venv exists, so a run killed while creating it is seen as unfinished.
+    await save();
+    if (rebuild || found.kind === "missing") {
+      env.log.info(`creating venv ${venvDir} with Python ${plan.python.version} (${plan.python.executable})`);
+      try {
+        await createVenv(env, plan.python.executable, venvDir, {
+          uv: plan.installer.uv,
+          withPip: true,
+          signal: interrupt.signal,
+        });
+      } catch (e) {
+        if (interrupt.signal.aborted) throw await fail(null, "interrupted", interrupted());
+        if (e instanceof MlagentError) throw await fail(null, "venv", e);
+        throw e;
+      }
+      await save();
+    }
+    return await runStagesAndVerify(env, plan, state, {
+      action,
+      started,
+      save,
+      fail,
+      interrupt,
+      interrupted,
+    });
+  } finally {
+    for (const u of unhook) u();
+  }
+}
+
+interface RunContext {
+  action: InstallAction;
+  started: number;
+  save: () => Promise<void>;
+  fail: (stage: string | null, kind: string, err: MlagentError) => Promise<MlagentError>;
+  interrupt: AbortController;
+  interrupted: () => MlagentError;
+}
+
+async function runStagesAndVerify(
+  env: Env,
+  plan: InstallPlan,
+  state: VenvState,
+  { action, save, fail, interrupt, interrupted }: RunContext,
+): Promise<InstallReport> {
+  const { venvDir } = plan;
+  if (plan.cacheDir) {
+    await resolveCacheDir(env); // creates the root 0700 and refuses one that is not ours
+    await env.fs.mkdir(plan.cacheDir, { recursive: true });
+  }
+
+  const stageReports: StageReport[] = [];
+  let installer = plan.installer;
+  for (let i = 0; i < plan.stages.length; i++) {
+    const ps = plan.stages[i];
+    const st = state.stages[i];
+    if (st.status === "done") {
+      stageReports.push({
+        name: ps.name,
+        action: "skipped",
+        attempts: 0,
+        duration_ms: 0,
+        argv: ps.command.argv,
+      });
+      continue;
+    }
+    const stage = plan.profile.stages[i];
+    const t0 = env.now();
+    // The cache lock keeps a scheduled `cache heal` out while the installer reads the cache; a heal after
+    // a failure of this stage runs inside the same hold. Stages that skip the cache do not take it.
+    const cacheRoot = ps.command.cached && plan.cacheDir ? cacheRootOf(plan.cacheDir) : null;
+    let outcome: StageOutcome;
+    try {
+      outcome = cacheRoot
+        ? await withLock(
+          env,
+          cacheLockSpec(env, cacheRoot, `install ${plan.profile.name}`),
+          { timeoutMs: 30 * 60_000, handleSignals: false, signal: interrupt.signal },
+          () => runStage(env, plan, stage, ps, installer, interrupt.signal),
+        )
+        : await runStage(env, plan, stage, ps, installer, interrupt.signal);
+    } catch (e) {
+      if (interrupt.signal.aborted) throw await fail(ps.name, "interrupted", interrupted());
+      if (e instanceof MlagentError) throw await fail(ps.name, e.code, e);
+      throw e;
+    }
+    installer = outcome.installer;
+    if (interrupt.signal.aborted) throw await fail(ps.name, "interrupted", interrupted());
+    if (!outcome.ok) {
+      st.status = "failed";
+      throw await fail(ps.name, outcome.verdict.kind, outcome.error);
+    }
+    st.status = "done";
+    await save();
+    stageReports.push({
+      name: ps.name,
+      action: "installed",
+      attempts: outcome.attempts,
+      duration_ms: env.now() - t0,
+      argv: outcome.argv,
+    });
+  }
+
+  const verify: InstallReport["verify"] = [];
+  for (const step of plan.profile.verify) {
+    if (step.requires_gpu && !plan.gpuPresent) {
+      verify.push({ name: step.name, ok: true, skipped: true, duration_ms: 0 });
+      env.log.info(`verify ${step.name}: skipped (no GPU on this node)`);
+      continue;
+    }
+    const t0 = env.now();
+    const timeoutMs = (step.timeout_s ?? 600) * 1000;
+    const r = await env.run([venvPython(venvDir), "-c", step.code], {
+      timeoutMs,
+      cwd: venvDir,
+      signal: interrupt.signal,
+    });
+    if (interrupt.signal.aborted) throw await fail(null, "interrupted", interrupted());
+    const ok = r.kind === "exited" && r.code === 0;
+    verify.push({ name: step.name, ok, skipped: false, duration_ms: env.now() - t0 });
+    if (!ok) {
+      const tail = r.kind === "not-found" ? "" : tailLines(r.stderr || r.stdout, 12);
+      const why = r.kind === "timed-out"
+        ? `did not finish within ${step.timeout_s ?? 600} s`
+        : describeRun(r);
+      throw await fail(
+        null,
+        "verify",
+        failed(
+          `install ${plan.profile.name}: verify step "${step.name}" failed: ${why}${tail ? `\n${tail}` : ""}`,
+          "The venv is marked failed; fix the profile or the node and run install again",
+          { verify_step: step.name, stderr_tail: tail },
+        ),
+      );
+    }
+    env.log.info(`verify ${step.name}: ok`);
+  }
+
+  state.packages = await listInstalled(env, venvDir);
+  state.plan.installer = installer.kind;
+  state.status = "ready";
+  state.finished_at = isoTime(env.now());
+  await save();
+  return {
+    ...baseReport(plan),
+    action,
+    waited_for_other: false,
+    installer: installer.kind,
+    stages: stageReports,
+    verify,
+    packages: state.packages,
+  };
+}

@@ -1,0 +1,47 @@
+import type { Env } from "../core/env.ts";
+import { MlagentError } from "../core/errors.ts";
+import type { Profile } from "../profiles/types.ts";
+import { downloadRepo, verifyLocalModel } from "../download/mod.ts";
+import type { InstallPlan, InstallReport } from "./types.ts";
+
+export async function fetchModels(
+  env: Env,
+  profile: Profile,
+  models: InstallPlan["models"],
+): Promise<InstallReport["models"]> {
+  const out: InstallReport["models"] = [];
+  for (const [i, m] of models.entries()) {
+    const spec = profile.models[i];
+    try {
+      const have = await verifyLocalModel(env, {
+        repo: m.repo,
+        revision: m.revision,
+        localDir: m.local_dir,
+        requiredFiles: spec.required_files,
+        include: spec.include,
+        exclude: spec.exclude,
+      });
+      if (have.complete) {
+        out.push({ repo: m.repo, local_dir: m.local_dir, ok: true, skipped: false, files: have.files });
+        continue;
+      }
+      env.log.info(`model ${m.repo}: fetching into ${m.local_dir}`);
+      const r = await downloadRepo(env, {
+        repo: m.repo,
+        revision: m.revision,
+        include: spec.include,
+        exclude: spec.exclude,
+        localDir: m.local_dir,
+        requiredFiles: spec.required_files,
+      });
+      out.push({ repo: m.repo, local_dir: m.local_dir, ok: r.ok, skipped: false, files: r.files });
+    } catch (e) {
+      if (!(e instanceof MlagentError)) throw e;
+      env.log.error(`model ${m.repo}: ${e.message}${e.hint ? `\nhint: ${e.hint}` : ""}`);
+      out.push({ repo: m.repo, local_dir: m.local_dir, ok: false, skipped: false });
+    }
+  }
+  return out;
+}
+
+/** The plan as text, for --dry-run. */

@@ -1,0 +1,77 @@
+/** What an install is asked for, what it plans and what it reports. */
+
+import type { CudaVariant, Profile } from "../profiles/types.ts";
+import type { InstallerChoice, StageCommand } from "./installer.ts";
+import type { PythonInfo } from "./venv.ts";
+
+export interface InstallOptions {
+  /** Profile name or path. */
+  profile: string;
+  root?: string;
+  force?: boolean;
+  dryRun?: boolean;
+  /** Force a CUDA variant ("cu121" or "12.1"). */
+  cuda?: string;
+  noModels?: boolean;
+  /** How long to wait for another install of the same venv. */
+  lockTimeoutMs?: number;
+  noWait?: boolean;
+}
+
+export interface PlannedStage {
+  name: string;
+  /** Chained: a stage's fingerprint covers every stage before it, so a change reinstalls it and all after. */
+  fingerprint: string;
+  command: StageCommand;
+  indexes: string[];
+}
+
+export interface InstallPlan {
+  profile: Profile;
+  profileSha256: string;
+  venvDir: string;
+  python: PythonInfo;
+  pythonReason: string;
+  cuda: CudaVariant | null;
+  cudaReason: string | null;
+  installer: InstallerChoice;
+  cacheDir: string | null;
+  cacheReason: string;
+  crossDevice: boolean;
+  mirror: string | null;
+  stages: PlannedStage[];
+  fingerprint: string;
+  models: { repo: string; revision: string; local_dir: string }[];
+  /** Whether GPU-only verify steps run (the profile requires a GPU, or the node has one). */
+  gpuPresent: boolean;
+}
+
+export type InstallAction = "none" | "created" | "updated" | "rebuilt" | "repaired";
+
+export interface StageReport {
+  name: string;
+  action: "installed" | "skipped";
+  attempts: number;
+  duration_ms: number;
+  argv: string[];
+}
+
+export interface InstallReport {
+  ok: boolean;
+  profile: string;
+  venv: string;
+  status: "ready" | "planned";
+  action: InstallAction;
+  /** True when another process finished the install while this one waited for the lock. */
+  waited_for_other: boolean;
+  python: { executable: string; version: string };
+  cuda_variant: string | null;
+  installer: "uv" | "pip";
+  cache_dir: string | null;
+  fingerprint: string;
+  stages: StageReport[];
+  verify: { name: string; ok: boolean; skipped: boolean; duration_ms: number }[];
+  models: { repo: string; local_dir: string; ok: boolean; skipped: boolean; files?: number }[];
+  packages: Record<string, string>;
+  duration_ms: number;
+}
