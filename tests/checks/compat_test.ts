@@ -7,7 +7,7 @@ import {
   selectCudaVariant,
 } from "../../agent/compat.ts";
 import type { CudaVariant } from "../../agent/profiles/types.ts";
-import { SHARED_FIXTURES } from "../support/env.ts";
+import { FIXTURES } from "../support/env.ts";
 
 const v = (name: string, cuda: string): CudaVariant => ({
   name,
@@ -17,7 +17,7 @@ const v = (name: string, cuda: string): CudaVariant => ({
 const TORCH_25 = [v("cu118", "11.8"), v("cu121", "12.1"), v("cu124", "12.4")];
 
 Deno.test("minDriverForCuda() matches every row of NVIDIA's Linux minimum-driver table", () => {
-  const csv = Deno.readTextFileSync(`${SHARED_FIXTURES}/compat/cuda_toolkit_min_driver_linux.csv`);
+  const csv = Deno.readTextFileSync(`${FIXTURES}/compat/cuda_toolkit_min_driver_linux.csv`);
   const rows = csv.trim().split("\n").slice(1).map((l) => l.split(",").slice(0, 2));
   assert.ok(rows.length >= 20);
   for (const [cuda, min] of rows) assert.equal(minDriverForCuda(cuda), min, cuda);

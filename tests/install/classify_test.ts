@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { classifyInstallFailure, type FailureVerdict, redactUrl } from "../../agent/install/classify.ts";
-import { FIXTURES, SHARED_FIXTURES } from "../support/env.ts";
+import { FIXTURES } from "../support/env.ts";
 
 const DIR = `${FIXTURES}/installer_errors`;
 
@@ -73,7 +73,7 @@ const SHARED: Record<string, Expect> = {
 
 Deno.test("classifyInstallFailure() gives every entry of the shared error corpus its expected verdict", () => {
   const corpus: { id: string; text: string }[] = JSON.parse(
-    Deno.readTextFileSync(`${SHARED_FIXTURES}/errors/error_texts.json`),
+    Deno.readTextFileSync(`${FIXTURES}/errors/error_texts.json`),
   );
   assert.deepEqual(
     corpus.map((e) => e.id).sort(),
@@ -299,7 +299,7 @@ Deno.test("classifyInstallFailure() says nvcc and CUDA_HOME together when both a
 
 Deno.test("classifyInstallFailure() takes the apt package from the ensurepip message into the remedy", () => {
   const corpus: { id: string; text: string }[] = JSON.parse(
-    Deno.readTextFileSync(`${SHARED_FIXTURES}/errors/error_texts.json`),
+    Deno.readTextFileSync(`${FIXTURES}/errors/error_texts.json`),
   );
   const e = corpus.find((c) => c.id === "ensurepip_unavailable_py310")!;
   assert.match(classifyInstallFailure(e.text).remedy, /apt install python3\.10-venv/);

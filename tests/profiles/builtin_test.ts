@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { lintProfile, loadProfile, parseRequirement, type Profile } from "../../agent/profiles/mod.ts";
 import { BUILTIN_PROFILES } from "../../profiles/mod.ts";
-import { SHARED_FIXTURES, testEnv } from "../support/env.ts";
+import { FIXTURES, testEnv } from "../support/env.ts";
 
 const NAMES = Object.keys(BUILTIN_PROFILES);
 const load = (name: string) => loadProfile(testEnv(), name);
@@ -33,7 +33,7 @@ Deno.test("built-in profiles say where every stage's pins came from", async () =
 });
 
 Deno.test("built-in CUDA variants exist for the pinned torch per the PyTorch wheel table", async () => {
-  const csv = Deno.readTextFileSync(`${SHARED_FIXTURES}/compat/pytorch_cuda_wheel_variants.csv`).trim().split(
+  const csv = Deno.readTextFileSync(`${FIXTURES}/compat/pytorch_cuda_wheel_variants.csv`).trim().split(
     "\n",
   );
   const header = csv[0].split(",");
@@ -43,7 +43,7 @@ Deno.test("built-in CUDA variants exist for the pinned torch per the PyTorch whe
       return [cells[0], Object.fromEntries(header.map((h, i) => [h, cells[i]]))];
     }),
   );
-  const indexes = Deno.readTextFileSync(`${SHARED_FIXTURES}/compat/pytorch_index_urls.txt`).split("\n")
+  const indexes = Deno.readTextFileSync(`${FIXTURES}/compat/pytorch_index_urls.txt`).split("\n")
     .filter((l) => l.startsWith("https://"));
   for (const name of NAMES) {
     const p = await load(name);

@@ -2,7 +2,7 @@
 import { type Env, type Logger, realEnv } from "../../agent/core/env.ts";
 
 export const REPO_ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
-export const SHARED_FIXTURES = `${REPO_ROOT}/../shared/fixtures`;
+/** Captured real outputs, copied into the repository (see tests/fixtures/SOURCES.md). */
 export const FIXTURES = `${REPO_ROOT}/tests/fixtures`;
 
 /**

@@ -1,6 +1,6 @@
 /**
  * A Hugging Face Hub look-alike on 127.0.0.1 for download tests and the bench. It speaks the parts of the
- * protocol mlagent uses (see ../shared/fixtures/hf_hub/resolve_protocol_facts.md):
+ * protocol mlagent uses (see tests/fixtures/hf_hub/resolve_protocol_facts.md):
  *   GET  /api/models/{repo}/revision/{rev}                 -> {id, sha, siblings}, X-Repo-Commit
  *   GET  /api/models/{repo}/tree/{rev}?recursive=true       -> [{type, oid, size, path, lfs?}], paged by Link
  *   HEAD/GET /{repo}/resolve/{rev}/{path}                   -> regular file: 200 + ETag (git sha1);

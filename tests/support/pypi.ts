@@ -19,6 +19,7 @@
 import { createHash } from "node:crypto";
 import { gzipSync } from "node:zlib";
 import { REPO_ROOT } from "./env.ts";
+import { bundledPipWheels } from "./pythons.ts";
 
 export interface DistSpec {
   /** Project name as written (normalized per PEP 503 for the index). */
@@ -309,13 +310,8 @@ export async function startCachingFront(
 
 /** pip >= 23.3 keeps cached bodies apart (http-v2): the newest pip on the machine, run from its wheel, else python3 -m pip. */
 export async function pipArgv(): Promise<string[]> {
-  const whl = "/root/.pyenv/versions/3.13.0/lib/python3.13/ensurepip/_bundled/pip-24.2-py3-none-any.whl";
-  try {
-    await Deno.stat(whl);
-    return ["python3", `${whl}/pip`];
-  } catch {
-    return ["python3", "-m", "pip"];
-  }
+  const [newest] = await bundledPipWheels();
+  return newest ? ["python3", `${newest}/pip`] : ["python3", "-m", "pip"];
 }
 
 /** Serves `dir` as a PEP 503 simple index on 127.0.0.1 (a random port). */

@@ -1,0 +1,71 @@
+/** The job's venv and models, and probing paths that may sit on a hung network mount. */
+import type { Env } from "../core/env.ts";
+import { formatBytes } from "../core/output.ts";
+import type { ModelReport, VenvReport } from "../status/mod.ts";
+import type { PrologueCheck } from "./types.ts";
+import { check } from "./verdict.ts";
+
+/** Asks a `stat` child about each path; true where it answered in time (existing or not). */
+export async function probePaths(
+  env: Env,
+  paths: string[],
+  timeoutMs: number,
+): Promise<Map<string, boolean>> {
+  const out = new Map<string, boolean>();
+  await Promise.all([...new Set(paths)].map(async (p) => {
+    const r = await env.run(["stat", "-c", "%F", "--", p], { timeoutMs });
+    out.set(p, r.kind !== "timed-out");
+  }));
+  return out;
+}
+
+export function venvCheck(v: VenvReport, running: boolean, pyProblem: string | null): PrologueCheck {
+  if (v.ready && running) return check("venv.ready", "pass", `${v.path}: ${v.message}`);
+  if (v.ready && pyProblem) {
+    return check("venv.ready", "fail", `${v.path}: state says ready but ${pyProblem}`, {
+      fault: "node",
+      remedy:
+        "The venv's base interpreter does not run on this node; reinstall it (mlagent install --force) or fix the node's Python",
+    });
+  }
+  const interpreterGone = v.condition === "interpreter-gone";
+  // Most conditions' messages do not say where; "missing" and "no-state" already name the path.
+  const where = v.message.includes(v.path) ? "" : `${v.path}: `;
+  return check("venv.ready", "fail", `${where}${v.condition}: ${v.message}`, {
+    fault: interpreterGone ? "node" : "job",
+    remedy: v.condition === "installing"
+      ? "Wait for the running install, or submit with a dependency on the install job"
+      : `Run \`mlagent install ${v.profile ?? v.name}\` once (or add --install to the prologue)`,
+  });
+}
+
+export function modelsCheck(models: ModelReport[]): PrologueCheck {
+  const bad = models.filter((m) => !m.complete);
+  if (models.length === 0) return check("models.complete", "skip", "the profile names no models");
+  if (bad.length === 0) {
+    return check(
+      "models.complete",
+      "pass",
+      `${models.length} model(s) complete (${formatBytes(models.reduce((a, m) => a + m.bytes, 0))})`,
+    );
+  }
+  return check(
+    "models.complete",
+    "fail",
+    bad.map((m) =>
+      `${m.repo} at ${m.local_dir}: ${
+        [
+          m.reason,
+          m.missing.length ? `${m.missing.length} missing` : "",
+          m.partial.length ? `${m.partial.length} partial` : "",
+          m.corrupt.length ? `${m.corrupt.length} corrupt` : "",
+        ]
+          .filter(Boolean).join(", ") || "incomplete"
+      }`
+    ).join("; "),
+    {
+      fault: "job",
+      remedy: "Run `mlagent install PROFILE` (fetches models) or `mlagent download REPO --local-dir DIR`",
+    },
+  );
+}

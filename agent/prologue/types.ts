@@ -1,0 +1,56 @@
+/** The prologue's checks, verdicts and report. */
+
+import type { Profile } from "../profiles/types.ts";
+import type { Scheduler } from "./scheduler.ts";
+
+export type Fault = "node" | "job";
+export type PrologueStatus = "pass" | "warn" | "fail" | "skip";
+
+export interface PrologueCheck {
+  id: string;
+  status: PrologueStatus;
+  /** Whose problem a fail is; null for pass, warn and skip. */
+  fault: Fault | null;
+  message: string;
+  remedy: string | null;
+  timed_out: boolean;
+  duration_ms: number;
+}
+
+export type Verdict = "run" | "node-fault" | "job-fault";
+
+export interface PrologueReport {
+  ok: boolean;
+  verdict: Verdict;
+  exit_code: number;
+  scheduler: Scheduler | null;
+  host: string;
+  job_id: string | null;
+  profile: string | null;
+  gpu_request: { source: string; count: number; devices: string[] | null } | null;
+  checks: PrologueCheck[];
+  /** Ids of the checks that missed their deadline. */
+  timed_out: string[];
+  started_at: string;
+  duration_ms: number;
+  /** Set when --install ran an install. */
+  installed: { action: string; duration_ms: number } | null;
+}
+
+export interface PrologueOptions {
+  /** The profile, when one was named and loaded. */
+  profile: Profile | null;
+  /** How the profile was named (for --install). */
+  profileRef: string | null;
+  scheduler: Scheduler | null;
+  root?: string;
+  /** Deadline for the whole prologue. */
+  timeoutMs: number;
+  /** Deadline for each check (default: the whole deadline minus a margin for the report). */
+  checkTimeoutMs?: number;
+  install: boolean;
+  /** Look back this far for Xid errors (default 1 h, MLAGENT_XID_WINDOW_S). */
+  xidWindowS?: number;
+  /** Fail below this much free space on the venv root and TMPDIR (default 1 GiB, MLAGENT_PROLOGUE_MIN_FREE_GIB). */
+  minFreeBytes?: number;
+}
