@@ -3,6 +3,7 @@
  * runs the CLI, renders the outcome, and maps errors to exit codes once.
  */
 import { dispatch, VERSION } from "./agent/cli.ts";
+import { COMMANDS } from "./agent/commands/mod.ts";
 import { realEnv } from "./agent/core/env.ts";
 import { EXIT, MlagentError } from "./agent/core/errors.ts";
 import { render } from "./agent/core/output.ts";
@@ -15,7 +16,7 @@ async function main(argv: string[]): Promise<number> {
   });
   const asJson = before.includes("--json");
   try {
-    const inv = dispatch(argv);
+    const inv = await dispatch(argv, COMMANDS);
     if (inv.kind === "help") {
       await env.writeStdout(inv.text + "\n");
       return EXIT.ok;

@@ -4,7 +4,7 @@
  * installs use (hard links across filesystems fail with EXDEV, errno 18).
  */
 import { writeProbeProblem } from "../agent/core/atomic.ts";
-import { resolveCacheDir } from "../agent/cache/mod.ts";
+import { configuredUserCaches, placeCache, resolveCacheDir } from "../agent/cache/placement.ts";
 import type { Env } from "../agent/core/env.ts";
 import { MlagentError } from "../agent/core/errors.ts";
 import { type Mount, mountForPath, readMounts, sameFilesystem } from "../agent/core/mounts.ts";
@@ -20,16 +20,12 @@ export interface TmpdirVerdict {
   effective: string;
   /** Why TMPDIR was not used, null when it was (or was unset). */
   problem: string | null;
-  /** Whether it is safe for a per-user cache (owned by us, or not writable by others without the sticky bit). */
-  private_ok: boolean;
 }
 
 /** Judges TMPDIR: exists, is a directory, is writable (a real create-and-remove), else falls back to /tmp. */
 export async function judgeTmpdir(env: Env): Promise<TmpdirVerdict> {
   const raw = env.vars.TMPDIR;
-  if (!raw) {
-    return { tmpdir: null, effective: "/tmp", problem: null, private_ok: await privateOk(env, "/tmp") };
-  }
+  if (!raw) return { tmpdir: null, effective: "/tmp", problem: null };
   const dir = absolute(env, raw);
   let problem: string | null = null;
   try {
@@ -41,38 +37,8 @@ export async function judgeTmpdir(env: Env): Promise<TmpdirVerdict> {
       : `cannot be read (${(e as Error).message})`;
   }
   if (!problem) problem = await writeProbeProblem(env, dir);
-  if (problem) return { tmpdir: raw, effective: "/tmp", problem, private_ok: await privateOk(env, "/tmp") };
-  return { tmpdir: raw, effective: dir, problem: null, private_ok: await privateOk(env, dir) };
-}
-
-async function privateOk(env: Env, dir: string): Promise<boolean> {
-  try {
-    const st = await env.fs.stat(dir);
-    const mode = st.mode ?? 0;
-    return st.uid === env.uid || (mode & 0o002) === 0 || (mode & 0o1000) !== 0;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * The node-local installer cache (issue 4's placement rule): MLAGENT_CACHE_DIR; else under a usable TMPDIR;
- * else under /tmp. Callers that own the cache pass their own dir in CheckContext.cacheDir.
- */
-export function defaultCacheDir(env: Env, tmp: TmpdirVerdict): { path: string; reason: string } {
-  if (env.vars.MLAGENT_CACHE_DIR) {
-    return { path: absolute(env, env.vars.MLAGENT_CACHE_DIR), reason: "MLAGENT_CACHE_DIR" };
-  }
-  const useTmpdir = tmp.tmpdir !== null && tmp.problem === null && tmp.private_ok;
-  const base = useTmpdir ? tmp.effective : "/tmp";
-  return {
-    path: `${base}/mlagent-cache-${env.uid}`,
-    reason: useTmpdir
-      ? "under TMPDIR (node-local)"
-      : tmp.tmpdir
-      ? `under /tmp (TMPDIR ${tmp.problem ?? "is shared without the sticky bit"})`
-      : "under /tmp (TMPDIR unset)",
-  };
+  if (problem) return { tmpdir: raw, effective: "/tmp", problem };
+  return { tmpdir: raw, effective: dir, problem: null };
 }
 
 /** hardlink when the cache and the venv root share a filesystem, else copy (cross-device links fail with EXDEV). */
@@ -171,8 +137,8 @@ export function evaluatePlacement(
 export async function gatherPlacement(ctx: CheckContext) {
   const env = ctx.env;
   const tmp = await judgeTmpdir(env);
-  // The cache's own placement rule (agent/cache.ts), looked at without creating anything, so doctor reports
-  // the dir installs will use; a dir it would refuse is a failed check here rather than an exit 2.
+  // The cache's own placement rule (agent/cache/placement.ts), looked at without creating anything, so
+  // doctor reports the dir installs will use; a dir it would refuse is a failed check here, not an exit 2.
   let c: { path: string; reason: string; problem?: string | null; hint?: string | null };
   if (ctx.cacheDir) c = { path: ctx.cacheDir, reason: "given by the caller" };
   else {
@@ -181,22 +147,15 @@ export async function gatherPlacement(ctx: CheckContext) {
       c = { path: placed.path, reason: placed.reason };
     } catch (e) {
       if (!(e instanceof MlagentError)) throw e;
-      c = { ...defaultCacheDir(env, tmp), problem: e.message, hint: e.hint ?? null };
-      if (env.vars.MLAGENT_CACHE_DIR) c.path = absolute(env, env.vars.MLAGENT_CACHE_DIR);
+      const placed = await placeCache(env);
+      c = { path: placed.path, reason: placed.reason, problem: e.message, hint: e.hint ?? null };
     }
   }
   const mounts = readMounts(env);
-  const home = env.vars.HOME;
-  const userCaches: { variable: string; path: string; mount: Mount | null }[] = [];
-  for (
-    const [variable, path] of [
-      ["UV_CACHE_DIR", env.vars.UV_CACHE_DIR],
-      ["PIP_CACHE_DIR", env.vars.PIP_CACHE_DIR],
-      ["~/.cache", home ? `${env.vars.XDG_CACHE_HOME || `${home}/.cache`}` : undefined],
-    ] as const
-  ) {
-    if (path) userCaches.push({ variable, path, mount: mountForPath(env, absolute(env, path), mounts) });
-  }
+  const userCaches = configuredUserCaches(env).map((u) => ({
+    ...u,
+    mount: mountForPath(env, u.path, mounts),
+  }));
   return {
     tmp,
     cache: { ...c, mount: mountForPath(env, c.path, mounts) },

@@ -1,22 +1,29 @@
 import assert from "node:assert/strict";
 import { dispatch } from "../agent/cli.ts";
+import { COMMANDS } from "../agent/commands/mod.ts";
 import { MlagentError } from "../agent/core/errors.ts";
 import { runMlagent } from "./support/cli.ts";
 
-Deno.test("dispatch() routes --help, --version and commands", () => {
-  assert.equal(dispatch([]).kind, "help");
-  assert.equal(dispatch(["--version"]).kind, "version");
-  const inv = dispatch(["--json", "doctor"]);
+const route = (argv: string[]) => dispatch(argv, COMMANDS);
+
+Deno.test("dispatch() routes --help, --version and commands", async () => {
+  assert.equal((await route([])).kind, "help");
+  assert.equal((await route(["--version"])).kind, "version");
+  const inv = await route(["--json", "doctor"]);
   assert.ok(inv.kind === "command" && inv.command.name === "doctor" && inv.argv[0] === "--json");
-  assert.equal(dispatch(["lock", "--help"]).kind, "help");
+  assert.equal((await route(["lock", "--help"])).kind, "help");
   // --help after "--" belongs to the wrapped command.
-  assert.equal(dispatch(["lock", "run", "x", "--", "cmd", "--help"]).kind, "command");
+  assert.equal((await route(["lock", "run", "x", "--", "cmd", "--help"])).kind, "command");
 });
 
-Deno.test("dispatch() rejects unknown commands and options as usage errors", () => {
+Deno.test("dispatch() rejects unknown commands and options as usage errors", async () => {
   for (const argv of [["bogus"], ["--bogus"]]) {
-    assert.throws(() => dispatch(argv), (e) => e instanceof MlagentError && e.exitCode === 2, argv[0]);
+    await assert.rejects(() => route(argv), (e) => e instanceof MlagentError && e.exitCode === 2, argv[0]);
   }
+});
+
+Deno.test("every command in the table loads, under its own name", async () => {
+  for (const entry of COMMANDS) assert.equal((await entry.load()).name, entry.name);
 });
 
 Deno.test("mlagent with an unknown command exits 2 with one line naming it", async () => {

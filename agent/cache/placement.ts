@@ -22,46 +22,56 @@ export interface ResolveOptions {
   create?: boolean;
 }
 
+/** The rule alone, before the chosen dir is checked: where the cache goes and why, and what was passed over. */
+export async function placeCache(
+  env: Env,
+): Promise<{ path: string; reason: string; rejected: { path: string; reason: string }[] }> {
+  if (env.vars.MLAGENT_CACHE_DIR) {
+    return { path: absolute(env, env.vars.MLAGENT_CACHE_DIR), reason: "MLAGENT_CACHE_DIR", rejected: [] };
+  }
+  const raw = env.vars.TMPDIR;
+  const why = raw ? await judgeTmpdirForCache(env, absolute(env, raw)) : null;
+  if (raw && why === null) {
+    return {
+      path: `${absolute(env, raw)}/mlagent-cache-${env.uid}`,
+      reason: "under TMPDIR (node-local, yours)",
+      rejected: [],
+    };
+  }
+  return {
+    path: `/tmp/mlagent-cache-${env.uid}`,
+    reason: raw ? `under /tmp (TMPDIR ${why})` : "under /tmp (TMPDIR unset)",
+    rejected: raw && why ? [{ path: absolute(env, raw), reason: why }] : [],
+  };
+}
+
+/** The installer caches a user may have configured for themselves (they are never used, only judged). */
+export function configuredUserCaches(env: Env): { variable: string; path: string }[] {
+  const home = env.vars.HOME;
+  const candidates: [string, string | undefined][] = [
+    ["UV_CACHE_DIR", env.vars.UV_CACHE_DIR],
+    ["PIP_CACHE_DIR", env.vars.PIP_CACHE_DIR],
+    ["~/.cache", env.vars.XDG_CACHE_HOME || (home ? `${home}/.cache` : undefined)],
+  ];
+  return candidates.flatMap(([variable, path]) => path ? [{ variable, path: absolute(env, path) }] : []);
+}
+
 /**
  * Picks the node-local cache: MLAGENT_CACHE_DIR; else under TMPDIR when it is a directory, writable, ours,
  * and not writable by others without the sticky bit; else under /tmp. Throws bad input (exit 2) naming the
  * path when the chosen dir is a file, a symlink to someone else's dir, owned by someone else, or unwritable.
  */
 export async function resolveCacheDir(env: Env, opts: ResolveOptions = {}): Promise<CachePlacement> {
-  const rejected: { path: string; reason: string }[] = [];
-  let path: string;
-  let reason: string;
-  if (env.vars.MLAGENT_CACHE_DIR) {
-    path = absolute(env, env.vars.MLAGENT_CACHE_DIR);
-    reason = "MLAGENT_CACHE_DIR";
-  } else {
-    const raw = env.vars.TMPDIR;
-    const why = raw ? await judgeTmpdirForCache(env, absolute(env, raw)) : null;
-    if (raw && why === null) {
-      path = `${absolute(env, raw)}/mlagent-cache-${env.uid}`;
-      reason = "under TMPDIR (node-local, yours)";
-    } else {
-      if (raw && why) rejected.push({ path: absolute(env, raw), reason: why });
-      path = `/tmp/mlagent-cache-${env.uid}`;
-      reason = raw ? `under /tmp (TMPDIR ${why})` : "under /tmp (TMPDIR unset)";
-    }
-  }
+  const { path, reason, rejected } = await placeCache(env);
   await checkCacheDir(env, path, opts.create ?? true);
   const mounts = readMounts(env);
   const mount = mountForPath(env, path, mounts);
   const notices: string[] = [];
-  const home = env.vars.HOME || `/tmp/mlagent-${env.uid}`;
-  const configured: [string, string | undefined][] = [
-    ["UV_CACHE_DIR", env.vars.UV_CACHE_DIR],
-    ["PIP_CACHE_DIR", env.vars.PIP_CACHE_DIR],
-    ["~/.cache", env.vars.XDG_CACHE_HOME || `${home}/.cache`],
-  ];
-  for (const [name, dir] of configured) {
-    if (!dir) continue;
-    const m = mountForPath(env, absolute(env, dir), mounts);
+  for (const { variable, path: dir } of configuredUserCaches(env)) {
+    const m = mountForPath(env, dir, mounts);
     if (m?.network) {
       notices.push(
-        `${name} (${dir}) is on ${m.fsType} (network): installers' locks and atomic renames are unreliable ` +
+        `${variable} (${dir}) is on ${m.fsType} (network): installers' locks and atomic renames are unreliable ` +
           `there and every read crosses the network; mlagent uses the node-local cache ${path} instead`,
       );
     }

@@ -12,7 +12,8 @@ import {
   TRASH_DIR,
   writeBook,
 } from "../cache/mod.ts";
-import { type Command, parseCommandArgs } from "../cli.ts";
+import type { Command } from "../cli.ts";
+import { parseCommandArgs } from "./args.ts";
 import type { Env } from "../core/env.ts";
 import { EXIT, failed, MlagentError, usageError } from "../core/errors.ts";
 import { cacheLockSpec, clearLock, listLocks, type LockHandle, venvLockSpec, withLock } from "../lock/mod.ts";
@@ -50,7 +51,6 @@ Exit codes: 0 ok (heal: also when busy), 1 failed, 2 bad cache path or flag, 3 c
 
 export const cacheCommand: Command = {
   name: "cache",
-  summary: "Inspect and heal the node-local installer cache",
   help: HELP,
   run: async (env, argv) => {
     const { values, positionals } = parseCommandArgs("cache", argv, {

@@ -1,7 +1,9 @@
 /** `mlagent doctor`: checks the node (GPU, driver, CUDA, Python, disk, TMPDIR, installers), optionally for a profile. */
 import { checkJson, runDoctor } from "../../checks/mod.ts";
 import { writeJsonAtomic } from "../core/atomic.ts";
-import { type Command, parseCommandArgs, parseNumberFlag } from "../cli.ts";
+import type { Command } from "../cli.ts";
+import { exitFor } from "../core/errors.ts";
+import { parseCommandArgs, parseNumberFlag } from "./args.ts";
 import type { Env } from "../core/env.ts";
 import { isoTime, type Outcome, renderStatusLines, SCHEMA_VERSION } from "../core/output.ts";
 import { stateDir, venvRoot } from "../core/paths.ts";
@@ -32,7 +34,6 @@ Exit codes: 0 no check failed (warnings allowed), 1 a check failed, 2 bad input 
 
 export const doctorCommand: Command = {
   name: "doctor",
-  summary: "Check this node: GPUs, driver, CUDA, Python, disk, TMPDIR, installers",
   help: HELP,
   run: runDoctorCommand,
 };
@@ -70,7 +71,7 @@ async function runDoctorCommand(env: Env, argv: string[]): Promise<Outcome> {
       counts("fail")
     } failed, ${counts("skip")} skipped${profile ? ` (profile ${profile.name})` : ""}`,
   ].join("\n");
-  return { exitCode: report.ok ? 0 : 1, json, text };
+  return { exitCode: exitFor(report.ok), json, text };
 }
 
 /** The last verdict for `mlagent status`; best effort, a read-only state dir never fails the doctor. */

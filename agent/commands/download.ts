@@ -1,8 +1,9 @@
 /** `mlagent download REPO`: a Hugging Face repo into a local dir, resumably and verified. */
-import { type Command, parseCommandArgs, parseNumberFlag } from "../cli.ts";
+import type { Command } from "../cli.ts";
+import { parseCommandArgs, parseNumberFlag } from "./args.ts";
 import { downloadRepo, type DownloadReport, verifyLocalModel } from "../download/mod.ts";
 import { validateRepoId } from "../download/hub.ts";
-import { EXIT } from "../core/errors.ts";
+import { exitFor } from "../core/errors.ts";
 import { usageError } from "../core/errors.ts";
 import { formatBytes, formatDuration } from "../core/output.ts";
 import { modelsRoot } from "../core/paths.ts";
@@ -34,7 +35,6 @@ Exit codes: 0 done, 1 failed (or files missing offline), 2 bad repo id / flag / 
 
 export const downloadCommand: Command = {
   name: "download",
-  summary: "Download a Hugging Face repo, resumably and verified",
   help: HELP,
   async run(env, argv) {
     const { values, positionals } = parseCommandArgs("download", argv, {
@@ -74,7 +74,7 @@ export const downloadCommand: Command = {
         ...v.corrupt.map((m) => `  corrupt  ${m}`),
       ];
       return {
-        exitCode: v.complete ? EXIT.ok : EXIT.failed,
+        exitCode: exitFor(v.complete),
         json: { ok: v.complete, ...v },
         text: lines.join("\n"),
       };
@@ -88,7 +88,7 @@ export const downloadCommand: Command = {
       parallel,
       stallTimeoutMs: stall === undefined ? undefined : stall * 1000,
     });
-    return { exitCode: report.ok ? EXIT.ok : EXIT.failed, json: { ...report }, text: renderReport(report) };
+    return { exitCode: exitFor(report.ok), json: { ...report }, text: renderReport(report) };
   },
 };
 

@@ -1,8 +1,8 @@
 /** `mlagent install PROFILE`: build, repair or confirm the verified venv for a profile. */
 import type { Command } from "../cli.ts";
-import { parseCommandArgs, parseNumberFlag } from "../cli.ts";
+import { parseCommandArgs, parseNumberFlag } from "./args.ts";
 import type { Env } from "../core/env.ts";
-import { usageError } from "../core/errors.ts";
+import { EXIT, exitFor, usageError } from "../core/errors.ts";
 import { formatDuration, type Outcome } from "../core/output.ts";
 import { install, type InstallPlan, type InstallReport, planInstall, planReport } from "../install/mod.ts";
 import { quoteArg } from "../core/run.ts";
@@ -41,7 +41,6 @@ Exit codes: 0 ready, 1 failed (message names the stage, package and fix), 2 bad 
 
 export const installCommand: Command = {
   name: "install",
-  summary: "Build or repair the verified venv for a profile",
   help: HELP,
   run: runInstall,
 };
@@ -79,13 +78,13 @@ async function runInstall(env: Env, argv: string[]): Promise<Outcome> {
     const plan = await planInstall(env, opts);
     const report = planReport(plan);
     return {
-      exitCode: 0,
+      exitCode: EXIT.ok,
       json: { ...report, dry_run: true, verify: plan.profile.verify.map((v) => v.name) },
       text: renderPlan(plan),
     };
   }
   const report = await install(env, opts);
-  return { exitCode: report.ok ? 0 : 1, json: { ...report }, text: renderReport(report) };
+  return { exitCode: exitFor(report.ok), json: { ...report }, text: renderReport(report) };
 }
 
 function renderReport(r: InstallReport): string {

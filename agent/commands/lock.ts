@@ -1,7 +1,8 @@
 /** `mlagent lock`: list, check and clear locks, and run a command under one (like flock(1), judgeable). */
-import { type Command, parseCommandArgs, parseNumberFlag } from "../cli.ts";
+import type { Command } from "../cli.ts";
+import { parseCommandArgs, parseNumberFlag } from "./args.ts";
 import type { Env } from "../core/env.ts";
-import { badInput, EXIT, failed, MlagentError, usageError } from "../core/errors.ts";
+import { badInput, EXIT, exitForSignal, failed, MlagentError, usageError } from "../core/errors.ts";
 import {
   acquire,
   cacheLockSpec,
@@ -286,7 +287,7 @@ async function runUnderLock(
 
 function interrupted(sig: keyof typeof SIGNAL_CODES, name: string): Outcome {
   return {
-    exitCode: 128 + SIGNAL_CODES[sig],
+    exitCode: exitForSignal(SIGNAL_CODES[sig]),
     json: { ok: false, name, interrupted: sig.toLowerCase() },
     text: "",
   };
@@ -294,7 +295,6 @@ function interrupted(sig: keyof typeof SIGNAL_CODES, name: string): Outcome {
 
 export const lockCommand: Command = {
   name: "lock",
-  summary: "List, check, clear locks; run a command under a lock",
   help: HELP,
   async run(env, argv) {
     const dd = argv.indexOf("--");

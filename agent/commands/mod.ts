@@ -1,21 +1,45 @@
-/** The command table, in the order --help lists them. */
-import type { Command } from "../cli.ts";
-import { doctorCommand } from "./doctor.ts";
-import { installCommand } from "./install.ts";
-import { profilesCommand } from "./profiles.ts";
-import { statusCommand } from "./status.ts";
-import { prologueCommand } from "./prologue.ts";
-import { lockCommand } from "./lock.ts";
-import { cacheCommand } from "./cache.ts";
-import { downloadCommand } from "./download.ts";
+/** The command table, in the order --help lists them. Each module is imported only when its command is used. */
+import type { CommandEntry } from "../cli.ts";
 
-export const COMMANDS: Command[] = [
-  doctorCommand,
-  installCommand,
-  profilesCommand,
-  downloadCommand,
-  statusCommand,
-  prologueCommand,
-  cacheCommand,
-  lockCommand,
+export const COMMANDS: readonly CommandEntry[] = [
+  {
+    name: "doctor",
+    summary: "Check this node: GPUs, driver, CUDA, Python, disk, TMPDIR, installers",
+    load: async () => (await import("./doctor.ts")).doctorCommand,
+  },
+  {
+    name: "install",
+    summary: "Build or repair the verified venv for a profile",
+    load: async () => (await import("./install.ts")).installCommand,
+  },
+  {
+    name: "profiles",
+    summary: "List, show and lint profiles",
+    load: async () => (await import("./profiles.ts")).profilesCommand,
+  },
+  {
+    name: "download",
+    summary: "Download a Hugging Face repo, resumably and verified",
+    load: async () => (await import("./download.ts")).downloadCommand,
+  },
+  {
+    name: "status",
+    summary: "Report venvs, models, cache, locks and the last doctor verdict",
+    load: async () => (await import("./status.ts")).statusCommand,
+  },
+  {
+    name: "prologue",
+    summary: "Gate a job's start (LSF pre-exec, Slurm Prolog/TaskProlog)",
+    load: async () => (await import("./prologue.ts")).prologueCommand,
+  },
+  {
+    name: "cache",
+    summary: "Inspect and heal the node-local installer cache",
+    load: async () => (await import("./cache.ts")).cacheCommand,
+  },
+  {
+    name: "lock",
+    summary: "List, check, clear locks; run a command under a lock",
+    load: async () => (await import("./lock.ts")).lockCommand,
+  },
 ];

@@ -1,7 +1,8 @@
 /** `mlagent profiles list|show|lint`: the profiles mlagent can find, one in full, and a linter for files. */
-import { type Command, parseCommandArgs } from "../cli.ts";
+import type { Command } from "../cli.ts";
+import { parseCommandArgs } from "./args.ts";
 import type { Env } from "../core/env.ts";
-import { usageError } from "../core/errors.ts";
+import { EXIT, usageError } from "../core/errors.ts";
 import { jsonPointerLocations, locatePointer, parseJsonLocated } from "../core/json_location.ts";
 import type { Outcome } from "../core/output.ts";
 import { absolute } from "../core/paths.ts";
@@ -40,7 +41,6 @@ Exit codes: 0 ok (lint: no errors; warnings allowed), 2 unknown profile, malform
 
 export const profilesCommand: Command = {
   name: "profiles",
-  summary: "List, show and lint profiles",
   help: HELP,
   run: runProfilesCommand,
 };
@@ -88,7 +88,7 @@ async function listCommand(env: Env): Promise<Outcome> {
     return `${e.name.padEnd(width)}  ${e.description}${note}\n${" ".repeat(width)}  (${where})`;
   });
   return {
-    exitCode: 0,
+    exitCode: EXIT.ok,
     json: { ok: true, profile_path: profileDirs(env), profiles: entries },
     text: lines.join("\n"),
   };
@@ -98,7 +98,7 @@ async function showCommand(env: Env, nameOrPath: string): Promise<Outcome> {
   const { profile, source } = await findProfile(env, nameOrPath);
   const sha256 = profileSha256(profile);
   return {
-    exitCode: 0,
+    exitCode: EXIT.ok,
     json: { ok: true, source, profile_sha256: sha256, profile },
     text: renderProfile(profile, source, sha256),
   };
@@ -240,7 +240,7 @@ async function lintCommand(env: Env, files: string[]): Promise<Outcome> {
   } in ${results.length} file${results.length === 1 ? "" : "s"}`;
   env.log.info(summary);
   return {
-    exitCode: errors > 0 ? 2 : 0,
+    exitCode: errors > 0 ? EXIT.usage : EXIT.ok,
     json: { ok: errors === 0, errors, warnings, files: results },
     text: lines.join("\n"),
   };

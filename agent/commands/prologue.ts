@@ -1,5 +1,6 @@
 /** `mlagent prologue`: gate a job's start for LSF (pre-exec) or Slurm (Prolog/TaskProlog), in bounded time. */
-import { type Command, parseCommandArgs, parseNumberFlag } from "../cli.ts";
+import type { Command } from "../cli.ts";
+import { parseCommandArgs, parseNumberFlag } from "./args.ts";
 import type { Env } from "../core/env.ts";
 import { MlagentError } from "../core/errors.ts";
 import type { Outcome } from "../core/output.ts";
@@ -64,7 +65,6 @@ MLAGENT_MODELS_DIR, TMPDIR, CUDA_VISIBLE_DEVICES, LSB_JOBID, LSB_EXIT_PRE_ABORT,
 
 export const prologueCommand: Command = {
   name: "prologue",
-  summary: "Gate a job's start (LSF pre-exec, Slurm Prolog/TaskProlog)",
   help: HELP,
   run: runPrologueCommand,
 };

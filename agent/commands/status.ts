@@ -1,8 +1,9 @@
 /** `mlagent status`: venvs, models, cache, locks and the last doctor verdict; JSON or Prometheus for cron. */
 import { writeFileAtomic } from "../core/atomic.ts";
-import { type Command, parseCommandArgs } from "../cli.ts";
+import type { Command } from "../cli.ts";
+import { parseCommandArgs } from "./args.ts";
 import type { Env } from "../core/env.ts";
-import { failed, usageError } from "../core/errors.ts";
+import { exitFor, failed, usageError } from "../core/errors.ts";
 import { formatBytes, formatDuration, type Outcome } from "../core/output.ts";
 import { absolute } from "../core/paths.ts";
 import { loadProfile } from "../profiles/mod.ts";
@@ -40,7 +41,6 @@ when none is named), 1 one is not, 2 bad input (unknown profile, bad flag).`;
 
 export const statusCommand: Command = {
   name: "status",
-  summary: "Report venvs, models, cache, locks and the last doctor verdict",
   help: HELP,
   run: runStatusCommand,
 };
@@ -65,7 +65,7 @@ async function runStatusCommand(env: Env, argv: string[]): Promise<Outcome> {
   for (const name of positionals) profiles.push(await loadProfile(env, name));
   const report = await gatherStatus(env, { profiles, root: values.root });
   const json = reportJson(report);
-  const exitCode = report.ok ? 0 : 1;
+  const exitCode = exitFor(report.ok);
   const body = format === "prometheus"
     ? statusMetrics(report)
     : format === "json"

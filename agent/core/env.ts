@@ -4,6 +4,7 @@
  * Deno's own process state.
  */
 import { makeRunner, type Runner } from "./run.ts";
+import { sleep } from "./time.ts";
 
 export interface Logger {
   /** Shown only with --verbose (command lines, retries' details). */
@@ -56,6 +57,8 @@ export interface Env {
   /** Milliseconds since the epoch. */
   now(): number;
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
+  /** Calls `fn` every `ms` until the returned function is called (progress, watchdogs, saving state). */
+  every(ms: number, fn: () => void): () => void;
   /** Random number in [0, 1) for jitter. */
   random(): number;
   hostname(): string;
@@ -96,19 +99,6 @@ export function makeLogger(write: (line: string) => void, opts: LogOptions): Log
   };
 }
 
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    }
-    signal?.addEventListener("abort", done);
-  });
-}
-
 /** Builds the real Env from the process. `overrides` lets tests and main.ts replace single seams. */
 export function realEnv(overrides: Partial<Env> & { verbose?: boolean; quiet?: boolean } = {}): Env {
   const vars = overrides.vars ?? Deno.env.toObject();
@@ -127,6 +117,10 @@ export function realEnv(overrides: Partial<Env> & { verbose?: boolean; quiet?: b
     fetch: globalThis.fetch,
     now: () => Date.now(),
     sleep,
+    every: (ms, fn) => {
+      const t = setInterval(fn, ms);
+      return () => clearInterval(t);
+    },
     random: Math.random,
     hostname: () => vars.MLAGENT_HOSTNAME ?? Deno.hostname(),
     pid: Deno.pid,

@@ -3,12 +3,21 @@
  * MlagentError and rendered once, by main.ts; anything else is a bug and prints its stack.
  */
 
+/** Every exit code mlagent uses, in one table; README "Exit codes" and each command's help list them. */
 export const EXIT = {
   ok: 0,
   failed: 1,
   usage: 2,
   lockBusy: 3,
+  /** prologue under LSF: a fault of the job's own making, which LSF must not retry (unless LSB_EXIT_PRE_ABORT says otherwise). */
+  lsfJobAbort: 99,
 } as const;
+
+/** 0 when the job held, 1 when it failed. */
+export const exitFor = (ok: boolean): number => (ok ? EXIT.ok : EXIT.failed);
+
+/** A process ended by signal number `n`, as shells report it (SIGINT 130, SIGTERM 143). */
+export const exitForSignal = (n: number): number => 128 + n;
 
 export type ErrorCode =
   | "usage" // bad flag, bad command, bad argument

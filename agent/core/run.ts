@@ -1,4 +1,5 @@
 /** The one subprocess runner: argv only, a timeout on every call, outcomes as data. */
+import { sleep } from "./time.ts";
 
 export interface RunOptions {
   /** Kill the process (its whole group) after this long. Default 60 s. */
@@ -113,10 +114,12 @@ export function makeRunner(deps: RunnerDeps): Runner {
         else child.kill("SIGKILL");
       } catch { /* already gone */ }
     };
-    const timer = setTimeout(() => {
+    const stopTimer = new AbortController();
+    sleep(timeoutMs, stopTimer.signal).then(() => {
+      if (stopTimer.signal.aborted) return;
       timedOut = true;
       killAll();
-    }, timeoutMs);
+    });
     const onAbort = () => killAll();
     opts.signal?.addEventListener("abort", onAbort);
     if (opts.stdin !== undefined) {
@@ -129,7 +132,7 @@ export function makeRunner(deps: RunnerDeps): Runner {
       collect(child.stderr, (t) => opts.onOutput?.("stderr", t)),
     ]);
     const status = await child.status;
-    clearTimeout(timer);
+    stopTimer.abort();
     opts.signal?.removeEventListener("abort", onAbort);
     const durationMs = Math.round(performance.now() - started);
     if (timedOut) return { kind: "timed-out", argv, afterMs: timeoutMs, stdout, stderr };

@@ -103,10 +103,10 @@ export function watchSplit(
   const seg = state.segments[0];
   const t0 = ctx.env.now();
   const from = seg.pos;
-  const timer = setInterval(() => {
+  const stop = ctx.env.every(Math.max(10, Math.min(250, ctx.splitAfterMs / 4)), () => {
     const elapsed = ctx.env.now() - t0;
     if (elapsed < ctx.splitAfterMs) return;
-    clearInterval(timer);
+    stop();
     const rate = (seg.pos - from) / (elapsed / 1000);
     const step = rangeChunkBytes(job.size, ctx.rangeParts);
     const boundary = seg.pos + step;
@@ -124,8 +124,8 @@ export function watchSplit(
       }/s on one connection; fetching the rest as ${ctx.rangeParts} ranges`,
     );
     addWorkers(ctx.rangeParts - 1);
-  }, Math.max(10, Math.min(250, ctx.splitAfterMs / 4)));
-  return () => clearInterval(timer);
+  });
+  return stop;
 }
 
 export async function saveState(ctx: Ctx, job: Job, state: PartState) {

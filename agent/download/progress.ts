@@ -7,7 +7,7 @@ export function startProgress(ctx: Ctx, jobs: Job[]): () => void {
   const total = jobs.reduce((a, j) => a + j.size, 0);
   const t0 = ctx.env.now();
   const startFetched = ctx.fetched;
-  const timer = setInterval(() => {
+  return ctx.env.every(1000, () => {
     const done = jobs.reduce((a, j) => a + Math.min(j.done, j.size), 0);
     const secs = Math.max(0.001, (ctx.env.now() - t0) / 1000);
     const rate = (ctx.fetched - startFetched) / secs;
@@ -20,6 +20,5 @@ export function startProgress(ctx: Ctx, jobs: Job[]): () => void {
         files.length ? `  ${files.join(", ")}` : ""
       }`,
     );
-  }, 1000);
-  return () => clearInterval(timer);
+  });
 }

@@ -145,7 +145,7 @@ async function fetchSegments(ctx: Ctx, job: Job, state: PartState, url: string) 
   const canSplit = state.segments.length === 1 && splittable(ctx, job.size);
   const multi = () => state.segments.length > 1;
   const saver = multi() || canSplit
-    ? setInterval(() => multi() && saveState(ctx, job, state).catch(() => {}), 1000)
+    ? ctx.env.every(1000, () => multi() && saveState(ctx, job, state).catch(() => {}))
     : undefined;
   let transferring = true;
   const chase = (multi() || canSplit) && job.hasher
@@ -180,7 +180,7 @@ async function fetchSegments(ctx: Ctx, job: Job, state: PartState, url: string) 
     stopSplit();
     transferring = false;
     await chase;
-    clearInterval(saver);
+    saver?.();
     ctx.signal.removeEventListener("abort", onParent);
     const progressed = state.segments.some((s) => s.pos > s.start) &&
       state.segments.some((s) => s.pos < s.end);
@@ -297,12 +297,12 @@ async function streamOnce(
   signal.addEventListener("abort", onAbort);
   let last = ctx.env.now();
   let stalled = false;
-  const watchdog = setInterval(() => {
+  const stopWatchdog = ctx.env.every(Math.max(20, Math.min(1000, ctx.stallMs / 4)), () => {
     if (ctx.env.now() - last > ctx.stallMs) {
       stalled = true;
       ac.abort(new StallError(`no byte for ${formatDuration(ctx.stallMs)}`));
     }
-  }, Math.max(20, Math.min(1000, ctx.stallMs / 4)));
+  });
   const useRange = !(wholeFile && seg.pos === 0);
   // A split while streaming shortens this segment: the server's extra bytes then belong to other ranges.
   const requestedEnd = seg.end;
@@ -374,7 +374,7 @@ async function streamOnce(
     if (stalled) throw new StallError(`no byte for ${formatDuration(ctx.stallMs)} (watchdog); resuming`);
     throw e;
   } finally {
-    clearInterval(watchdog);
+    stopWatchdog();
     signal.removeEventListener("abort", onAbort);
     file?.close();
   }

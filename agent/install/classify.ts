@@ -8,7 +8,7 @@
  * log (pip retries, then goes on), and any network evidence beats "No matching distribution found",
  * because pip prints exactly that after it skipped an index it could not reach.
  */
-import { canonicalName } from "../profiles/mod.ts";
+import { canonicalName } from "../core/pep503.ts";
 
 export type FailureKind =
   | "network"

@@ -12,7 +12,8 @@ export abstract class HeldLock implements LockHandle {
   protected lostCtl = new AbortController();
   private interruptCtl = new AbortController();
   readonly interrupted: AbortSignal = this.interruptCtl.signal;
-  private timer: ReturnType<typeof setTimeout> | undefined;
+  /** Stops the heartbeat loop's wait at release. */
+  private stopBeats = new AbortController();
   private released = false;
   private unwatch: (() => void)[] = [];
   protected commandPid: number | null = null;
@@ -29,12 +30,14 @@ export abstract class HeldLock implements LockHandle {
   ) {
     this.lost = this.lostCtl.signal;
     heldPaths.add(spec.path);
-    this.schedule();
+    void this.heartbeats();
   }
 
-  private schedule() {
-    this.timer = setTimeout(async () => {
-      if (this.released) return;
+  /** Refreshes the owner record every heartbeatMs (through the Env's clock) until released or lost. */
+  private async heartbeats() {
+    for (;;) {
+      await this.env.sleep(this.s.heartbeatMs, this.stopBeats.signal);
+      if (this.released || this.lost.aborted) return;
       try {
         await this.beat();
       } catch (e) {
@@ -42,8 +45,7 @@ export abstract class HeldLock implements LockHandle {
           `lock "${this.spec.name}": heartbeat failed: ${e instanceof Error ? e.message : e}`,
         );
       }
-      if (!this.released && !this.lost.aborted) this.schedule();
-    }, this.s.heartbeatMs);
+    }
   }
 
   protected abstract beat(): Promise<void>;
@@ -70,7 +72,7 @@ export abstract class HeldLock implements LockHandle {
   async release(): Promise<void> {
     if (this.released) return;
     this.released = true;
-    clearTimeout(this.timer);
+    this.stopBeats.abort();
     if (this.unwatch.length) signalHolders--;
     for (const u of this.unwatch.splice(0)) u();
     heldPaths.delete(this.spec.path);

@@ -6,14 +6,7 @@ import { checkLockPath, readText, writeNew, writeRecord } from "./files.ts";
 import { HeldLock } from "./held.ts";
 import { judgeRecord, makeRecord, newToken, parseOwnerRecord } from "./record.ts";
 import { type Heartbeat, judgeState, readLockState } from "./state.ts";
-import {
-  FLOCK_MAGIC,
-  type LockOptions,
-  type LockSpec,
-  MAX_TIMER_MS,
-  type OwnerRecord,
-  type Settings,
-} from "./types.ts";
+import { FLOCK_MAGIC, type LockOptions, type LockSpec, type OwnerRecord, type Settings } from "./types.ts";
 import { busyError, pause, Waiter } from "./wait.ts";
 
 class LeaseLock extends HeldLock {
@@ -34,6 +27,11 @@ class LeaseLock extends HeldLock {
    * Other hosts see only the heartbeat. So that a command outliving a SIGKILLed mlagent keeps its lease,
    * a small watchdog in its own session touches the heartbeat file while the command (same pid, same start
    * time, not a zombie) lives, and ends with it.
+   *
+   * This is mlagent's one use of a shell (everything else runs argv through agent/core/run.ts): the watchdog
+   * must outlive a SIGKILLed mlagent for as long as the command runs, so it cannot be a task of ours, and a
+   * ten-line POSIX sh loop over /proc costs about 1 MiB where a second mlagent runtime would cost 40. The
+   * script is constant; every value reaches it as a positional argument, never as text spliced into it.
    */
   override async recordCommand(pid: number): Promise<void> {
     await super.recordCommand(pid);
@@ -60,7 +58,7 @@ class LeaseLock extends HeldLock {
         String(this.s.heartbeatMs / 1000),
         this.env.procRoot,
       ],
-      { timeoutMs: MAX_TIMER_MS, newProcessGroup: true, onSpawn: (c) => (this.watchdog = c) },
+      { timeoutMs: Infinity, newProcessGroup: true, onSpawn: (c) => (this.watchdog = c) },
     ).catch(() => {});
   }
 

@@ -97,8 +97,6 @@ export const DEFAULT_TTL_MS = 60_000;
 export const DEFAULT_HEARTBEAT_MS = 10_000;
 export const DEFAULT_POLL_MS = 100;
 export const DEFAULT_NOTICE_MS = 5_000;
-/** setTimeout's largest delay; longer ones fire at once. */
-export const MAX_TIMER_MS = 2 ** 31 - 1;
 export interface Settings {
   ttlMs: number;
   heartbeatMs: number;

@@ -3,7 +3,7 @@ import type { Env } from "../core/env.ts";
 import { failed, MlagentError } from "../core/errors.ts";
 import { formatDuration } from "../core/output.ts";
 import { describeOwner } from "./record.ts";
-import { type LockOptions, type LockSpec, MAX_TIMER_MS, type OwnerRecord, type Settings } from "./types.ts";
+import { type LockOptions, type LockSpec, type OwnerRecord, type Settings } from "./types.ts";
 
 function abortError(spec: LockSpec): MlagentError {
   return failed(`Stopped waiting for lock "${spec.name}": interrupted`);
@@ -34,7 +34,7 @@ export function pause(env: Env, ms: number, ...signals: (AbortSignal | undefined
   const ctl = new AbortController();
   const onAbort = () => ctl.abort();
   for (const s of signals) s?.addEventListener("abort", onAbort, { once: true });
-  return env.sleep(Math.max(0, Math.min(ms, MAX_TIMER_MS)), ctl.signal).finally(() => {
+  return env.sleep(Math.max(0, ms), ctl.signal).finally(() => {
     for (const s of signals) s?.removeEventListener("abort", onAbort);
   });
 }

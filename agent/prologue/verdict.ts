@@ -1,5 +1,6 @@
 /** From checks to a verdict and the scheduler's exit code. */
 import type { Env } from "../core/env.ts";
+import { EXIT } from "../core/errors.ts";
 import { isoTime } from "../core/output.ts";
 import { schedulerJob } from "../core/proc.ts";
 import type { Scheduler } from "./scheduler.ts";
@@ -21,14 +22,14 @@ export function exitCodeFor(
   scheduler: Scheduler | null,
   vars: Record<string, string>,
 ): number {
-  if (verdict === "run") return 0;
-  if (verdict === "node-fault") return 1;
+  if (verdict === "run") return EXIT.ok;
+  if (verdict === "node-fault") return EXIT.failed;
   if (scheduler === "lsf") {
     const abort = Number(vars.LSB_EXIT_PRE_ABORT);
-    return Number.isInteger(abort) && abort > 0 && abort < 256 ? abort : 99;
+    return Number.isInteger(abort) && abort > 0 && abort < 256 ? abort : EXIT.lsfJobAbort;
   }
-  if (scheduler === "slurm") return 0;
-  return 1;
+  if (scheduler === "slurm") return EXIT.ok;
+  return EXIT.failed;
 }
 
 /** Node faults win: a broken node must stop taking jobs whatever the job's own problems are. */

@@ -6,7 +6,8 @@ import {
   parseToolVersion,
   selectInstaller,
 } from "../../checks/installers.ts";
-import { checkPlacement, defaultCacheDir, judgeTmpdir } from "../../checks/tmpdir.ts";
+import { checkPlacement, judgeTmpdir } from "../../checks/tmpdir.ts";
+import { placeCache } from "../../agent/cache/placement.ts";
 import type { Profile } from "../../agent/profiles/types.ts";
 import { hermeticVars, tempDir, testEnv } from "../support/env.ts";
 import { fakeCalls, writeFakeBin } from "../support/fake_bin.ts";
@@ -113,14 +114,15 @@ Deno.test("judgeTmpdir() falls back to /tmp when TMPDIR is missing or a file, an
   }
 });
 
-Deno.test("defaultCacheDir() takes MLAGENT_CACHE_DIR, else a usable TMPDIR, else /tmp", async () => {
+Deno.test("placeCache() takes MLAGENT_CACHE_DIR, else a usable TMPDIR, else /tmp", async () => {
   await using dir = await tempDir();
+  await Deno.chmod(dir.path, 0o700);
   const forced = testEnv({ vars: hermeticVars({ MLAGENT_CACHE_DIR: `${dir.path}/c` }) });
-  assert.equal(defaultCacheDir(forced, await judgeTmpdir(forced)).path, `${dir.path}/c`);
+  assert.equal((await placeCache(forced)).path, `${dir.path}/c`);
   const tmp = testEnv({ vars: hermeticVars({ TMPDIR: dir.path }) });
-  assert.equal(defaultCacheDir(tmp, await judgeTmpdir(tmp)).path, `${dir.path}/mlagent-cache-${tmp.uid}`);
+  assert.equal((await placeCache(tmp)).path, `${dir.path}/mlagent-cache-${tmp.uid}`);
   const broken = testEnv({ vars: hermeticVars({ TMPDIR: `${dir.path}/gone` }) });
-  const c = defaultCacheDir(broken, await judgeTmpdir(broken));
+  const c = await placeCache(broken);
   assert.equal(c.path, `/tmp/mlagent-cache-${broken.uid}`);
   assert.match(c.reason, /does not exist/);
 });

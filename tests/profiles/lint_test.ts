@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { canonicalName, lintProfile, parseRequirement } from "../../agent/profiles/mod.ts";
+import { lintProfile, parseRequirement } from "../../agent/profiles/mod.ts";
+import { canonicalName } from "../../agent/core/pep503.ts";
 
 const COMMIT = "dcba3cb2e2827b402d2701e7e1c7d9fed8a20ef1";
 
