@@ -4,9 +4,26 @@ import type { Profile } from "../agent/profiles/types.ts";
 
 export type CheckStatus = "pass" | "warn" | "fail" | "skip";
 
+/** Every doctor check id. Part of the JSON contract: renaming one breaks users' scripts and alerts. */
+export type CheckId =
+  | "gpu.driver"
+  | "gpu.devices"
+  | "gpu.health"
+  | "cuda.toolkit"
+  | "cuda.driver_compat"
+  | "cuda.wheels"
+  | "python.interpreter"
+  | "python.headers"
+  | "python.venv"
+  | "disk.space"
+  | "tmpdir"
+  | "cache.fs"
+  | "venv.fs"
+  | "cache.link_mode"
+  | "installer";
+
 export interface CheckResult {
-  /** Stable dotted id: gpu.driver, cuda.toolkit, python.headers, disk.space, tmpdir, cache.fs, installer ... */
-  id: string;
+  id: CheckId;
   status: CheckStatus;
   /** The actual value against the expected one, with units. */
   message: string;
@@ -35,7 +52,7 @@ export interface CheckContext {
 export type Check = (ctx: CheckContext) => Promise<CheckResult[]>;
 
 export const result = (
-  id: string,
+  id: CheckId,
   status: CheckStatus,
   message: string,
   remedy: string | null = null,

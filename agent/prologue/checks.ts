@@ -17,7 +17,7 @@ import { modelsCheck, venvCheck } from "./files.ts";
 import { evaluateJobGpus } from "./gpus.ts";
 import { gatherXids, xidSeverity } from "./kernel_log.ts";
 import type { GpuRequest } from "./scheduler.ts";
-import type { Fault, PrologueCheck, PrologueOptions, PrologueReport } from "./types.ts";
+import type { Fault, PrologueCheck, PrologueCheckId, PrologueOptions, PrologueReport } from "./types.ts";
 import { check } from "./verdict.ts";
 
 /** What every task may use: the job, the places it touches, the time left, and what other tasks found. */
@@ -39,7 +39,7 @@ export interface PrologueContext {
   /** True when a `stat` child found `path` hung (a dead network mount): nothing in-process may touch it. */
   hung(path: string): Promise<boolean>;
   /** A check for a path that did not answer. */
-  fsHung(id: string, role: string, path: string): PrologueCheck;
+  fsHung(id: PrologueCheckId, role: string, path: string): PrologueCheck;
   /** Resolves when the task that owns check `id` has finished (or missed its deadline). */
   settled(id: string): Promise<unknown>;
   /** Filled in by the tasks as they finish; a task past its deadline leaves its part null. */
@@ -48,7 +48,7 @@ export interface PrologueContext {
 
 export interface PrologueTask {
   /** The check ids it reports (all of them, even when it times out). */
-  ids: string[];
+  ids: PrologueCheckId[];
   /** What a miss of the deadline means: a node fault, a job fault, or only a warning. */
   fault: Fault | "warn";
   /** Words for "... did not finish within N ms". */

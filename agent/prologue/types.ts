@@ -6,8 +6,23 @@ import type { Scheduler } from "./scheduler.ts";
 export type Fault = "node" | "job";
 export type PrologueStatus = "pass" | "warn" | "fail" | "skip";
 
+/** Every prologue check id (part of the JSON contract; shared ones mean what doctor's do). */
+export type PrologueCheckId =
+  /** Reported alone when the job cannot be judged at all: a bad flag, or a profile that does not load. */
+  | "usage"
+  | "profile"
+  | "gpu.request"
+  | "gpu.visible"
+  | "gpu.health"
+  | "cuda.wheels"
+  | "kernel.xid"
+  | "tmpdir"
+  | "disk.space"
+  | "venv.ready"
+  | "models.complete";
+
 export interface PrologueCheck {
-  id: string;
+  id: PrologueCheckId;
   status: PrologueStatus;
   /** Whose problem a fail is; null for pass, warn and skip. */
   fault: Fault | null;

@@ -4,7 +4,14 @@ import { EXIT } from "../core/errors.ts";
 import { isoTime } from "../core/output.ts";
 import { schedulerJob } from "../core/proc.ts";
 import type { Scheduler } from "./scheduler.ts";
-import type { Fault, PrologueCheck, PrologueReport, PrologueStatus, Verdict } from "./types.ts";
+import type {
+  Fault,
+  PrologueCheck,
+  PrologueCheckId,
+  PrologueReport,
+  PrologueStatus,
+  Verdict,
+} from "./types.ts";
 
 export const GIB = 1024 ** 3;
 
@@ -41,7 +48,7 @@ export function verdictOf(checks: PrologueCheck[]): Verdict {
 }
 
 export const check = (
-  id: string,
+  id: PrologueCheckId,
   status: PrologueStatus,
   message: string,
   opts: { fault?: Fault; remedy?: string | null; timedOut?: boolean } = {},
@@ -59,7 +66,7 @@ export const check = (
 export function jobFaultReport(
   env: Env,
   scheduler: Scheduler | null,
-  id: string,
+  id: PrologueCheckId,
   message: string,
   remedy: string | null,
   profile: string | null,

@@ -145,7 +145,7 @@ Deno.test("exitCodeFor() maps node and job faults to each scheduler's meaning", 
 
 Deno.test("verdictOf() lets a node fault win over a job fault", () => {
   const c = (status: "pass" | "fail" | "warn", fault: "node" | "job" | null): PrologueCheck => ({
-    id: "x",
+    id: "gpu.visible",
     status,
     fault,
     message: "",

@@ -1,0 +1,105 @@
+/**
+ * The house rules a reader relies on to find things: agent/ never reaches up into the commands, checks/ sits
+ * below install and prologue (it may use only core, the cache's placement rule and data), and no module
+ * imports itself in a circle. Read from the source's own import lines, so a new file is held to them too.
+ */
+import assert from "node:assert/strict";
+import { REPO_ROOT } from "./support/env.ts";
+
+interface Edge {
+  from: string;
+  to: string;
+  typeOnly: boolean;
+}
+
+function sourceFiles(dir: string): string[] {
+  const out: string[] = [];
+  for (const e of Deno.readDirSync(`${REPO_ROOT}/${dir}`)) {
+    const rel = `${dir}/${e.name}`;
+    if (e.isDirectory) out.push(...sourceFiles(rel));
+    else if (e.name.endsWith(".ts")) out.push(rel);
+  }
+  return out;
+}
+
+function normalize(path: string): string {
+  const out: string[] = [];
+  for (const part of path.split("/")) {
+    if (part === "..") out.pop();
+    else if (part !== "." && part !== "") out.push(part);
+  }
+  return out.join("/");
+}
+
+/** Every relative import and re-export of the program's own modules, static and dynamic. */
+function importEdges(): Edge[] {
+  const edges: Edge[] = [];
+  for (const file of ["main.ts", ...sourceFiles("agent"), ...sourceFiles("checks")]) {
+    const text = Deno.readTextFileSync(`${REPO_ROOT}/${file}`);
+    const dir = file.includes("/") ? file.slice(0, file.lastIndexOf("/")) : "";
+    const pattern = /^(?:import|export)\s+(type\s+)?[^;]*?from\s+"(\.[^"]+)"|import\(\s*"(\.[^"]+)"\s*\)/gm;
+    for (const m of text.matchAll(pattern)) {
+      const spec = m[2] ?? m[3];
+      edges.push({ from: file, to: normalize(`${dir}/${spec}`), typeOnly: !!m[1] });
+    }
+  }
+  return edges;
+}
+
+const EDGES = importEdges();
+
+Deno.test("the import reader sees static, type-only and dynamic imports", () => {
+  const has = (from: string, to: string) => EDGES.some((e) => e.from === from && e.to === to);
+  assert.ok(has("main.ts", "agent/cli.ts"));
+  assert.ok(has("agent/commands/mod.ts", "agent/commands/doctor.ts"), "dynamic import");
+  assert.ok(EDGES.some((e) => e.typeOnly), "type-only imports");
+});
+
+Deno.test("nothing under agent/ outside agent/commands/ imports from agent/commands/", () => {
+  const bad = EDGES.filter((e) =>
+    e.from.startsWith("agent/") && !e.from.startsWith("agent/commands/") && e.to.startsWith("agent/commands/")
+  );
+  assert.deepEqual(bad, []);
+});
+
+Deno.test("checks/ imports from agent/ only core, the cache placement rule, CUDA data and profile types", () => {
+  const allowed = (to: string) =>
+    to.startsWith("agent/core/") || to === "agent/cache/placement.ts" || to === "agent/compat.ts" ||
+    to.startsWith("agent/data/") || to === "agent/profiles/types.ts" || to.startsWith("checks/");
+  const bad = EDGES.filter((e) => e.from.startsWith("checks/") && !allowed(e.to));
+  assert.deepEqual(bad, []);
+});
+
+Deno.test("agent/core/ depends on nothing above it", () => {
+  const bad = EDGES.filter((e) => e.from.startsWith("agent/core/") && !e.to.startsWith("agent/core/"));
+  assert.deepEqual(bad, []);
+});
+
+Deno.test("no module loads itself through a circle of imports", () => {
+  const graph = new Map<string, string[]>();
+  for (const e of EDGES.filter((e) => !e.typeOnly)) graph.set(e.from, [...(graph.get(e.from) ?? []), e.to]);
+  const state = new Map<string, "open" | "done">();
+  const cycles: string[][] = [];
+  const visit = (node: string, path: string[]) => {
+    if (state.get(node) === "done") return;
+    if (state.get(node) === "open") {
+      cycles.push([...path.slice(path.indexOf(node)), node]);
+      return;
+    }
+    state.set(node, "open");
+    for (const next of graph.get(node) ?? []) visit(next, [...path, node]);
+    state.set(node, "done");
+  };
+  for (const node of graph.keys()) visit(node, []);
+  assert.deepEqual(cycles, []);
+});
+
+Deno.test("only main.ts reads Deno.args, and nothing outside main.ts and core/env.ts ends the process", () => {
+  const offenders: string[] = [];
+  for (const file of [...sourceFiles("agent"), ...sourceFiles("checks")]) {
+    const text = Deno.readTextFileSync(`${REPO_ROOT}/${file}`);
+    if (/\bDeno\.args\b/.test(text)) offenders.push(`${file}: Deno.args`);
+    if (/\bDeno\.exit\(/.test(text) && file !== "agent/core/env.ts") offenders.push(`${file}: Deno.exit`);
+  }
+  assert.deepEqual(offenders, []);
+});
