@@ -35,6 +35,7 @@ Environment:
   MLAGENT_CACHE_DIR    node-local installer cache root
   MLAGENT_MODELS_DIR   where models go (default $XDG_DATA_HOME/mlagent/models)
   MLAGENT_RETRY_BASE_MS  first network retry delay (default 1000; doubled per attempt, with jitter)
+  MLAGENT_STAGE_CONSTRAINTS=0  resolve each stage alone (profile authors: shows what a profile leaves loose)
 
 Exit codes: 0 ready, 1 failed (message names the stage, package and fix), 2 bad profile or flag,
 3 the venv is locked by another install (--no-wait).`;

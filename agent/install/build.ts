@@ -12,6 +12,7 @@ import { describeRun } from "../core/run.ts";
 import { baseReport } from "./report.ts";
 import { runStage, type StageOutcome } from "./stages.ts";
 import type { InstallAction, InstallOptions, InstallPlan, InstallReport, StageReport } from "./types.ts";
+import { driftedPins, profilePins } from "./pins.ts";
 
 function ownerDead(env: Env, st: VenvState): boolean {
   const o = st.owner;
@@ -243,6 +244,35 @@ async function runStagesAndVerify(
     });
   }
 
+  // Every pin must still hold after the last stage: a stage resolved without constraints (or an installer
+  // that ignored them) may have moved an earlier one, and a venv with the wrong torch is not ready.
+  const installed = await listInstalled(env, venvDir);
+  const drifted = driftedPins(profilePins(plan.profile), installed);
+  if (drifted.length) {
+    const list = drifted.map((d) =>
+      `${d.name}==${d.version} (stage "${d.stage}") is ${
+        d.installed === null ? "not installed" : `now ${d.installed}`
+      }`
+    );
+    throw await fail(
+      null,
+      "pins",
+      failed(
+        `install ${plan.profile.name}: pins did not hold after the last stage: ${list.join("; ")}`,
+        "A later stage moved them: pin the dependency that pulled the other version (see the install log), " +
+          "or keep MLAGENT_STAGE_CONSTRAINTS unset so each stage installs with the earlier pins as constraints",
+        {
+          drifted: drifted.map((d) => ({
+            package: d.name,
+            pin: d.version,
+            stage: d.stage,
+            installed: d.installed,
+          })),
+        },
+      ),
+    );
+  }
+
   const verify: InstallReport["verify"] = [];
   for (const step of plan.profile.verify) {
     if (step.requires_gpu && !plan.gpuPresent) {
@@ -278,7 +308,7 @@ async function runStagesAndVerify(
     env.log.info(`verify ${step.name}: ok`);
   }
 
-  state.packages = await listInstalled(env, venvDir);
+  state.packages = installed;
   state.plan.installer = installer.kind;
   state.status = "ready";
   state.finished_at = isoTime(env.now());

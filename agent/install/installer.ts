@@ -69,6 +69,8 @@ export interface StageCommandInput {
   crossDevice: boolean;
   /** True when MLAGENT_INDEX_URL is set: environment-configured indexes are dropped so only the mirror is used. */
   mirrorOnly: boolean;
+  /** A constraints file holding earlier stages' pins (pip -c, uv --constraint); null for none. */
+  constraintsFile?: string | null;
 }
 
 export interface StageCommand {
@@ -128,6 +130,9 @@ export function stageCommand(input: StageCommandInput): StageCommand {
       const host = httpHost(u);
       if (host && input.mirrorOnly) argv.push("--trusted-host", host);
     }
+  }
+  if (input.constraintsFile) {
+    argv.push(installer.kind === "uv" ? "--constraint" : "-c", input.constraintsFile);
   }
   if (stage.no_build_isolation) argv.push("--no-build-isolation");
   if (stage.no_deps) argv.push("--no-deps");

@@ -2,8 +2,8 @@
 import { createHash } from "node:crypto";
 import type { Env } from "../core/env.ts";
 import { badInput, failed } from "../core/errors.ts";
-import { loadProfile, profileSha256, stageSha256 } from "../profiles/mod.ts";
-import type { CudaVariant, ModelSpec, Profile } from "../profiles/types.ts";
+import { loadProfile, parseRequirement, profileSha256, stageSha256 } from "../profiles/mod.ts";
+import type { CudaVariant, ModelSpec, Profile, Stage } from "../profiles/types.ts";
 import { absolute, modelsRoot, venvDir as venvDirOf, venvRoot } from "../core/paths.ts";
 import type { GpuFacts } from "../../checks/gpu.ts";
 import { checkJson, runDoctor } from "../../checks/mod.ts";
@@ -11,7 +11,7 @@ import type { CheckResult } from "../../checks/types.ts";
 import { compareVersions, selectCudaVariant } from "../compat.ts";
 import { chooseInstaller, stageCommand, stageIndexes } from "./installer.ts";
 import { probePython, type PythonInfo } from "./venv.ts";
-import { readVenvState } from "./state.ts";
+import { readVenvState, stateDirOf } from "./state.ts";
 import { cacheSubdirs, resolveCacheDir } from "../cache/mod.ts";
 import { mountForPath, sameFilesystem } from "../core/mounts.ts";
 import { chooseInterpreter, pythonSatisfies } from "./interpreter.ts";
@@ -102,8 +102,12 @@ export async function planInstall(
 
   const stages: PlannedStage[] = [];
   let prev = sha("stages", python.version, installer.kind);
-  for (const stage of profile.stages) {
+  const constrain = env.vars.MLAGENT_STAGE_CONSTRAINTS !== "0";
+  const earlierPins: string[] = [];
+  for (const [i, stage] of profile.stages.entries()) {
     const idx = stageIndexes(stage, cuda, mirror);
+    const constraints = constrain ? [...earlierPins] : [];
+    const constraintsFile = constraints.length ? constraintsFileFor(venvDir, i, stage.name) : null;
     const command = stageCommand({
       installer,
       venvDir,
@@ -112,7 +116,9 @@ export async function planInstall(
       cacheDir,
       crossDevice,
       mirrorOnly: mirror !== null,
+      constraintsFile,
     });
+    for (const pin of exactPins(stage)) if (!earlierPins.includes(pin)) earlierPins.push(pin);
     // The mirror is where pins come from, not what they are: changing it must not reinstall anything.
     const usesCuda = stage.index_url === "cuda" || (stage.extra_index_urls ?? []).includes("cuda");
     prev = sha(prev, stageSha256(stage), usesCuda && cuda ? cuda.name : "");
@@ -124,6 +130,8 @@ export async function planInstall(
       // mirror); only an index we know is probed, so a node that cannot see PyPI is not failed for nothing.
       indexes: [idx.indexUrl ?? configuredIndex(env, installer.kind), ...idx.extraIndexUrls]
         .filter((u): u is string => !!u),
+      constraints,
+      constraintsFile,
     });
   }
   const pSha = profileSha256(profile);
@@ -147,6 +155,20 @@ export async function planInstall(
     models,
     gpuPresent: devices > 0 || (profile.gpu.required && !forced),
   };
+}
+
+/**
+ * A stage's exact version pins as constraints lines (`name==version`, canonical name, no extras: pip and uv
+ * refuse extras and direct URLs in constraints). A direct reference (git, archive URL) has no version to hold.
+ */
+export function exactPins(stage: Stage): string[] {
+  return stage.packages.map(parseRequirement)
+    .filter((r) => r.kind === "version" && r.version !== null)
+    .map((r) => `${r.name}==${r.version}${r.marker ? ` ; ${r.marker}` : ""}`);
+}
+
+function constraintsFileFor(venvDir: string, index: number, stageName: string): string {
+  return `${stateDirOf(venvDir)}/constraints/${index}-${stageName.replace(/[^A-Za-z0-9._-]/g, "_")}.txt`;
 }
 
 /**

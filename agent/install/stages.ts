@@ -17,18 +17,37 @@ import { describeRun } from "../core/run.ts";
 
 import { backoffMs, NETWORK_ATTEMPTS, probeIndex, REACH_DETAIL } from "./reach.ts";
 import type { InstallPlan, PlannedStage } from "./types.ts";
+import { writeFileAtomic } from "../core/atomic.ts";
+import { describeConflict, findPinConflict, profilePins } from "./pins.ts";
 
-/** A stage's command for another installer than planned (uv broke): same stage, that installer's own cache. */
-function commandFor(plan: InstallPlan, stage: Stage, installer: InstallerChoice): StageCommand {
+/**
+ * A stage's command for another installer than planned (uv broke: that installer's own cache) or without
+ * the cache (`uncached`); the same indexes and constraints as planned.
+ */
+function commandFor(
+  plan: InstallPlan,
+  stage: Stage,
+  ps: PlannedStage,
+  installer: InstallerChoice,
+  { uncached = false } = {},
+): StageCommand {
   return stageCommand({
     installer,
     venvDir: plan.venvDir,
     stage,
     indexes: stageIndexes(stage, plan.cuda, plan.mirror),
-    cacheDir: cacheDirFor(plan, installer.kind),
-    crossDevice: plan.crossDevice,
+    cacheDir: uncached ? null : cacheDirFor(plan, installer.kind),
+    crossDevice: uncached || plan.crossDevice,
     mirrorOnly: plan.mirror !== null,
+    constraintsFile: ps.constraintsFile,
   });
+}
+
+/** Writes the stage's constraints file (earlier stages' pins) where its argv names it. */
+async function writeConstraints(env: Env, ps: PlannedStage): Promise<void> {
+  if (!ps.constraintsFile) return;
+  await env.fs.mkdir(ps.constraintsFile.slice(0, ps.constraintsFile.lastIndexOf("/")), { recursive: true });
+  await writeFileAtomic(env, ps.constraintsFile, ps.constraints.join("\n") + "\n");
 }
 
 /** uv and pip keep separate caches side by side: <cache root>/uv, <cache root>/pip. */
@@ -91,7 +110,8 @@ export async function runStage(
 ): Promise<StageOutcome> {
   let installer = initial;
   // An earlier stage may have switched to pip; the planned argv is for the planned installer.
-  let command = installer.kind === plan.installer.kind ? ps.command : commandFor(plan, stage, installer);
+  let command = installer.kind === plan.installer.kind ? ps.command : commandFor(plan, stage, ps, installer);
+  await writeConstraints(env, ps);
   let networkFailures = 0;
   let heals = 0;
   let uncached = false;
@@ -120,7 +140,7 @@ export async function runStage(
     if (installer.kind === "uv" && uvItselfBroke(r)) {
       env.log.warn(`uv itself failed (${describeRun(r)}); falling back to pip for the remaining stages`);
       installer = { kind: "pip", uv: null, reason: "uv failed" };
-      command = commandFor(plan, stage, installer);
+      command = commandFor(plan, stage, ps, installer);
       continue;
     }
     const consoleOutput = r.kind === "not-found" ? `${r.program}: not found` : `${r.stdout}\n${r.stderr}`;
@@ -177,19 +197,32 @@ export async function runStage(
       env.log.warn(
         `stage ${ps.name}: ${verdict.cause ?? "the cache is unusable here"}; retrying once without it`,
       );
-      command = stageCommand({
-        installer,
-        venvDir: plan.venvDir,
-        stage,
-        indexes: stageIndexes(stage, plan.cuda, plan.mirror),
-        cacheDir: null,
-        crossDevice: true,
-        mirrorOnly: plan.mirror !== null,
-      });
+      command = commandFor(plan, stage, ps, installer, { uncached: true });
       continue;
     }
-    const pkg = verdict.package ?? packageFromOutput(output);
     const tail = tailLines(consoleOutput, 20);
+    const conflict = ps.constraints.length
+      ? findPinConflict(
+        output,
+        profilePins(plan.profile).filter((p) => ps.constraints.some((c) => c.startsWith(`${p.name}==`))),
+      )
+      : null;
+    if (conflict) {
+      return {
+        ok: false,
+        verdict: { ...verdict, kind: "resolution", package: conflict.required_by },
+        installer,
+        error: failed(
+          `install ${plan.profile.name}: stage "${ps.name}" conflicts with an earlier pin: ${
+            describeConflict(conflict)
+          }`,
+          `Pin a version of ${conflict.required_by} that accepts ${conflict.pin} in stage "${ps.name}", ` +
+            `or change the pin in stage "${conflict.pinned_by_stage}"`,
+          { stage: ps.name, package: conflict.required_by, kind: "resolution", conflict, output_tail: tail },
+        ),
+      };
+    }
+    const pkg = verdict.package ?? packageFromOutput(output);
     const what = verdict.kind === "unknown" ? "failed" : `failed (${verdict.kind})`;
     return {
       ok: false,

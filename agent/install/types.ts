@@ -24,6 +24,13 @@ export interface PlannedStage {
   fingerprint: string;
   command: StageCommand;
   indexes: string[];
+  /**
+   * The exact pins of every earlier stage (`name==version`), installed as constraints so this stage cannot
+   * move them; empty for the first stage, or with MLAGENT_STAGE_CONSTRAINTS=0.
+   */
+  constraints: string[];
+  /** Where the constraints are written before the stage runs (inside the venv's state dir); null when none. */
+  constraintsFile: string | null;
 }
 
 export interface InstallPlan {

@@ -51,6 +51,9 @@ export const normalizeName = (name: string) => name.toLowerCase().replace(/[-_.]
  * - mla-slow 1.0, an sdist whose build writes its process group id to $MLA_BUILD_STARTED
  *   (when set) and sleeps $MLA_SLOW_BUILD_S.
  * - mla-broken 1.0, an sdist whose build always fails.
+ * - mla-base 1.0 and 2.0; mla-mid 1.0 (needs mla-base>=1.0) and 2.0 (needs mla-base>=2.0); mla-top 1.0
+ *   (needs mla-mid, unpinned): a later stage that can move an earlier stage's pin of mla-base, the way
+ *   xfuser's unpinned optimum-quanto moves torch. mla-wants-new 1.0 needs mla-base>=2.0 outright.
  */
 export const DEFAULT_DISTS: DistSpec[] = [
   { name: "mla-gamma", version: "1.0" },
@@ -81,6 +84,12 @@ export const DEFAULT_DISTS: DistSpec[] = [
     kind: "sdist",
     buildHook: "raise RuntimeError('mla-broken: this build always fails (test fixture)')",
   },
+  { name: "mla-base", version: "1.0" },
+  { name: "mla-base", version: "2.0" },
+  { name: "mla-mid", version: "1.0", requires: ["mla-base>=1.0"] },
+  { name: "mla-mid", version: "2.0", requires: ["mla-base>=2.0"] },
+  { name: "mla-top", version: "1.0", requires: ["mla-mid"] },
+  { name: "mla-wants-new", version: "1.0", requires: ["mla-base>=2.0"] },
 ];
 
 export interface DistSet {
