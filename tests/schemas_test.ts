@@ -57,6 +57,13 @@ const CASES: Case[] = [
     argv: (c) => ["install", `${c.dir}/profiles/tiny.json`, "--dry-run", "--force"],
     codes: [0],
   },
+  { schema: "verify", name: "verify of a ready venv", argv: () => ["verify", "demo"], codes: [0, 1] },
+  {
+    schema: "verify",
+    name: "verify --deep of a failed venv",
+    argv: () => ["verify", "broken", "--deep"],
+    codes: [1],
+  },
   { schema: "profiles", name: "profiles list", argv: () => ["profiles", "list"], codes: [0] },
   { schema: "profiles", name: "profiles show", argv: () => ["profiles", "show", "yolo"], codes: [0] },
   {
@@ -168,6 +175,7 @@ Deno.test(
     await writeProfile(n, demo);
     await writeProfile(n, testProfile("missing-venv"));
     await writeVenv(n.root, "demo", { status: "ready", profile: demo });
+    await writeProfile(n, testProfile("broken"));
     await writeVenv(n.root, "broken", { status: "failed", profile: testProfile("broken") });
     await writeProfile(n, testProfile("tiny", { stages: [{ name: "one", packages: ["mla-gamma==1.0"] }] }));
 

@@ -23,6 +23,11 @@ export const COMMANDS: readonly CommandEntry[] = [
     load: async () => (await import("./download.ts")).downloadCommand,
   },
   {
+    name: "verify",
+    summary: "Prove a profile's venv and models are whole (cron, prologue --verify)",
+    load: async () => (await import("./verify.ts")).verifyCommand,
+  },
+  {
     name: "status",
     summary: "Report venvs, models, cache, locks and the last doctor verdict",
     load: async () => (await import("./status.ts")).statusCommand,

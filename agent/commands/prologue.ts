@@ -22,7 +22,8 @@ import {
 } from "../prologue/scheduler.ts";
 
 const HELP =
-  `Usage: mlagent prologue [--profile NAME] [--scheduler lsf|slurm|auto] [--timeout SECONDS] [--install] [--json]
+  `Usage: mlagent prologue [--profile NAME] [--scheduler lsf|slurm|auto] [--timeout SECONDS] [--check-timeout SECONDS]
+                        [--install] [--verify] [--root DIR] [--json]
 
 Decides whether this node may start this job, within a deadline. Checks, side by side, each with its own
 deadline and its probes in their own process group:
@@ -33,7 +34,9 @@ deadline and its probes in their own process group:
   cuda.wheels       the driver runs the venv's CUDA wheels (or one of the profile's variants)
   kernel.xid        no GPU-fault Xid errors in the kernel log in the last hour (where the log is readable)
   tmpdir, disk.space TMPDIR writable; at least 1 GiB free for the venv root and TMPDIR
-  venv.ready        the profile's venv is ready, built for the current profile, and its python runs
+  venv.ready        the profile's venv is ready, built for the current profile, its python runs, and every
+                    pinned package is whole (present at its pin, every RECORD file at its size)
+  venv.verify       with --verify: the profile's verify steps pass in the venv
   models.complete   the profile's models are complete on disk
 Filesystems are first touched by a \`stat\` child with a timeout, so a dead NFS mount is reported as timed
 out instead of hanging the job start. No network access unless --install.
@@ -44,6 +47,7 @@ Options:
   --timeout S        deadline for the whole prologue in seconds (default 30; 3600 with --install)
   --check-timeout S  deadline for each check (default: the whole deadline)
   --install          install a missing or outdated venv (under the venv's lock) instead of failing
+  --verify           also run the profile's verify steps in the venv (a failing GPU step is a node fault)
   --root DIR         venv root (default MLAGENT_ROOT)
   --json             one JSON document on stdout
 
@@ -77,6 +81,7 @@ async function runPrologueCommand(env: Env, argv: string[]): Promise<Outcome> {
     timeout: { type: "string" },
     "check-timeout": { type: "string" },
     install: { type: "boolean" },
+    verify: { type: "boolean" },
     root: { type: "string" },
   }, { allowPositionals: false });
 
@@ -98,6 +103,7 @@ async function runPrologueCommand(env: Env, argv: string[]): Promise<Outcome> {
       timeoutMs: Math.round(timeoutS * 1000),
       checkTimeoutMs: checkS !== undefined ? Math.round(checkS * 1000) : undefined,
       install: values.install ?? false,
+      verify: values.verify ?? false,
     });
   } catch (e) {
     if (!(e instanceof MlagentError) || scheduler === null) throw e;

@@ -16,7 +16,9 @@ const HELP =
 Reports, without changing anything and without the network:
   node      host, boot id, scheduler job id (LSB_JOBID / SLURM_JOB_ID)
   venvs     every venv under the root: ready, installing (owner alive), installing-dead-owner, failed,
-            outdated (its profile changed since it was built), interpreter-gone, corrupt-state, no-state
+            outdated (its profile changed since it was built), interpreter-gone, corrupt-state, no-state,
+            damaged (a pinned package gone, at another version, or missing files); the overview checks each
+            pinned package's dist-info only ("listing"), a PROFILE named checks every file its RECORD lists
   profiles  for each PROFILE named: its venv and its models (complete, or which files are missing/partial)
   cache     the installer cache: path, filesystem, size, last heal
   locks     held and stale locks (node-local lock dir and beside the venvs)

@@ -34,6 +34,25 @@ export function modelsRoot(env: Env): string {
   );
 }
 
+/**
+ * Where a profile's model goes: `local_dir` below the models root, else `<models root>/<repo>`. A local_dir
+ * that would leave the models root (`../../etc`, an absolute path elsewhere) is bad input: a profile from
+ * someone else must not make mlagent write outside the place it was given.
+ */
+export function modelDir(env: Env, repo: string, localDir?: string): string {
+  const root = modelsRoot(env);
+  const dir = localDir ? absolute({ ...env, cwd: root }, localDir) : absolute(env, `${root}/${repo}`);
+  if (!dir.startsWith(`${root}/`)) {
+    throw badInput(
+      `model ${repo}: local_dir ${
+        JSON.stringify(localDir ?? repo)
+      } resolves to ${dir}, outside the models root ${root}`,
+      "give local_dir relative to the models root (MLAGENT_MODELS_DIR), without '..'",
+    );
+  }
+  return dir;
+}
+
 /** The Hugging Face home: HF_HOME, else $XDG_CACHE_HOME/huggingface. */
 export function hfHome(env: Env): string {
   return absolute(env, env.vars.HF_HOME ?? `${env.vars.XDG_CACHE_HOME || `${home(env)}/.cache`}/huggingface`);

@@ -2,17 +2,28 @@
 import type { Env } from "../core/env.ts";
 import { failed, MlagentError } from "../core/errors.ts";
 
-import { createVenv, inspectVenv, listInstalled, tailLines, venvPython } from "./venv.ts";
+import { createVenv, inspectVenv, listInstalled } from "./venv.ts";
 import { readVenvState, stateFileOf, type VenvState, writeVenvState } from "./state.ts";
 import { cacheLockSpec, withLock } from "../lock/mod.ts";
 import { cacheRootOf, resolveCacheDir } from "../cache/mod.ts";
 import { bootId, isAlive, selfIdentity } from "../core/proc.ts";
 import { isoTime } from "../core/output.ts";
-import { describeRun } from "../core/run.ts";
+
 import { baseReport } from "./report.ts";
 import { runStage, type StageOutcome } from "./stages.ts";
-import type { InstallAction, InstallOptions, InstallPlan, InstallReport, StageReport } from "./types.ts";
+import type {
+  InstallAction,
+  InstallOptions,
+  InstallPlan,
+  InstallReport,
+  PlannedStage,
+  StageReport,
+} from "./types.ts";
 import { driftedPins, profilePins } from "./pins.ts";
+import { checkIntegrity, describeIntegrity, type IntegrityReport, pinnedDistributions } from "./integrity.ts";
+import { type InstallerChoice, stageCommand, stageIndexes } from "./installer.ts";
+import type { Stage } from "../profiles/types.ts";
+import { runVerifyStep } from "./verify_steps.ts";
 
 function ownerDead(env: Env, st: VenvState): boolean {
   const o = st.owner;
@@ -109,11 +120,28 @@ export async function installLocked(
     else if (!chainOk) s.status = "pending";
   }
 
-  if (rebuild && found.kind !== "missing") {
+  // Distributions of stages already done that are damaged (files gone, another version): reinstalled alone
+  // below, before the pending stages run; the fast stat check, so an intact venv costs milliseconds.
+  const doneStages = new Set(state.stages.filter((s) => s.status === "done").map((s) => s.name));
+  const damage = !rebuild && found.kind === "ok" && doneStages.size
+    ? checkIntegrity(
+      env,
+      venvDir,
+      pinnedDistributions(plan.profile).filter((d) => doneStages.has(d.stage)),
+      "full",
+    )
+    : null;
+  if (damage && !damage.ok) {
+    env.log.warn(`${venvDir} is damaged (${describeIntegrity(damage)}); reinstalling only those packages`);
+    action = "repaired";
+  }
+
+  const removeVenv = async () => {
     // State first: a reader that sees no state file never trusts the venv being removed.
     await env.fs.remove(stateFileOf(venvDir)).catch(() => {});
     await env.fs.remove(venvDir, { recursive: true });
-  }
+  };
+  if (rebuild && found.kind !== "missing") await removeVenv();
   const save = async () => {
     state.updated_at = isoTime(env.now());
     await writeVenvState(env, venvDir, state);
@@ -158,14 +186,32 @@ export async function installLocked(
       }
       await save();
     }
-    return await runStagesAndVerify(env, plan, state, {
-      action,
-      started,
-      save,
-      fail,
-      interrupt,
-      interrupted,
-    });
+    const ctx: RunContext = { action, started, save, fail, interrupt, interrupted };
+    const repairs: StageReport[] = [];
+    if (damage && !damage.ok) {
+      const repaired = await repairDamaged(env, plan, damage, interrupt.signal, repairs);
+      if (interrupt.signal.aborted) throw await fail(null, "interrupted", interrupted());
+      if (!repaired) {
+        // A targeted reinstall that does not take (the cache and the index both lack the wheel, a build that
+        // no longer works) falls back to what always works: a fresh venv.
+        env.log.warn(`reinstalling the damaged packages did not repair ${venvDir}; rebuilding it`);
+        ctx.action = "rebuilt";
+        repairs.length = 0;
+        await removeVenv();
+        for (const st of state.stages) st.status = "pending";
+        await save();
+        await createVenv(env, plan.python.executable, venvDir, {
+          uv: plan.installer.uv,
+          withPip: true,
+          signal: interrupt.signal,
+        }).catch(async (e) => {
+          if (e instanceof MlagentError) throw await fail(null, "venv", e);
+          throw e;
+        });
+      }
+    }
+    const report = await runStagesAndVerify(env, plan, state, ctx);
+    return { ...report, stages: [...repairs, ...report.stages] };
   } finally {
     for (const u of unhook) u();
   }
@@ -209,19 +255,9 @@ async function runStagesAndVerify(
     }
     const stage = plan.profile.stages[i];
     const t0 = env.now();
-    // The cache lock keeps a scheduled `cache heal` out while the installer reads the cache; a heal after
-    // a failure of this stage runs inside the same hold. Stages that skip the cache do not take it.
-    const cacheRoot = ps.command.cached && plan.cacheDir ? cacheRootOf(plan.cacheDir) : null;
     let outcome: StageOutcome;
     try {
-      outcome = cacheRoot
-        ? await withLock(
-          env,
-          cacheLockSpec(env, cacheRoot, `install ${plan.profile.name}`),
-          { timeoutMs: 30 * 60_000, handleSignals: false, signal: interrupt.signal },
-          () => runStage(env, plan, stage, ps, installer, interrupt.signal),
-        )
-        : await runStage(env, plan, stage, ps, installer, interrupt.signal);
+      outcome = await runStageWithCache(env, plan, stage, ps, installer, interrupt.signal);
     } catch (e) {
       if (interrupt.signal.aborted) throw await fail(ps.name, "interrupted", interrupted());
       if (e instanceof MlagentError) throw await fail(ps.name, e.code, e);
@@ -275,37 +311,45 @@ async function runStagesAndVerify(
 
   const verify: InstallReport["verify"] = [];
   for (const step of plan.profile.verify) {
-    if (step.requires_gpu && !plan.gpuPresent) {
-      verify.push({ name: step.name, ok: true, skipped: true, duration_ms: 0 });
-      env.log.info(`verify ${step.name}: skipped (no GPU on this node)`);
-      continue;
-    }
-    const t0 = env.now();
-    const timeoutMs = (step.timeout_s ?? 600) * 1000;
-    const r = await env.run([venvPython(venvDir), "-c", step.code], {
-      timeoutMs,
-      cwd: venvDir,
+    const v = await runVerifyStep(env, venvDir, step, {
+      gpuPresent: plan.gpuPresent,
       signal: interrupt.signal,
     });
     if (interrupt.signal.aborted) throw await fail(null, "interrupted", interrupted());
-    const ok = r.kind === "exited" && r.code === 0;
-    verify.push({ name: step.name, ok, skipped: false, duration_ms: env.now() - t0 });
-    if (!ok) {
-      const tail = r.kind === "not-found" ? "" : tailLines(r.stderr || r.stdout, 12);
-      const why = r.kind === "timed-out"
-        ? `did not finish within ${step.timeout_s ?? 600} s`
-        : describeRun(r);
+    verify.push({ name: v.name, ok: v.ok, skipped: v.skipped, duration_ms: v.duration_ms });
+    if (v.skipped) {
+      env.log.info(`verify ${step.name}: skipped (no GPU on this node)`);
+      continue;
+    }
+    if (!v.ok) {
+      const tail = v.output_tail ?? "";
       throw await fail(
         null,
         "verify",
         failed(
-          `install ${plan.profile.name}: verify step "${step.name}" failed: ${why}${tail ? `\n${tail}` : ""}`,
+          `install ${plan.profile.name}: verify step "${step.name}" failed: ${v.failure}${
+            tail ? `\n${tail}` : ""
+          }`,
           "The venv is marked failed; fix the profile or the node and run install again",
           { verify_step: step.name, stderr_tail: tail },
         ),
       );
     }
     env.log.info(`verify ${step.name}: ok`);
+  }
+
+  // The same check status and the prologue give, before `ready` is written: never call ready what is not.
+  const whole = checkIntegrity(env, venvDir, pinnedDistributions(plan.profile), "full");
+  if (!whole.ok) {
+    throw await fail(
+      null,
+      "damaged",
+      failed(
+        `install ${plan.profile.name}: the venv is not whole after installing: ${describeIntegrity(whole)}`,
+        "Something removed files while the install ran, or an installer left a package half-written; run the install again",
+        { integrity: whole },
+      ),
+    );
   }
 
   state.packages = installed;
@@ -322,4 +366,78 @@ async function runStagesAndVerify(
     verify,
     packages: state.packages,
   };
+}
+
+/**
+ * Runs a stage, holding the cache's lock when the stage uses the cache: a scheduled `cache heal` stays out
+ * while the installer reads it, and a heal after a failure of this stage runs inside the same hold.
+ */
+function runStageWithCache(
+  env: Env,
+  plan: InstallPlan,
+  stage: Stage,
+  ps: PlannedStage,
+  installer: InstallerChoice,
+  signal: AbortSignal,
+): Promise<StageOutcome> {
+  const cacheRoot = ps.command.cached && plan.cacheDir ? cacheRootOf(plan.cacheDir) : null;
+  if (!cacheRoot) return runStage(env, plan, stage, ps, installer, signal);
+  return withLock(
+    env,
+    cacheLockSpec(env, cacheRoot, `install ${plan.profile.name}`),
+    { timeoutMs: 30 * 60_000, handleSignals: false, signal },
+    () => runStage(env, plan, stage, ps, installer, signal),
+  );
+}
+
+/**
+ * Reinstalls only the damaged distributions, stage by stage (each with its stage's indexes, from the
+ * node-local cache, without dependencies: they are intact), then checks them again. True when whole.
+ */
+async function repairDamaged(
+  env: Env,
+  plan: InstallPlan,
+  damage: IntegrityReport,
+  signal: AbortSignal,
+  reports: StageReport[],
+): Promise<boolean> {
+  const damaged = new Set(damage.problems.map((p) => p.package));
+  const dists = pinnedDistributions(plan.profile).filter((d) => damaged.has(d.name));
+  for (const [i, stage] of plan.profile.stages.entries()) {
+    const mine = dists.filter((d) => d.stage === stage.name);
+    if (!mine.length) continue;
+    const repairStage: Stage = { ...stage, packages: mine.map((d) => d.requirement), no_deps: true };
+    const ps: PlannedStage = {
+      ...plan.stages[i],
+      name: `${stage.name} (repair)`,
+      command: stageCommand({
+        installer: plan.installer,
+        venvDir: plan.venvDir,
+        stage: repairStage,
+        indexes: stageIndexes(stage, plan.cuda, plan.mirror),
+        cacheDir: plan.cacheDir,
+        crossDevice: plan.crossDevice,
+        mirrorOnly: plan.mirror !== null,
+        reinstall: true,
+      }),
+      constraints: [],
+      constraintsFile: null,
+    };
+    const t0 = env.now();
+    const outcome = await runStageWithCache(env, plan, repairStage, ps, plan.installer, signal);
+    if (!outcome.ok) {
+      env.log.warn(`repair of stage ${stage.name} failed: ${outcome.error.message.split("\n")[0]}`);
+      return false;
+    }
+    reports.push({
+      name: stage.name,
+      action: "repaired",
+      attempts: outcome.attempts,
+      duration_ms: env.now() - t0,
+      argv: outcome.argv,
+    });
+  }
+  const after = checkIntegrity(env, plan.venvDir, dists, "full");
+  if (!after.ok) env.log.warn(`still damaged after the repair: ${describeIntegrity(after)}`);
+  return after.ok;
 }

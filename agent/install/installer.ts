@@ -71,6 +71,8 @@ export interface StageCommandInput {
   mirrorOnly: boolean;
   /** A constraints file holding earlier stages' pins (pip -c, uv --constraint); null for none. */
   constraintsFile?: string | null;
+  /** Reinstall even when installed (a repair of damaged files): pip --force-reinstall, uv --reinstall. */
+  reinstall?: boolean;
 }
 
 export interface StageCommand {
@@ -134,6 +136,7 @@ export function stageCommand(input: StageCommandInput): StageCommand {
   if (input.constraintsFile) {
     argv.push(installer.kind === "uv" ? "--constraint" : "-c", input.constraintsFile);
   }
+  if (input.reinstall) argv.push(installer.kind === "uv" ? "--reinstall" : "--force-reinstall");
   if (stage.no_build_isolation) argv.push("--no-build-isolation");
   if (stage.no_deps) argv.push("--no-deps");
   argv.push(...stage.packages);

@@ -21,6 +21,7 @@ import { forcedCuda, type Gathered, modelTargets, newestVariant, planInstall, sh
 import { checkIndexes } from "./reach.ts";
 import { baseReport, planReport } from "./report.ts";
 import type { InstallOptions, InstallPlan, InstallReport } from "./types.ts";
+import { checkIntegrity, describeIntegrity, pinnedDistributions } from "./integrity.ts";
 
 export { pythonSatisfies } from "./interpreter.ts";
 export { planInstall } from "./plan.ts";
@@ -132,6 +133,7 @@ async function readyBeforeDoctor(
   if (fp !== state.fingerprint) return null;
   const py = await probePython(env, venvPython(venvDir));
   if (!py || py.version !== state.plan.python_version) return null;
+  if (!intact(env, venvDir, profile)) return null;
   return {
     ok: true,
     profile: profile.name,
@@ -177,5 +179,16 @@ async function readyAsPlanned(env: Env, plan: InstallPlan): Promise<VenvState | 
   }
   const py = await probePython(env, venvPython(plan.venvDir));
   if (!py || py.version !== plan.python.version) return null;
+  if (!intact(env, plan.venvDir, plan.profile)) return null;
   return st.value;
+}
+
+/**
+ * Ready on record is not enough: every pinned distribution must still be there, whole (the stat-only check
+ * status and the prologue give). A damaged venv goes on to the locked path, which repairs only what broke.
+ */
+function intact(env: Env, venvDir: string, profile: Profile): boolean {
+  const r = checkIntegrity(env, venvDir, pinnedDistributions(profile), "full");
+  if (!r.ok) env.log.debug(`${venvDir} is damaged: ${describeIntegrity(r)}`);
+  return r.ok;
 }

@@ -4,7 +4,7 @@ import type { Env } from "../core/env.ts";
 import { badInput, failed } from "../core/errors.ts";
 import { loadProfile, parseRequirement, profileSha256, stageSha256 } from "../profiles/mod.ts";
 import type { CudaVariant, ModelSpec, Profile, Stage } from "../profiles/types.ts";
-import { absolute, modelsRoot, venvDir as venvDirOf, venvRoot } from "../core/paths.ts";
+import { modelDir, venvDir as venvDirOf, venvRoot } from "../core/paths.ts";
 import type { GpuFacts } from "../../checks/gpu.ts";
 import { checkJson, runDoctor } from "../../checks/mod.ts";
 import type { CheckResult } from "../../checks/types.ts";
@@ -228,11 +228,10 @@ function configuredIndex(env: Env, kind: "uv" | "pip"): string | null {
 }
 
 export function modelTargets(env: Env, profile: Profile): InstallPlan["models"] {
-  const mroot = modelsRoot(env);
   return profile.models.map((m: ModelSpec) => ({
     repo: m.repo,
     revision: m.revision ?? "main",
-    local_dir: m.local_dir ? absolute({ ...env, cwd: mroot }, m.local_dir) : `${mroot}/${m.repo}`,
+    local_dir: modelDir(env, m.repo, m.local_dir),
   }));
 }
 

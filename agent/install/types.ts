@@ -57,7 +57,8 @@ export type InstallAction = "none" | "created" | "updated" | "rebuilt" | "repair
 
 export interface StageReport {
   name: string;
-  action: "installed" | "skipped";
+  /** "repaired": only the stage's damaged packages were reinstalled (no deps, from the cache). */
+  action: "installed" | "skipped" | "repaired";
   attempts: number;
   duration_ms: number;
   argv: string[];

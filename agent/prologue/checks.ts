@@ -19,6 +19,7 @@ import { gatherXids, xidSeverity } from "./kernel_log.ts";
 import type { GpuRequest } from "./scheduler.ts";
 import type { Fault, PrologueCheck, PrologueCheckId, PrologueOptions, PrologueReport } from "./types.ts";
 import { check } from "./verdict.ts";
+import { runVerifyStep } from "../install/verify_steps.ts";
 
 /** What every task may use: the job, the places it touches, the time left, and what other tasks found. */
 export interface PrologueContext {
@@ -205,6 +206,51 @@ const venvTask: PrologueTask = {
   },
 };
 
+/**
+ * The profile's verify steps in the venv (--verify), once venv.ready passed. A step that needs the GPU and
+ * fails says the node cannot run CUDA (a node fault); any other failing step says the venv is broken (the
+ * job's: `mlagent install` repairs it).
+ */
+const verifyTask: PrologueTask = {
+  ids: ["venv.verify"],
+  fault: "job",
+  what: () => "the profile's verify steps",
+  applies: (ctx) => !!ctx.opts.verify && !!ctx.profile && !!ctx.venvPath && ctx.profile.verify.length > 0,
+  deadlineMs: (ctx) => ctx.opts.install ? ctx.left() : undefined,
+  async run(ctx) {
+    await ctx.settled("venv.ready");
+    if (!ctx.found.venv?.ready) {
+      return [check("venv.verify", "skip", "not run: the venv is not ready (see venv.ready)")];
+    }
+    const gpuPresent = (ctx.found.gpu?.devices.length ?? 0) > 0;
+    const failures: string[] = [];
+    let nodeFault = false;
+    let ran = 0;
+    for (const step of ctx.profile!.verify) {
+      const r = await runVerifyStep(ctx.env, ctx.venvPath!, step, { gpuPresent });
+      if (r.skipped) continue;
+      ran++;
+      if (!r.ok) {
+        failures.push(
+          `${step.name}: ${r.failure}${r.output_tail ? ` (${r.output_tail.split("\n").at(-1)})` : ""}`,
+        );
+        if (step.requires_gpu) nodeFault = true;
+      }
+    }
+    if (failures.length) {
+      return [check("venv.verify", "fail", failures.join("; "), {
+        fault: nodeFault ? "node" : "job",
+        remedy: nodeFault
+          ? "A GPU verify step failed on this node: check the driver and GPUs (`mlagent doctor`), then drain it"
+          : `The venv does not work as installed: run \`mlagent verify ${
+            ctx.profile!.name
+          }\`, then \`mlagent install ${ctx.profile!.name}\``,
+      })];
+    }
+    return [check("venv.verify", "pass", `${ran} verify step(s) passed`)];
+  },
+};
+
 const modelsTask: PrologueTask = {
   ids: ["models.complete"],
   fault: "warn",
@@ -225,5 +271,6 @@ export const PROLOGUE_TASKS: readonly PrologueTask[] = [
   xidTask,
   tmpdirAndDiskTask,
   venvTask,
+  verifyTask,
   modelsTask,
 ];

@@ -19,6 +19,7 @@ export type PrologueCheckId =
   | "tmpdir"
   | "disk.space"
   | "venv.ready"
+  | "venv.verify"
   | "models.complete";
 
 export interface PrologueCheck {
@@ -64,6 +65,8 @@ export interface PrologueOptions {
   /** Deadline for each check (default: the whole deadline minus a margin for the report). */
   checkTimeoutMs?: number;
   install: boolean;
+  /** Also run the profile's verify steps in the venv (prologue --verify). */
+  verify?: boolean;
   /** Look back this far for Xid errors (default 1 h, MLAGENT_XID_WINDOW_S). */
   xidWindowS?: number;
   /** Fail below this much free space on the venv root and TMPDIR (default 1 GiB, MLAGENT_PROLOGUE_MIN_FREE_GIB). */

@@ -31,14 +31,18 @@ export async function gatherStatus(env: Env, opts: StatusOptions): Promise<Statu
   const venvsP = listVenvDirs(env, root).then((dirs) =>
     Promise.all(dirs.map(async (d) => {
       const name = d.slice(d.lastIndexOf("/") + 1);
-      return await inspectVenvState(env, d, named.get(name) ?? await knownProfile(env, name), boot);
+      const profile = named.get(name);
+      // A profile asked about by name gets the full check; the overview of every venv the cheap one.
+      return profile
+        ? await inspectVenvState(env, d, profile, { boot, integrity: "full" })
+        : await inspectVenvState(env, d, await knownProfile(env, name), { boot, integrity: "listing" });
     }))
   );
   const profilesP = Promise.all(opts.profiles.map(async (p): Promise<ProfileReport> => {
     const dir = venvDirOf(env, p.name, opts.root);
     const [venv, models] = await Promise.all([
       // The listing above already judged this dir against the same profile; a missing venv is not listed.
-      venvsP.then((vs) => vs.find((v) => v.path === dir) ?? inspectVenvState(env, dir, p, boot)),
+      venvsP.then((vs) => vs.find((v) => v.path === dir) ?? inspectVenvState(env, dir, p, { boot })),
       inspectModels(env, p),
     ]);
     return { name: p.name, ready: venv.ready && models.every((m) => m.complete), venv, models };

@@ -1,15 +1,19 @@
 import { verifyLocalModel } from "../download/mod.ts";
 import type { Env } from "../core/env.ts";
-import { absolute, modelsRoot } from "../core/paths.ts";
+import { modelDir } from "../core/paths.ts";
 import type { Profile } from "../profiles/types.ts";
 import type { ModelReport } from "./types.ts";
 
-/** A profile's models as verifyLocalModel finds them (offline, no hashing of unchanged files). */
-export async function inspectModels(env: Env, profile: Profile): Promise<ModelReport[]> {
-  const mroot = modelsRoot(env);
+/** A profile's models as verifyLocalModel finds them (offline; unchanged files are hashed only with `deep`). */
+export async function inspectModels(
+  env: Env,
+  profile: Profile,
+  { deep = false }: { deep?: boolean } = {},
+): Promise<ModelReport[]> {
   return await Promise.all(profile.models.map(async (m) => {
-    const localDir = m.local_dir ? absolute({ ...env, cwd: mroot }, m.local_dir) : `${mroot}/${m.repo}`;
+    let localDir = m.local_dir ?? m.repo;
     try {
+      localDir = modelDir(env, m.repo, m.local_dir);
       const v = await verifyLocalModel(env, {
         repo: m.repo,
         revision: m.revision,
@@ -17,6 +21,7 @@ export async function inspectModels(env: Env, profile: Profile): Promise<ModelRe
         requiredFiles: m.required_files,
         include: m.include,
         exclude: m.exclude,
+        deep,
       });
       return {
         repo: m.repo,

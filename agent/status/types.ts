@@ -16,6 +16,8 @@ export type VenvCondition =
   | "corrupt-state"
   /** A directory without mlagent's state (a venv made by hand, or an install that died before writing any). */
   | "no-state"
+  /** Ready on record, but a pinned distribution is gone, at another version, or missing files of its RECORD. */
+  | "damaged"
   | "missing";
 
 export interface VenvReport {
@@ -37,6 +39,18 @@ export interface VenvReport {
   finished_at: string | null;
   owner: { host: string; pid: number; alive: boolean | null } | null;
   error: { stage: string | null; kind: string; message: string } | null;
+  /** What the integrity check of a ready venv found, and how deep it looked; null when it did not run. */
+  integrity: VenvIntegrity | null;
+}
+
+export interface VenvIntegrity {
+  /** "listing": each pinned dist-info present at its pin; "full": also every RECORD file at its size. */
+  mode: "listing" | "full" | "deep";
+  ok: boolean;
+  packages: number;
+  files: number;
+  problems: { package: string; file: string | null; reason: string }[];
+  duration_ms: number;
 }
 
 /** verifyLocalModel's verdict, naming the revision the profile asks for rather than the commit on disk. */

@@ -7,6 +7,12 @@ import type { Profile } from "../profiles/types.ts";
 import { stateFileOf, type VenvState } from "../install/state.ts";
 import { venvPython } from "../install/venv.ts";
 import type { VenvReport } from "./types.ts";
+import {
+  checkIntegrity,
+  describeIntegrity,
+  type IntegrityMode,
+  pinnedDistributions,
+} from "../install/integrity.ts";
 
 const KNOWN_STATUS = new Set(["ready", "installing", "failed"]);
 
@@ -39,13 +45,28 @@ function ownerAlive(env: Env, owner: VenvState["owner"] | undefined, boot: strin
   return isAlive(env, owner.pid, owner.pid_start_time);
 }
 
-/** Judges one venv dir. `profile` (when known) decides whether its fingerprint is out of date. */
+export interface InspectOptions {
+  /** This boot's id (read once for a listing of many venvs). */
+  boot?: string | null;
+  /** How deep the integrity check of a ready venv looks (default full). */
+  integrity?: IntegrityMode;
+  /** Progress of a deep check (files hashed, of total). */
+  onProgress?: (done: number, total: number) => void;
+}
+
+/**
+ * Judges one venv dir. `profile` (when known) decides whether its fingerprint is out of date and what the
+ * integrity check looks for: `full` (every RECORD file at its size) for a profile a verdict is given for,
+ * `listing` (each pinned dist-info at its pin) for the overview of every venv on the node.
+ */
 export async function inspectVenvState(
   env: Env,
   path: string,
   profile: Profile | null,
-  boot: string | null = bootId(env),
+  opts: InspectOptions = {},
 ): Promise<VenvReport> {
+  const boot = opts.boot === undefined ? bootId(env) : opts.boot;
+  const integrity = opts.integrity ?? "full";
   const name = path.slice(path.lastIndexOf("/") + 1);
   const base: VenvReport = {
     name,
@@ -64,6 +85,7 @@ export async function inspectVenvState(
     finished_at: null,
     owner: null,
     error: null,
+    integrity: null,
   };
   const st = await readJson<VenvState>(env, stateFileOf(path));
   if (st.kind === "missing") {
@@ -145,7 +167,29 @@ export async function inspectVenvState(
         `built for an older version of profile ${r.profile}; run mlagent install ${r.profile} to update`,
     };
   }
-  return { ...r, condition: "ready", ready: true, message: `ready (python ${r.python_version})` };
+  if (!profile) {
+    return { ...r, condition: "ready", ready: true, message: `ready (python ${r.python_version})` };
+  }
+  const check = checkIntegrity(env, path, pinnedDistributions(profile), integrity, {
+    onProgress: opts.onProgress,
+  });
+  const report = { ...r, integrity: check };
+  if (!check.ok) {
+    return {
+      ...report,
+      condition: "damaged",
+      message: `damaged: ${
+        describeIntegrity(check)
+      }; run mlagent install ${profile.name} to reinstall only those`,
+    };
+  }
+  const looked = integrity === "listing" ? "pinned packages present" : `${check.files} files checked`;
+  return {
+    ...report,
+    condition: "ready",
+    ready: true,
+    message: `ready (python ${r.python_version}, ${looked})`,
+  };
 }
 
 /** The venv dirs under the root (directories only; lock files and hidden entries are not venvs). */

@@ -16,6 +16,7 @@ import {
   realPython,
   testProfile,
   writeProfile,
+  writeSitePackages,
   writeVenv,
 } from "../support/node_states.ts";
 
@@ -75,6 +76,7 @@ async function populate(n: FakeNode) {
   await writeVenv(`${n.dir}/scratch`, "real", { status: "ready", profile: profiles.real });
   await Deno.mkdir(`${n.root}/real/.mlagent`, { recursive: true });
   await Deno.copyFile(`${n.dir}/scratch/real/.mlagent/state.json`, `${n.root}/real/.mlagent/state.json`);
+  await writeSitePackages(`${n.root}/real`, py.version, profiles.real);
 
   await writeVenv(n.root, "ready-one", { status: "ready", profile: profiles.ready });
   await writeVenv(n.root, "installing-one", {

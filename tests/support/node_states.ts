@@ -127,5 +127,45 @@ export async function writeVenv(root: string, name: string, spec: VenvSpec): Pro
       : null,
   };
   await Deno.writeTextFile(`${venv}/.mlagent/state.json`, JSON.stringify(state, null, 2));
+  if (spec.status === "ready") await writeSitePackages(venv, py.version, spec.profile);
   return venv;
+}
+
+/**
+ * What pip leaves for each pinned package: a module and a `<name>-<version>.dist-info` whose RECORD lists
+ * every file with its size and sha256, so the integrity check finds the venv whole.
+ */
+export async function writeSitePackages(
+  venv: string,
+  pythonVersion: string,
+  profile: Profile,
+): Promise<void> {
+  const site = `${venv}/lib/python${pythonVersion.split(".").slice(0, 2).join(".")}/site-packages`;
+  for (const stage of profile.stages) {
+    for (const req of stage.packages) {
+      const m = req.match(/^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)$/);
+      if (!m) continue;
+      const mod = m[1].toLowerCase().replace(/[-.]+/g, "_");
+      const info = `${mod}-${m[2]}.dist-info`;
+      await Deno.mkdir(`${site}/${mod}`, { recursive: true });
+      await Deno.mkdir(`${site}/${info}`, { recursive: true });
+      const files: Record<string, string> = {
+        [`${mod}/__init__.py`]: `__version__ = "${m[2]}"\n`,
+        [`${info}/METADATA`]: `Metadata-Version: 2.1\nName: ${m[1]}\nVersion: ${m[2]}\n`,
+      };
+      const lines: string[] = [];
+      for (const [rel, text] of Object.entries(files)) {
+        const bytes = new TextEncoder().encode(text);
+        await Deno.writeFile(`${site}/${rel}`, bytes);
+        const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+        const b64 = btoa(String.fromCharCode(...digest)).replaceAll("+", "-").replaceAll("/", "_").replace(
+          /=+$/,
+          "",
+        );
+        lines.push(`${rel},sha256=${b64},${bytes.length}`);
+      }
+      lines.push(`${info}/RECORD,,`);
+      await Deno.writeTextFile(`${site}/${info}/RECORD`, lines.join("\n") + "\n");
+    }
+  }
 }
