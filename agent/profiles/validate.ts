@@ -3,6 +3,9 @@ import { validateJson } from "../core/jsonschema.ts";
 import type { Profile } from "./types.ts";
 import { PROFILE_SCHEMA } from "../../profiles/mod.ts";
 import { parseRequirement, type Requirement } from "./requirement.ts";
+import { whyGlobNeverMatches } from "../download/glob.ts";
+
+const COMMIT_RE = /^[0-9a-f]{40}$/;
 
 export interface LintIssue {
   /** The file (or "builtin:NAME") the issue is in. */
@@ -94,6 +97,48 @@ export function lintProfile(value: unknown, source: string): LintIssue[] {
   if (p.gpu.required && p.cuda_variants.length === 0) {
     warn("/cuda_variants", "the profile requires a GPU but lists no CUDA variants");
   }
+  p.models.forEach((m, mi) => {
+    const mp = `/models/${mi}`;
+    for (const field of ["include", "exclude"] as const) {
+      m[field]?.forEach((pattern, pi) => {
+        const why = whyGlobNeverMatches(pattern);
+        if (why) {
+          error(
+            `${mp}/${field}/${pi}`,
+            `${field} pattern ${JSON.stringify(pattern)} can never match a file: ${why}`,
+          );
+        }
+      });
+    }
+    if (m.include?.length === 0) {
+      // mlagent (like `hf download` without --include) reads no patterns as "every file"; huggingface_hub's
+      // snapshot_download(allow_patterns=[]) reads the same list as "no file", so the intent is unclear.
+      warn(
+        `${mp}/include`,
+        "an empty include list downloads every file of the repo; remove it, or list patterns",
+      );
+    }
+    // Warnings for now: the built-in profiles do not pin their models yet (issue 13).
+    if (m.revision === undefined) {
+      warn(
+        `${mp}/revision`,
+        `model ${m.repo} has no revision: it follows the repo's main branch, which moves; pin a 40-hex commit`,
+      );
+    } else if (!COMMIT_RE.test(m.revision)) {
+      warn(
+        `${mp}/revision`,
+        `revision ${
+          JSON.stringify(m.revision)
+        } of ${m.repo} is not a 40-hex commit: branches and tags move; pin the commit`,
+      );
+    }
+    if (!m.required_files?.length) {
+      warn(
+        `${mp}/required_files`,
+        `model ${m.repo} lists no required_files: a copy lacking the files the model needs passes as installed; list them`,
+      );
+    }
+  });
   return issues;
 }
 

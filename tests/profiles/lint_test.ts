@@ -204,3 +204,55 @@ Deno.test("lintProfile() warns, without failing, when a GPU profile lists no CUD
     "warning /cuda_variants: the profile requires a GPU but lists no CUDA variants",
   ]);
 });
+
+const PINNED_MODEL = { repo: "org/model", revision: COMMIT, required_files: ["config.json"] };
+
+Deno.test("lintProfile() rejects include/exclude patterns that can never match, naming the field and the pattern", () => {
+  const issues = rules(profile({
+    models: [{
+      ...PINNED_MODEL,
+      include: ["*.json", "[z-a]*.safetensors", "", "/vae/*"],
+      exclude: ["*.bin", "[a--]", "./x"],
+    }],
+  }));
+  assert.equal(issues.length, 5, issues.join("\n"));
+  assert.match(
+    issues[0],
+    /^error \/models\/0\/include\/1: include pattern "\[z-a\]\*\.safetensors" can never match/,
+  );
+  assert.match(issues[0], /admits no character/);
+  assert.match(
+    issues[1],
+    /^error \/models\/0\/include\/2: include pattern "" can never match a file: the empty/,
+  );
+  assert.match(issues[2], /^error \/models\/0\/include\/3: include pattern "\/vae\/\*" .*relative/);
+  assert.match(issues[3], /^error \/models\/0\/exclude\/1: exclude pattern "\[a--\]" can never match/);
+  assert.match(issues[4], /^error \/models\/0\/exclude\/2: exclude pattern "\.\/x" .*relative/);
+});
+
+Deno.test("lintProfile() takes the bracket patterns Python reads as matching something", () => {
+  const model = { ...PINNED_MODEL, include: ["[!z-a]*", "[]", "[!]", "[", "vae/", "[^a]*", "[a-]*"] };
+  assert.deepEqual(rules(profile({ models: [model] })), []);
+});
+
+Deno.test("lintProfile() warns about models without a pinned commit or required files, and an empty include", () => {
+  const issues = rules(profile({
+    models: [
+      { repo: "org/a" },
+      { repo: "org/b", revision: "main", required_files: [], include: [] },
+      { repo: "org/c", revision: COMMIT.toUpperCase(), required_files: ["x"] },
+      PINNED_MODEL,
+    ],
+  }));
+  assert.deepEqual(issues.map((i) => i.split(":")[0]), [
+    "warning /models/0/revision",
+    "warning /models/0/required_files",
+    "warning /models/1/include",
+    "warning /models/1/revision",
+    "warning /models/1/required_files",
+    "warning /models/2/revision",
+  ]);
+  assert.match(issues[0], /org\/a has no revision: .*pin a 40-hex commit/);
+  assert.match(issues[1], /org\/a lists no required_files/);
+  assert.match(issues[3], /revision "main" of org\/b is not a 40-hex commit/);
+});
