@@ -241,3 +241,31 @@ export function stopDaemon(d: Daemon, graceMs = 3000): Promise<number[]> {
   if (d.hasExited()) return Promise.resolve([]);
   return stopProcesses([d.pid, ...descendantsOf(d.pid)], { graceMs, daemons: [d] });
 }
+
+/**
+ * The live processes (other than this one) whose working directory or an open file lies inside `dir`: what a
+ * daemon detached from itself and forgot, found by what it still holds (slurmstepd keeps slurmd's log open).
+ */
+export function processesUsing(dir: string): number[] {
+  const inside = (p: string) => p === dir || p.startsWith(dir + "/");
+  const found: number[] = [];
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name) || Number(e.name) === Deno.pid) continue;
+    const pid = Number(e.name);
+    try {
+      let hit = inside(Deno.readLinkSync(`/proc/${pid}/cwd`));
+      if (!hit) {
+        for (const fd of Deno.readDirSync(`/proc/${pid}/fd`)) {
+          try {
+            if (inside(Deno.readLinkSync(`/proc/${pid}/fd/${fd.name}`))) {
+              hit = true;
+              break;
+            }
+          } catch { /* closed meanwhile */ }
+        }
+      }
+      if (hit && isAlive(pid)) found.push(pid);
+    } catch { /* gone meanwhile */ }
+  }
+  return found;
+}
