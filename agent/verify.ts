@@ -6,12 +6,13 @@
  */
 import { gatherGpu } from "../checks/gpu.ts";
 import type { Env } from "./core/env.ts";
-import { venvDir as venvDirOf } from "./core/paths.ts";
+import { modelsRoot, venvDir as venvDirOf } from "./core/paths.ts";
 import type { Profile } from "./profiles/types.ts";
 import { inspectModels } from "./status/models.ts";
 import type { ModelReport, VenvReport } from "./status/types.ts";
 import { inspectVenvState } from "./status/venvs.ts";
 import { runVerifyStep, type VerifyStepResult } from "./install/verify_steps.ts";
+import { requireTrustedDir } from "./core/trust.ts";
 
 export interface VerifyOptions {
   root?: string;
@@ -40,6 +41,9 @@ export async function verifyProfile(
   const started = env.now();
   const deep = opts.deep ?? false;
   const venvPath = venvDirOf(env, profile.name, opts.root);
+  // The verify steps run the venv's python: it must be the user's own, as must what leads to it.
+  requireTrustedDir(env, venvPath, "venv");
+  if (profile.models.length) requireTrustedDir(env, modelsRoot(env), "models dir");
   const venv = await inspectVenvState(env, venvPath, profile, {
     integrity: deep ? "deep" : "full",
     onProgress: (done, total) => opts.onProgress?.("venv files", done, total),

@@ -9,6 +9,7 @@ import { isoTime, type Outcome, renderStatusLines, SCHEMA_VERSION } from "../cor
 import { stateDir, venvRoot } from "../core/paths.ts";
 import { loadProfile } from "../profiles/mod.ts";
 import type { Profile } from "../profiles/types.ts";
+import { untrustedDirProblem } from "../core/trust.ts";
 
 const HELP = `Usage: mlagent doctor [--profile NAME|FILE] [--root DIR] [--timeout S] [--json]
 
@@ -78,6 +79,11 @@ async function runDoctorCommand(env: Env, argv: string[]): Promise<Outcome> {
 async function recordVerdict(env: Env, json: Record<string, unknown>): Promise<void> {
   try {
     const dir = stateDir(env);
+    const untrusted = untrustedDirProblem(env, dir);
+    if (untrusted) {
+      env.log.warn(`doctor: not recording the verdict in ${dir}: ${untrusted}`);
+      return;
+    }
     await env.fs.mkdir(dir, { recursive: true });
     await writeJsonAtomic(env, `${dir}/last-doctor.json`, { schema_version: SCHEMA_VERSION, ...json });
   } catch (e) {

@@ -11,10 +11,13 @@ import {
   type LintIssue,
   lintProfile,
   listProfiles,
+  MAX_PROFILE_BYTES,
+  MAX_PROFILE_DEPTH,
   type Profile,
   profileDirs,
   profileSha256,
 } from "../profiles/mod.ts";
+import { jsonNestingDepth, readBoundedText } from "../core/files.ts";
 import { BUILTIN_PROFILES } from "../../profiles/mod.ts";
 
 const HELP = `Usage: mlagent profiles list [--json]
@@ -181,22 +184,23 @@ async function lintOne(env: Env, arg: string): Promise<LintedFile> {
   const fromLint = (issues: LintIssue[]) =>
     issues.map(({ path, rule, severity }) => ({ path, rule, severity }));
   const file = absolute(env, arg);
-  let text: string;
-  try {
-    text = await env.fs.readTextFile(file);
-  } catch (e) {
+  const read = await readBoundedText(env, file, MAX_PROFILE_BYTES);
+  if (read.kind === "missing" && Object.hasOwn(BUILTIN_PROFILES, arg)) {
     // A bare built-in name is accepted too, so `profiles lint yolo` checks what ships.
-    if (e instanceof Deno.errors.NotFound && Object.hasOwn(BUILTIN_PROFILES, arg)) {
-      return result(fromLint(lintProfile(BUILTIN_PROFILES[arg], `builtin:${arg}`)), `builtin:${arg}`);
-    }
-    const why = e instanceof Deno.errors.NotFound
-      ? "file not found"
-      : e instanceof Deno.errors.IsADirectory
-      ? "is a directory"
-      : e instanceof Deno.errors.PermissionDenied
-      ? "permission denied"
-      : (e as Error).message;
+    return result(fromLint(lintProfile(BUILTIN_PROFILES[arg], `builtin:${arg}`)), `builtin:${arg}`);
+  }
+  if (read.kind !== "ok") {
+    const why = read.kind === "missing" ? "file not found" : read.why;
     return result([{ path: "", rule: `cannot read: ${why}`, severity: "error" }], arg);
+  }
+  const text = read.text;
+  const depth = jsonNestingDepth(text);
+  if (depth > MAX_PROFILE_DEPTH) {
+    return result([{
+      path: "",
+      rule: `nested ${depth} levels deep (at most ${MAX_PROFILE_DEPTH})`,
+      severity: "error",
+    }], arg);
   }
   const parsed = parseJsonLocated(text);
   if (!parsed.ok) {

@@ -1,5 +1,6 @@
 /** Final paths are reached by rename from a temp name in the same directory, so readers never see half a file. */
 import type { Env } from "./env.ts";
+import { readBoundedText } from "./files.ts";
 
 export async function writeFileAtomic(
   env: Env,
@@ -33,18 +34,21 @@ export async function writeJsonAtomic(env: Env, path: string, value: unknown, mo
   await writeFileAtomic(env, path, JSON.stringify(value, null, 2) + "\n", mode);
 }
 
-/** Reads JSON; returns {kind:"missing"} or {kind:"corrupt"} instead of throwing for expected problems. */
+/** State and record files mlagent writes are small; a bigger one was not written by mlagent. */
+const MAX_JSON_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Reads JSON; returns {kind:"missing"} or {kind:"corrupt"} instead of throwing for expected problems. A FIFO
+ * or device planted where a state file belongs is corrupt, never opened (opening a FIFO blocks forever).
+ */
 export async function readJson<T = unknown>(
   env: Env,
   path: string,
 ): Promise<{ kind: "ok"; value: T } | { kind: "missing" } | { kind: "corrupt"; error: string }> {
-  let text: string;
-  try {
-    text = await env.fs.readTextFile(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return { kind: "missing" };
-    return { kind: "corrupt", error: e instanceof Error ? e.message : String(e) };
-  }
+  const r = await readBoundedText(env, path, MAX_JSON_BYTES);
+  if (r.kind === "missing") return { kind: "missing" };
+  if (r.kind === "refused") return { kind: "corrupt", error: `it ${r.why}` };
+  const text = r.text;
   try {
     return { kind: "ok", value: JSON.parse(text) as T };
   } catch (e) {

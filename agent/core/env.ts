@@ -70,6 +70,8 @@ export interface Env {
   procRoot: string;
   /** Root of sysfs. */
   sysRoot: string;
+  /** Where passwd and group live (tests point it at a fixture tree). */
+  etcRoot: string;
   log: Logger;
   /** True when stderr is an interactive terminal (progress, colour). */
   stderrIsTerminal: boolean;
@@ -129,6 +131,7 @@ export function realEnv(overrides: Partial<Env> & { verbose?: boolean; quiet?: b
     cwd: Deno.cwd(),
     procRoot: "/proc",
     sysRoot: "/sys",
+    etcRoot: "/etc",
     log,
     stderrIsTerminal: isTerminal,
     writeStdout: async (text) => {

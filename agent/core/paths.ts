@@ -1,16 +1,39 @@
 /** Every on-disk location, derived in one place from flags, MLAGENT_* and XDG variables. */
 import type { Env } from "./env.ts";
 import { badInput } from "./errors.ts";
+import { userById } from "./users.ts";
 
-function home(env: Env): string {
-  return env.vars.HOME || `/tmp/mlagent-${env.uid}`;
+/**
+ * The user's home: HOME, else the password database's entry (LSF pre-exec and Slurm prologs run without
+ * HOME). Never a guessable shared path: another local user could have created it first.
+ */
+export function home(env: Env): string {
+  if (env.vars.HOME) return absolute(env, env.vars.HOME);
+  const entry = userById(env, env.uid);
+  if (entry?.home) return entry.home;
+  throw badInput(
+    `HOME is unset and uid ${env.uid} has no entry in ${env.etcRoot}/passwd, so mlagent has no home to keep its files in`,
+    "set HOME, or MLAGENT_ROOT, MLAGENT_MODELS_DIR and MLAGENT_STATE_DIR",
+  );
+}
+
+const saidRelative = new Set<string>();
+
+/** A path from a variable, made absolute; a relative one is resolved once against the cwd and said so. */
+function fromVariable(env: Env, name: string, value: string): string {
+  const abs = absolute(env, value);
+  if (!value.startsWith("/") && !saidRelative.has(name)) {
+    saidRelative.add(name);
+    env.log.warn(`${name}=${value} is relative; using ${abs} (set an absolute path to silence this)`);
+  }
+  return abs;
 }
 
 /** Where venvs live: --root, MLAGENT_ROOT, else $XDG_DATA_HOME/mlagent/venvs. */
 export function venvRoot(env: Env, flag?: string): string {
-  const root = flag ?? env.vars.MLAGENT_ROOT ??
-    `${env.vars.XDG_DATA_HOME || `${home(env)}/.local/share`}/mlagent/venvs`;
-  return absolute(env, root);
+  if (flag !== undefined) return absolute(env, flag);
+  if (env.vars.MLAGENT_ROOT) return fromVariable(env, "MLAGENT_ROOT", env.vars.MLAGENT_ROOT);
+  return absolute(env, `${env.vars.XDG_DATA_HOME || `${home(env)}/.local/share`}/mlagent/venvs`);
 }
 
 /** The venv for one profile. Profile names are validated to be safe path components. */
@@ -20,18 +43,16 @@ export function venvDir(env: Env, profileName: string, rootFlag?: string): strin
 
 /** Logs and the last doctor verdict: $XDG_STATE_HOME/mlagent. */
 export function stateDir(env: Env): string {
-  return absolute(
-    env,
-    env.vars.MLAGENT_STATE_DIR ?? `${env.vars.XDG_STATE_HOME || `${home(env)}/.local/state`}/mlagent`,
-  );
+  if (env.vars.MLAGENT_STATE_DIR) return fromVariable(env, "MLAGENT_STATE_DIR", env.vars.MLAGENT_STATE_DIR);
+  return absolute(env, `${env.vars.XDG_STATE_HOME || `${home(env)}/.local/state`}/mlagent`);
 }
 
 /** Default download location for profile models: MLAGENT_MODELS_DIR, else $XDG_DATA_HOME/mlagent/models. */
 export function modelsRoot(env: Env): string {
-  return absolute(
-    env,
-    env.vars.MLAGENT_MODELS_DIR ?? `${env.vars.XDG_DATA_HOME || `${home(env)}/.local/share`}/mlagent/models`,
-  );
+  if (env.vars.MLAGENT_MODELS_DIR) {
+    return fromVariable(env, "MLAGENT_MODELS_DIR", env.vars.MLAGENT_MODELS_DIR);
+  }
+  return absolute(env, `${env.vars.XDG_DATA_HOME || `${home(env)}/.local/share`}/mlagent/models`);
 }
 
 /**

@@ -17,7 +17,15 @@ import { readVenvState, type VenvState } from "./state.ts";
 import { venvLockSpec, withLock } from "../lock/mod.ts";
 import { installLocked } from "./build.ts";
 import { fetchModels } from "./models.ts";
-import { forcedCuda, type Gathered, modelTargets, newestVariant, planInstall, sha } from "./plan.ts";
+import {
+  forcedCuda,
+  type Gathered,
+  modelTargets,
+  newestVariant,
+  planInstall,
+  requirePlacesTrusted,
+  sha,
+} from "./plan.ts";
 import { checkIndexes } from "./reach.ts";
 import { baseReport, planReport } from "./report.ts";
 import type { InstallOptions, InstallPlan, InstallReport } from "./types.ts";
@@ -33,6 +41,7 @@ export type { InstallPlan, InstallReport } from "./types.ts";
 export async function install(env: Env, opts: InstallOptions): Promise<InstallReport> {
   const started = env.now();
   const profile = await loadProfile(env, opts.profile);
+  requirePlacesTrusted(env, profile, opts);
   const gathered: Gathered = {};
   if (!opts.force && !opts.dryRun) {
     const quick = await readyBeforeDoctor(env, opts, profile, gathered);

@@ -4,7 +4,8 @@ import type { Env } from "../core/env.ts";
 import { badInput, failed } from "../core/errors.ts";
 import { loadProfile, parseRequirement, profileSha256, stageSha256 } from "../profiles/mod.ts";
 import type { CudaVariant, ModelSpec, Profile, Stage } from "../profiles/types.ts";
-import { modelDir, venvDir as venvDirOf, venvRoot } from "../core/paths.ts";
+import { modelDir, modelsRoot, venvDir as venvDirOf, venvRoot } from "../core/paths.ts";
+import { requireTrustedDir } from "../core/trust.ts";
 import type { GpuFacts } from "../../checks/gpu.ts";
 import { checkJson, runDoctor } from "../../checks/mod.ts";
 import type { CheckResult } from "../../checks/types.ts";
@@ -32,6 +33,7 @@ export async function planInstall(
   gathered: Gathered = {},
 ): Promise<InstallPlan> {
   const profile = loaded ?? await loadProfile(env, opts.profile);
+  if (!loaded) requirePlacesTrusted(env, profile, opts);
   const venvDir = venvDirOf(env, profile.name, opts.root);
   const forced = forcedCuda(env, opts);
   const doctor = await runDoctor({
@@ -155,6 +157,13 @@ export async function planInstall(
     models,
     gpuPresent: devices > 0 || (profile.gpu.required && !forced),
   };
+}
+
+/** Before anything is read from these places, let alone run: another local user must not own them. */
+export function requirePlacesTrusted(env: Env, profile: Profile, opts: InstallOptions): void {
+  requireTrustedDir(env, venvRoot(env, opts.root), "venv root");
+  requireTrustedDir(env, venvDirOf(env, profile.name, opts.root), "venv");
+  if (profile.models.length && !opts.noModels) requireTrustedDir(env, modelsRoot(env), "models dir");
 }
 
 /**

@@ -4,6 +4,7 @@ import { badInput } from "../core/errors.ts";
 import { closestMatch } from "../core/jsonschema.ts";
 import { jsonPointerLocations, locatePointer, parseJsonLocated } from "../core/json_location.ts";
 import { absolute } from "../core/paths.ts";
+import { jsonNestingDepth, readBoundedText } from "../core/files.ts";
 import type { Profile } from "./types.ts";
 import { BUILTIN_PROFILES } from "../../profiles/mod.ts";
 import { lintProfile } from "./validate.ts";
@@ -35,6 +36,13 @@ function looksLikePath(s: string): boolean {
  * `source` is what messages call the document (a path, or "builtin:NAME").
  */
 export function profileFromText(text: string, source: string): Profile {
+  const depth = jsonNestingDepth(text);
+  if (depth > MAX_PROFILE_DEPTH) {
+    throw badInput(
+      `${source}: nested ${depth} levels deep; a profile nests at most ${MAX_PROFILE_DEPTH}`,
+      "this is not a profile: check the file",
+    );
+  }
   const parsed = parseJsonLocated(text);
   if (!parsed.ok) {
     const { line, column, message } = parsed.error;
@@ -66,19 +74,20 @@ export function profileFromValue(value: unknown, source: string, text?: string):
   return value as Profile;
 }
 
+/** Profiles are a few KiB; anything far larger, or nested far deeper than one, is not a profile. */
+export const MAX_PROFILE_BYTES = 4 * 1024 * 1024;
+export const MAX_PROFILE_DEPTH = 64;
+
+/** A profile file's text, or bad input naming the file and why it cannot be one (missing, a FIFO, huge). */
+export async function readProfileText(env: Env, file: string): Promise<string> {
+  const r = await readBoundedText(env, file, MAX_PROFILE_BYTES);
+  if (r.kind === "missing") throw badInput(`profile file not found: ${file}`);
+  if (r.kind === "refused") throw badInput(`cannot read profile ${file}: it ${r.why}`);
+  return r.text;
+}
+
 async function readProfileFile(env: Env, file: string): Promise<Profile> {
-  let text: string;
-  try {
-    text = await env.fs.readTextFile(file);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) throw badInput(`profile file not found: ${file}`);
-    if (e instanceof Deno.errors.IsADirectory) throw badInput(`profile path is a directory: ${file}`);
-    if (e instanceof Deno.errors.PermissionDenied) {
-      throw badInput(`cannot read profile ${file}: permission denied`);
-    }
-    throw badInput(`cannot read profile ${file}: ${(e as Error).message}`);
-  }
-  return profileFromText(text, file);
+  return profileFromText(await readProfileText(env, file), file);
 }
 
 async function isFile(env: Env, path: string): Promise<boolean> {

@@ -6,7 +6,14 @@
  */
 
 export { canonicalJson, profileSha256, stageSha256 } from "./hash.ts";
-export { findProfile, listProfiles, loadProfile, profileDirs } from "./load.ts";
+export {
+  findProfile,
+  listProfiles,
+  loadProfile,
+  MAX_PROFILE_BYTES,
+  MAX_PROFILE_DEPTH,
+  profileDirs,
+} from "./load.ts";
 export { parseRequirement } from "./requirement.ts";
 export { type LintIssue, lintProfile } from "./validate.ts";
 

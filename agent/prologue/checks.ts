@@ -20,6 +20,7 @@ import type { GpuRequest } from "./scheduler.ts";
 import type { Fault, PrologueCheck, PrologueCheckId, PrologueOptions, PrologueReport } from "./types.ts";
 import { check } from "./verdict.ts";
 import { runVerifyStep } from "../install/verify_steps.ts";
+import { untrustedDirProblem } from "../core/trust.ts";
 
 /** What every task may use: the job, the places it touches, the time left, and what other tasks found. */
 export interface PrologueContext {
@@ -173,6 +174,13 @@ const venvTask: PrologueTask = {
     const profile = ctx.profile!;
     const venvPath = ctx.venvPath!;
     if (await ctx.hung(root)) return [ctx.fsHung("venv.ready", "venv root", root)];
+    const untrusted = untrustedDirProblem(env, venvPath);
+    if (untrusted) {
+      return [check("venv.ready", "fail", `refusing the venv ${venvPath}: ${untrusted}`, {
+        fault: "job",
+        remedy: "another user could plant files there; point MLAGENT_ROOT at a directory of your own",
+      })];
+    }
     let v = await inspectVenvState(env, venvPath, profile);
     if (!v.ready && opts.install && opts.profileRef && v.condition !== "interpreter-gone") {
       const t = env.now();
@@ -261,6 +269,13 @@ const modelsTask: PrologueTask = {
     // --install fetches models after the venv: judge them once it is done.
     if (ctx.opts.install) await ctx.settled("venv.ready");
     if (await ctx.hung(ctx.modelsRoot)) return [ctx.fsHung("models.complete", "models dir", ctx.modelsRoot)];
+    const untrusted = untrustedDirProblem(ctx.env, ctx.modelsRoot);
+    if (untrusted) {
+      return [check("models.complete", "fail", `refusing the models dir ${ctx.modelsRoot}: ${untrusted}`, {
+        fault: "job",
+        remedy: "another user could plant files there; point MLAGENT_MODELS_DIR at a directory of your own",
+      })];
+    }
     return [modelsCheck(await inspectModels(ctx.env, ctx.profile!))];
   },
 };

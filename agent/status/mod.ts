@@ -15,6 +15,7 @@ import { readDoctorSummary } from "./doctor.ts";
 import { inspectModels } from "./models.ts";
 import type { CacheReport, ProfileReport, StatusOptions, StatusReport } from "./types.ts";
 import { exists, inspectVenvState, listVenvDirs } from "./venvs.ts";
+import { requireTrustedDir } from "../core/trust.ts";
 
 export { inspectModels } from "./models.ts";
 export type { ModelReport, StatusReport, VenvReport } from "./types.ts";
@@ -24,6 +25,7 @@ export { inspectVenvState, listVenvDirs } from "./venvs.ts";
 export async function gatherStatus(env: Env, opts: StatusOptions): Promise<StatusReport> {
   const started = env.now();
   const root = venvRoot(env, opts.root);
+  requireTrustedDir(env, root, "venv root");
   const boot = bootId(env);
   const job = schedulerJob(env);
   const named = new Map(opts.profiles.map((p) => [p.name, p]));

@@ -34,6 +34,10 @@ Deno.test(
           String(path).endsWith("/.mlagent/state.json")
             ? new Promise<string>(() => {})
             : Deno.readTextFile(path, o),
+        open: (path: string | URL, o?: Deno.OpenOptions) =>
+          String(path).endsWith("/.mlagent/state.json")
+            ? new Promise<Deno.FsFile>(() => {})
+            : Deno.open(path, o),
       },
     });
     const profile = await loadProfile(env, "demo");

@@ -1,0 +1,94 @@
+/**
+ * Reading the small files mlagent is handed (profiles, state files, records, token files) so that a hostile
+ * or careless one cannot hang or exhaust it: a FIFO blocks open() until a writer comes, /dev/zero never
+ * ends, a 100,000-deep document overflows any recursive walker. Each is refused with the reason in words.
+ */
+import type { Env } from "./env.ts";
+
+export type BoundedRead =
+  | { kind: "ok"; text: string }
+  | { kind: "missing" }
+  /** Present but refused: "is a FIFO, not a regular file", "is larger than 1.0 MiB", "permission denied"... */
+  | { kind: "refused"; why: string };
+
+const UTF8_BOM = "\uFEFF";
+
+/**
+ * Reads a regular file of at most `maxBytes` as UTF-8 (a leading byte-order mark, as Windows editors
+ * save, is dropped). Never opens anything but a regular file, never reads past the limit.
+ */
+export async function readBoundedText(env: Env, path: string, maxBytes: number): Promise<BoundedRead> {
+  let st: Deno.FileInfo;
+  try {
+    st = await env.fs.stat(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return { kind: "missing" };
+    return { kind: "refused", why: describeFsError(e) };
+  }
+  if (!st.isFile) return { kind: "refused", why: `is ${kindOf(st)}, not a regular file` };
+  if (st.size > maxBytes) {
+    return { kind: "refused", why: `is ${st.size} bytes, more than the ${maxBytes} allowed` };
+  }
+  let file: Deno.FsFile;
+  try {
+    file = await env.fs.open(path, { read: true });
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return { kind: "missing" };
+    return { kind: "refused", why: describeFsError(e) };
+  }
+  try {
+    // The size can change between stat and read (a file being written): read one byte past the limit.
+    const buf = new Uint8Array(Math.min(maxBytes, st.size + 64 * 1024) + 1);
+    let off = 0;
+    for (;;) {
+      if (off === buf.length) return { kind: "refused", why: `grew past the ${maxBytes} bytes allowed` };
+      const n = await file.read(buf.subarray(off));
+      if (n === null) break;
+      off += n;
+    }
+    const text = new TextDecoder().decode(buf.subarray(0, off));
+    return { kind: "ok", text: text.startsWith(UTF8_BOM) ? text.slice(1) : text };
+  } catch (e) {
+    return { kind: "refused", why: describeFsError(e) };
+  } finally {
+    file.close();
+  }
+}
+
+function kindOf(st: Deno.FileInfo): string {
+  if (st.isDirectory) return "a directory";
+  if (st.isFifo) return "a FIFO";
+  if (st.isSocket) return "a socket";
+  if (st.isCharDevice) return "a character device";
+  if (st.isBlockDevice) return "a block device";
+  return "not a regular file";
+}
+
+/** A filesystem error in words, for "cannot read X: ..." messages. */
+export function describeFsError(e: unknown): string {
+  if (e instanceof Deno.errors.PermissionDenied) return "permission denied";
+  if (e instanceof Deno.errors.NotFound) return "no such file or directory";
+  if (e instanceof Deno.errors.IsADirectory) return "is a directory";
+  if (e instanceof Deno.errors.NotADirectory) return "a parent is not a directory";
+  return e instanceof Error ? e.message : String(e);
+}
+
+/**
+ * How deeply arrays and objects nest in a JSON text, counted without parsing (strings skipped), so a
+ * document too deep for the recursive validators is refused before any of them runs.
+ */
+export function jsonNestingDepth(text: string): number {
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) max = Math.max(max, ++depth);
+    else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return max;
+}
