@@ -5,7 +5,7 @@
 import { dispatch, VERSION } from "./agent/cli.ts";
 import { COMMANDS } from "./agent/commands/mod.ts";
 import { realEnv } from "./agent/core/env.ts";
-import { EXIT, MlagentError } from "./agent/core/errors.ts";
+import { EXIT, fromSystemError, MlagentError } from "./agent/core/errors.ts";
 import { render } from "./agent/core/output.ts";
 
 async function main(argv: string[]): Promise<number> {
@@ -28,7 +28,9 @@ async function main(argv: string[]): Promise<number> {
     const outcome = await inv.command.run(env, inv.argv);
     await render(env, outcome, asJson);
     return outcome.exitCode;
-  } catch (e) {
+  } catch (caught) {
+    // What the operating system refused (a full disk, a read-only mount) is not a bug: say what it means.
+    const e = fromSystemError(caught) ?? caught;
     if (e instanceof MlagentError) {
       // One clear line naming what was wrong, then the hint; with --json also a document on stdout.
       env.log.error(e.message);
@@ -45,8 +47,25 @@ async function main(argv: string[]): Promise<number> {
       }
       return e.exitCode;
     }
-    console.error(e instanceof Error ? (e.stack ?? e.message) : String(e));
+    // A bug: one line and where to report it; the stack only with --verbose.
+    const message = e instanceof Error ? e.message : String(e);
+    env.log.error(`internal error: ${message}`);
+    console.error("hint: this is a bug in mlagent; run again with --verbose for the stack, and report it");
+    if (e instanceof Error && e.stack) env.log.debug(e.stack);
+    if (asJson) {
+      await render(env, {
+        exitCode: EXIT.failed,
+        json: {
+          ok: false,
+          error: { code: "internal", message, hint: "this is a bug in mlagent; please report it" },
+        },
+        text: "",
+      }, true);
+    }
     return EXIT.failed;
+  } finally {
+    // Probes abandoned at a deadline (a hung nvidia-smi, a stat on a dead mount) die with mlagent.
+    env.stopChildren();
   }
 }
 

@@ -47,8 +47,9 @@ export function parseNumberFlag(
   { min = 0, integer = false }: { min?: number; integer?: boolean } = {},
 ): number | undefined {
   if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isFinite(n) || n < min || (integer && !Number.isInteger(n)) || value.trim() === "") {
+  // Plain decimals only: Number() would also take "0x10" (16), "1e3", " 5 " and "Infinity".
+  const n = /^\d+(\.\d+)?$/.test(value) ? Number(value) : NaN;
+  if (!Number.isFinite(n) || n < min || (integer && !Number.isInteger(n))) {
     throw usageError(
       `${command}: --${flag} must be a ${integer ? "whole " : ""}number >= ${min}, got "${value}"`,
     );

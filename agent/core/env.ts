@@ -52,6 +52,8 @@ export interface Env {
   /** Environment variables as this run sees them; children get exactly these. */
   vars: Record<string, string>;
   run: Runner;
+  /** Kills the children still running (abandoned probes); main.ts calls it once before exiting. */
+  stopChildren(): void;
   fs: Fs;
   fetch: typeof fetch;
   /** Milliseconds since the epoch. */
@@ -112,9 +114,11 @@ export function realEnv(overrides: Partial<Env> & { verbose?: boolean; quiet?: b
   };
   const log = overrides.log ??
     makeLogger(writeErr, { verbose: overrides.verbose ?? false, quiet: overrides.quiet, color, isTerminal });
+  const runner = makeRunner({ vars: () => env.vars, log: (l) => env.log.debug(l) });
   const env: Env = {
     vars,
-    run: makeRunner({ vars: () => env.vars, log: (l) => env.log.debug(l) }),
+    run: runner,
+    stopChildren: () => runner.stopAll(),
     fs: Deno,
     fetch: globalThis.fetch,
     now: () => Date.now(),

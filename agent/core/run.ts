@@ -42,6 +42,15 @@ export type RunResult =
 
 export type Runner = (argv: string[], opts?: RunOptions) => Promise<RunResult>;
 
+/** The real runner, which also knows the children still running. */
+export interface TrackingRunner extends Runner {
+  /**
+   * Kills every child still running, with its process group: a probe abandoned at a deadline (a hung
+   * nvidia-smi, a stat on a dead mount) must not outlive mlagent. Called once, on the way out.
+   */
+  stopAll(): void;
+}
+
 export interface RunnerDeps {
   vars: () => Record<string, string>;
   log: (line: string) => void;
@@ -68,8 +77,9 @@ function isExecutable(path: string): boolean {
 }
 
 /** Builds the real runner. The child sees exactly the Env's variables (plus per-call ones), never Deno's own. */
-export function makeRunner(deps: RunnerDeps): Runner {
-  return async (argv, opts = {}) => {
+export function makeRunner(deps: RunnerDeps): TrackingRunner {
+  const live = new Set<() => void>();
+  const runner: Runner = async (argv, opts = {}) => {
     const vars: Record<string, string> = { ...deps.vars() };
     for (const [k, v] of Object.entries(opts.env ?? {})) {
       if (v === undefined) delete vars[k];
@@ -122,6 +132,7 @@ export function makeRunner(deps: RunnerDeps): Runner {
     });
     const onAbort = () => killAll();
     opts.signal?.addEventListener("abort", onAbort);
+    live.add(killAll);
     if (opts.stdin !== undefined) {
       const w = child.stdin.getWriter();
       await w.write(new TextEncoder().encode(opts.stdin)).catch(() => {});
@@ -132,6 +143,7 @@ export function makeRunner(deps: RunnerDeps): Runner {
       collect(child.stderr, (t) => opts.onOutput?.("stderr", t)),
     ]);
     const status = await child.status;
+    live.delete(killAll);
     stopTimer.abort();
     opts.signal?.removeEventListener("abort", onAbort);
     const durationMs = Math.round(performance.now() - started);
@@ -146,6 +158,12 @@ export function makeRunner(deps: RunnerDeps): Runner {
       durationMs,
     };
   };
+  return Object.assign(runner, {
+    stopAll() {
+      for (const kill of [...live]) kill();
+      live.clear();
+    },
+  });
 }
 
 async function collect(stream: ReadableStream<Uint8Array>, onText: (t: string) => void): Promise<string> {

@@ -1,6 +1,6 @@
 /** Building the venv under its lock: create or repair, run the stages that changed, verify, record `ready` last. */
 import type { Env } from "../core/env.ts";
-import { failed, MlagentError } from "../core/errors.ts";
+import { failed, fromSystemError, MlagentError } from "../core/errors.ts";
 
 import { createVenv, inspectVenv, listInstalled } from "./venv.ts";
 import { readVenvState, stateFileOf, type VenvState, writeVenvState } from "./state.ts";
@@ -150,7 +150,18 @@ export async function installLocked(
     state.status = "failed";
     state.error = { stage, kind, message: err.message };
     state.finished_at = isoTime(env.now());
-    await save().catch(() => {});
+    try {
+      await save();
+    } catch (e) {
+      // Say so: otherwise the next run finds "installing" by a dead pid and reports a crash that was not one.
+      const why = fromSystemError(e)?.message ?? (e instanceof Error ? e.message : String(e));
+      return new MlagentError(
+        err.code,
+        `${err.message}\n(the failure could not be recorded in ${stateFileOf(venvDir)}: ${why})`,
+        err.hint,
+        { ...err.details, state_not_recorded: why },
+      );
+    }
     return err;
   };
 

@@ -6,6 +6,7 @@ import type { Stage } from "../profiles/types.ts";
 import type { NetworkDetail } from "./classify.ts";
 import { backoffDelayMs, retry } from "../core/retry.ts";
 import type { InstallPlan, PlannedStage } from "./types.ts";
+import { numberVar } from "../core/vars.ts";
 
 export type ReachFailure = "dns" | "connection" | "tls" | "timeout" | "http";
 
@@ -118,6 +119,5 @@ export function backoffMs(env: Env, attempt: number): number {
 }
 
 function retryBaseMs(env: Env): number {
-  const n = Number(env.vars.MLAGENT_RETRY_BASE_MS);
-  return Number.isFinite(n) && n >= 0 && env.vars.MLAGENT_RETRY_BASE_MS ? n : 1000;
+  return numberVar(env, "MLAGENT_RETRY_BASE_MS", 1000);
 }

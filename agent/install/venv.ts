@@ -5,7 +5,7 @@
  */
 import type { Env } from "../core/env.ts";
 import { describeRun, type RunResult } from "../core/run.ts";
-import { failed } from "../core/errors.ts";
+import { failed, fromSystemError } from "../core/errors.ts";
 
 export interface PythonInfo {
   /** The interpreter as the caller named it (a path or a name on PATH). */
@@ -107,12 +107,16 @@ export async function createVenv(
   r = await run(venvArgv);
   if (r.kind === "exited" && r.code === 0) return;
   const tail = r.kind === "not-found" ? "" : tailLines(r.stderr || r.stdout, 15);
-  const headers = /ensurepip|No module named venv/.test(tail)
+  // A full disk or a read-only mount also fails inside ensurepip: name those before blaming python3-venv.
+  const system = fromSystemError(new Error(tail));
+  const hint = system
+    ? `${system.hint} (${system.message.split(" (")[0]} at ${venvDir})`
+    : /No module named (venv|ensurepip)|ensurepip is not available|python3-venv/.test(tail)
     ? "The interpreter lacks the venv/ensurepip modules (Debian: apt install python3-venv)"
     : "Check that the interpreter runs and the directory is writable";
   throw failed(
     `Could not create the venv at ${venvDir}: ${describeRun(r)}${tail ? `\n${tail}` : ""}`,
-    headers,
+    hint,
   );
 }
 

@@ -21,6 +21,7 @@ import { evaluateDriverCompat } from "./gpus.ts";
 import { deviceLabel, type GpuRequest, gpuRequest } from "./scheduler.ts";
 import type { PrologueCheck, PrologueOptions, PrologueReport, PrologueStatus } from "./types.ts";
 import { check, exitCodeFor, GIB, verdictOf } from "./verdict.ts";
+import { numberVar } from "../core/vars.ts";
 
 export { matchRequestedDevices } from "./gpus.ts";
 export { appendPrologueLog, logLine } from "./log.ts";
@@ -64,8 +65,8 @@ export async function runPrologue(env: Env, opts: PrologueOptions): Promise<Prol
     venvPath: profile ? venvDirOf(env, profile.name, opts.root) : null,
     tmp,
     modelsRoot: mroot,
-    minFreeBytes: opts.minFreeBytes ?? Number(env.vars.MLAGENT_PROLOGUE_MIN_FREE_GIB ?? 1) * GIB,
-    xidWindowS: opts.xidWindowS ?? Number(env.vars.MLAGENT_XID_WINDOW_S ?? 3600),
+    minFreeBytes: opts.minFreeBytes ?? numberVar(env, "MLAGENT_PROLOGUE_MIN_FREE_GIB", 1) * GIB,
+    xidWindowS: opts.xidWindowS ?? numberVar(env, "MLAGENT_XID_WINDOW_S", 3600),
     left,
     probeMs,
     hung: (p) => fsAnswered.then((m) => m.get(p) !== true),

@@ -1,0 +1,25 @@
+/** Numbers from environment variables, read one way: plain decimals, or bad input naming the variable. */
+import type { Env } from "./env.ts";
+import { badInput } from "./errors.ts";
+
+/**
+ * The variable as a number >= `min`, `fallback` when unset or empty. "0x10", "1e3", "ten" and negative
+ * values are refused (exit 2) rather than read as something the user did not mean.
+ */
+export function numberVar(
+  env: Env,
+  name: string,
+  fallback: number,
+  { min = 0 }: { min?: number } = {},
+): number {
+  const raw = env.vars[name];
+  if (raw === undefined || raw.trim() === "") return fallback;
+  const n = /^\d+(\.\d+)?$/.test(raw.trim()) ? Number(raw.trim()) : NaN;
+  if (!Number.isFinite(n) || n < min) {
+    throw badInput(
+      `${name} must be a number >= ${min}, got ${JSON.stringify(raw)}`,
+      `unset ${name} or fix it`,
+    );
+  }
+  return n;
+}
