@@ -8,6 +8,7 @@ import { FIXTURES, tempDir } from "../support/env.ts";
 import { type FakeSpec, writeFakeBin } from "../support/fake_bin.ts";
 import { type FakeNode, makeNode, testProfile, writeProfile, writeVenv } from "../support/node_states.ts";
 import { startIndex, testDists } from "../support/pypi.ts";
+import { groupAlive, waitForNumberIn } from "../support/procs.ts";
 
 const SMI = `${FIXTURES}/nvidia-smi`;
 const ONE_GPU_XML = `${SMI}/xml/q_x_535.86.05_1xRTX4090.xml`;
@@ -109,6 +110,37 @@ Deno.test("prologue with a hung nvidia-smi ends at the deadline and names what t
     assert.ok(checkOf(rep, "gpu.visible")!.timed_out);
     assert.ok(wall < 6000, `took ${wall} ms`);
   }
+});
+
+Deno.test("prologue --install past its deadline leaves no installer behind: the build's process group dies with mlagent", async () => {
+  await using d = await tempDir();
+  const n = await node(d.path, { stdoutFile: ONE_GPU_XML });
+  const dists = await testDists();
+  await using index = await startIndex(dists.dir);
+  const vars = { MLAGENT_INDEX_URL: index.url, MLAGENT_CACHE_DIR: `${d.path}/cache` };
+  // The venv exists beforehand, so the prologue's deadline goes to the slow stage alone.
+  const first = { name: "first", packages: ["mla-gamma==1.0"] };
+  await writeProfile(n, testProfile("slowbuild", { stages: [first] }));
+  const pre = await runMlagent(["install", "slowbuild", "--no-models"], {
+    env: { ...n.vars, ...vars },
+    timeoutMs: 180_000,
+  });
+  assert.equal(pre.code, 0, pre.stderr);
+  await writeProfile(
+    n,
+    testProfile("slowbuild", { stages: [first, { name: "slow", packages: ["mla-slow==1.0"] }] }),
+  );
+  const started = `${d.path}/build.pgid`;
+  const run = prologue(n, "slurm", ["--profile", "slowbuild", "--install", "--timeout", "15"], {
+    ...vars,
+    MLA_SLOW_BUILD_S: "120",
+    MLA_BUILD_STARTED: started,
+  });
+  const pgid = await waitForNumberIn(started);
+  const r = await run;
+  assert.equal(r.code, 1, r.stdout);
+  assert.ok(r.json<Report>().timed_out.includes("venv.ready"));
+  assert.equal(groupAlive(pgid), false, "the sdist build kept running after the prologue ended");
 });
 
 Deno.test("prologue with a filesystem whose stat hangs (dead NFS) is a node fault within the deadline", async () => {

@@ -14,6 +14,7 @@ import { smallRepo } from "../support/hf_server.ts";
 import { testProfile } from "../support/node_states.ts";
 import type { Profile } from "../../agent/profiles/types.ts";
 import { pythonsWithVenv } from "../support/pythons.ts";
+import { groupAlive, waitForNumberIn } from "../support/procs.ts";
 
 const PYTHONS = await pythonsWithVenv();
 
@@ -292,28 +293,7 @@ Deno.test("install killed mid-stage is repaired by the next run, and concurrent 
   ];
   const file = await write("slow.json", profile("slow", stages));
 
-  const waitForBuild = async (started: string) => {
-    const deadline = Date.now() + 60_000;
-    let pgid = 0;
-    while (!pgid) {
-      assert.ok(Date.now() < deadline, "the slow build never started");
-      pgid = Number(await Deno.readTextFile(started).catch(() => "")) || 0;
-      if (!pgid) await new Promise((r) => setTimeout(r, 100));
-    }
-    return pgid;
-  };
-  // A live (non-zombie: PID 1 here does not reap) process in the group, from /proc.
-  const groupAlive = (pgid: number) => {
-    for (const e of Deno.readDirSync("/proc")) {
-      if (!/^\d+$/.test(e.name)) continue;
-      try {
-        const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
-        const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-        if (Number(f[2]) === pgid && f[0] !== "Z" && f[0] !== "X") return true;
-      } catch { /* exited meanwhile */ }
-    }
-    return false;
-  };
+  const waitForBuild = (started: string) => waitForNumberIn(started);
 
   await t.step(
     "SIGINT during a stage stops the installer's process group and marks the venv failed",
