@@ -148,6 +148,13 @@ Deno.test("every command has a schema in schemas/ and at least one real output c
   assert.ok(loadSchema("error"));
 });
 
+Deno.test("verify's venv and model records are status's (one definition, copied whole)", () => {
+  const status = loadSchema("status");
+  const verify = loadSchema("verify");
+  assert.deepEqual(verify.$defs.venv, status.$defs.venv);
+  assert.deepEqual(verify.$defs.model, status.$defs.model);
+});
+
 Deno.test("the schemas reject documents of the wrong shape", () => {
   const status = loadSchema("status");
   const prologue = loadSchema("prologue");

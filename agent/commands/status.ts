@@ -1,7 +1,7 @@
 /** `mlagent status`: venvs, models, cache, locks and the last doctor verdict; JSON or Prometheus for cron. */
 import { writeFileAtomic } from "../core/atomic.ts";
 import type { Command } from "../cli.ts";
-import { parseCommandArgs } from "./args.ts";
+import { parseCommandArgs, parseNumberFlag } from "./args.ts";
 import type { Env } from "../core/env.ts";
 import { exitFor, failed, usageError } from "../core/errors.ts";
 import { formatBytes, formatDuration, type Outcome } from "../core/output.ts";
@@ -26,6 +26,8 @@ Reports, without changing anything and without the network:
 
 Options:
   --root DIR          venv root (default MLAGENT_ROOT, else $XDG_DATA_HOME/mlagent/venvs)
+  --timeout S         deadline for the whole report (default 10): a part on a hung filesystem is reported
+                      as timed out (venv condition "unreadable") instead of hanging the command
   --json              one JSON document (same as --format json)
   --format F          text (default), json, or prometheus: node_exporter textfile-collector metrics
                       (mlagent_venv_ready{profile}, mlagent_gpu_count, mlagent_gpu_healthy, ECC and remapped-row
@@ -52,6 +54,7 @@ async function runStatusCommand(env: Env, argv: string[]): Promise<Outcome> {
     root: { type: "string" },
     format: { type: "string" },
     output: { type: "string" },
+    timeout: { type: "string" },
   });
   const format = values.format ?? (values.json ? "json" : "text");
   if (!["text", "json", "prometheus"].includes(format)) {
@@ -65,7 +68,12 @@ async function runStatusCommand(env: Env, argv: string[]): Promise<Outcome> {
   }
   const profiles = [];
   for (const name of positionals) profiles.push(await loadProfile(env, name));
-  const report = await gatherStatus(env, { profiles, root: values.root });
+  const timeoutS = parseNumberFlag("status", "timeout", values.timeout, { min: 0.1 }) ?? 10;
+  const report = await gatherStatus(env, {
+    profiles,
+    root: values.root,
+    timeoutMs: Math.round(timeoutS * 1000),
+  });
   const json = reportJson(report);
   const exitCode = exitFor(report.ok);
   const body = format === "prometheus"
@@ -111,6 +119,7 @@ export function reportJson(r: StatusReport): Record<string, unknown> {
         : null,
     })),
     doctor: { ...r.doctor, facts: undefined },
+    timed_out: r.timed_out,
   };
 }
 

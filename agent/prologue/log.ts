@@ -1,6 +1,6 @@
 import type { Env } from "../core/env.ts";
 import { stateDir } from "../core/paths.ts";
-import { within } from "./deadline.ts";
+import { within } from "../core/deadline.ts";
 import type { PrologueReport } from "./types.ts";
 
 /** The one-line record for the prologue log and stderr: enough for an admin to see why a node refused jobs. */

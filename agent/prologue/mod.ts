@@ -15,7 +15,7 @@ import { isoTime } from "../core/output.ts";
 import { absolute, modelsRoot, venvDir as venvDirOf, venvRoot } from "../core/paths.ts";
 import { schedulerJob } from "../core/proc.ts";
 import { PROLOGUE_TASKS, type PrologueContext } from "./checks.ts";
-import { type Timed, within } from "./deadline.ts";
+import { type Timed, within } from "../core/deadline.ts";
 import { probePaths } from "./files.ts";
 import { evaluateDriverCompat } from "./gpus.ts";
 import { deviceLabel, type GpuRequest, gpuRequest } from "./scheduler.ts";

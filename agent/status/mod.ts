@@ -13,46 +13,92 @@ import type { Profile } from "../profiles/types.ts";
 import { inspectCache } from "./cache.ts";
 import { readDoctorSummary } from "./doctor.ts";
 import { inspectModels } from "./models.ts";
-import type { CacheReport, ProfileReport, StatusOptions, StatusReport } from "./types.ts";
+import type {
+  CacheReport,
+  DoctorSummary,
+  ModelReport,
+  ProfileReport,
+  StatusOptions,
+  StatusReport,
+  VenvReport,
+} from "./types.ts";
 import { exists, inspectVenvState, listVenvDirs } from "./venvs.ts";
 import { requireTrustedDir } from "../core/trust.ts";
+import { within } from "../core/deadline.ts";
 
 export { inspectModels } from "./models.ts";
 export type { ModelReport, StatusReport, VenvReport } from "./types.ts";
 export { inspectVenvState, listVenvDirs } from "./venvs.ts";
 
-/** Gathers the whole status. Every part is independent and read side by side. */
+/**
+ * Gathers the whole status. Every part is independent and read side by side, each under the overall
+ * deadline: a state file on a hung mount makes its part "timed out", never the whole command hang.
+ */
 export async function gatherStatus(env: Env, opts: StatusOptions): Promise<StatusReport> {
   const started = env.now();
+  const deadline = started + (opts.timeoutMs ?? 10_000);
+  const timedOut: string[] = [];
+  /** `f` within what is left of the deadline; `late()` stands in for it (and the part is named) when it is not. */
+  const bounded = async <T>(part: string, f: () => Promise<T>, late: (ms: number) => T): Promise<T> => {
+    const r = await within(env, Math.max(1, deadline - env.now()), f);
+    if (r.kind === "done") return r.value;
+    if (r.kind === "error") throw r.error;
+    timedOut.push(part);
+    return late(r.ms);
+  };
   const root = venvRoot(env, opts.root);
   requireTrustedDir(env, root, "venv root");
   const boot = bootId(env);
   const job = schedulerJob(env);
   const named = new Map(opts.profiles.map((p) => [p.name, p]));
 
-  const venvsP = listVenvDirs(env, root).then((dirs) =>
-    Promise.all(dirs.map(async (d) => {
+  const venvsP = bounded("venv root", () => listVenvDirs(env, root), () => []).then((dirs) =>
+    Promise.all(dirs.map((d) => {
       const name = d.slice(d.lastIndexOf("/") + 1);
       const profile = named.get(name);
       // A profile asked about by name gets the full check; the overview of every venv the cheap one.
-      return profile
-        ? await inspectVenvState(env, d, profile, { boot, integrity: "full" })
-        : await inspectVenvState(env, d, await knownProfile(env, name), { boot, integrity: "listing" });
+      return bounded(
+        `venv ${name}`,
+        async () =>
+          profile
+            ? await inspectVenvState(env, d, profile, { boot, integrity: "full" })
+            : await inspectVenvState(env, d, await knownProfile(env, name), { boot, integrity: "listing" }),
+        (ms) => unreadableVenv(d, profile ?? null, ms),
+      );
     }))
   );
   const profilesP = Promise.all(opts.profiles.map(async (p): Promise<ProfileReport> => {
     const dir = venvDirOf(env, p.name, opts.root);
     const [venv, models] = await Promise.all([
       // The listing above already judged this dir against the same profile; a missing venv is not listed.
-      venvsP.then((vs) => vs.find((v) => v.path === dir) ?? inspectVenvState(env, dir, p, { boot })),
-      inspectModels(env, p),
+      venvsP.then((vs) =>
+        vs.find((v) => v.path === dir) ??
+          bounded(`venv ${p.name}`, () =>
+            inspectVenvState(env, dir, p, { boot }), (ms) =>
+            unreadableVenv(dir, p, ms))
+      ),
+      bounded(
+        `models of ${p.name}`,
+        () => inspectModels(env, p),
+        (ms) => p.models.map((m) => unreadableModel(m.repo, m.revision ?? null, ms)),
+      ),
     ]);
     return { name: p.name, ready: venv.ready && models.every((m) => m.complete), venv, models };
   }));
   const [venvs, profiles, cache, locks, doctor] = await Promise.all([
     venvsP,
     profilesP,
-    inspectCache(env).catch((e): CacheReport => ({
+    bounded("cache", () => inspectCache(env), (ms): CacheReport => ({
+      path: "",
+      exists: false,
+      filesystem: null,
+      network: null,
+      bytes: null,
+      entries: null,
+      corrupt_entries: null,
+      last_heal_at: null,
+      problem: `reading the cache did not finish within ${ms} ms (a hung filesystem?)`,
+    })).catch((e): CacheReport => ({
       path: "",
       exists: false,
       filesystem: null,
@@ -63,18 +109,34 @@ export async function gatherStatus(env: Env, opts: StatusOptions): Promise<Statu
       last_heal_at: null,
       problem: e instanceof Error ? e.message : String(e),
     })),
-    listLocks(env, [{ dir: localLockDir(env), prefix: "" }, { dir: root, prefix: "venv:" }]).catch(
-      (): LockInfo[] => [],
-    ),
-    readDoctorSummary(env),
+    bounded(
+      "locks",
+      () => listLocks(env, [{ dir: localLockDir(env), prefix: "" }, { dir: root, prefix: "venv:" }]),
+      () => [],
+    )
+      .catch((): LockInfo[] => []),
+    bounded("doctor", () => readDoctorSummary(env), (ms): DoctorSummary => ({
+      state: "corrupt",
+      ok: null,
+      checked_at: null,
+      age_ms: null,
+      profile: null,
+      failed: [],
+      warned: [],
+      problem: `reading the last verdict did not finish within ${ms} ms (a hung filesystem?)`,
+      facts: null,
+    })),
   ]);
   // The cache's lock sits beside the cache (often in /tmp, among other programs' lock files): look at that one.
   if (cache.path) {
     const spec = cacheLockSpec(env, cache.path, "");
-    if (await exists(env, spec.path)) {
-      const info = await inspectLock(env, spec).catch(() => null);
-      if (info && info.status !== "free") locks.push(info);
-    }
+    const info = await bounded(
+      "cache lock",
+      async () => (await exists(env, spec.path)) ? await inspectLock(env, spec) : null,
+      () => null,
+    )
+      .catch(() => null);
+    if (info && info.status !== "free") locks.push(info);
   }
   return {
     ok: profiles.every((p) => p.ready),
@@ -91,7 +153,45 @@ export async function gatherStatus(env: Env, opts: StatusOptions): Promise<Statu
     cache,
     locks,
     doctor,
+    timed_out: timedOut,
     duration_ms: env.now() - started,
+  };
+}
+
+function unreadableVenv(path: string, profile: Profile | null, ms: number): VenvReport {
+  return {
+    name: path.slice(path.lastIndexOf("/") + 1),
+    path,
+    condition: "unreadable",
+    ready: false,
+    message: `reading its state did not finish within ${ms} ms (a hung filesystem?)`,
+    profile: profile?.name ?? null,
+    fingerprint: null,
+    profile_sha256: null,
+    current_profile_sha256: null,
+    python_version: null,
+    cuda_variant: null,
+    installer: null,
+    updated_at: null,
+    finished_at: null,
+    owner: null,
+    error: null,
+    integrity: null,
+  };
+}
+
+function unreadableModel(repo: string, revision: string | null, ms: number): ModelReport {
+  return {
+    repo,
+    revision,
+    local_dir: "",
+    complete: false,
+    files: 0,
+    bytes: 0,
+    missing: [],
+    partial: [],
+    corrupt: [],
+    reason: `checking it did not finish within ${ms} ms (a hung filesystem?)`,
   };
 }
 

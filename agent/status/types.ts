@@ -18,6 +18,8 @@ export type VenvCondition =
   | "no-state"
   /** Ready on record, but a pinned distribution is gone, at another version, or missing files of its RECORD. */
   | "damaged"
+  /** Its state could not be read before the deadline (a hung network filesystem). */
+  | "unreadable"
   | "missing";
 
 export interface VenvReport {
@@ -98,10 +100,14 @@ export interface StatusReport {
   cache: CacheReport;
   locks: LockInfo[];
   doctor: DoctorSummary;
+  /** Parts not read before the deadline ("venv hunyuan", "cache", ...): a hung filesystem, most likely. */
+  timed_out: string[];
   duration_ms: number;
 }
 
 export interface StatusOptions {
   profiles: Profile[];
   root?: string;
+  /** The whole report's deadline (default 10 s); parts not read by then are reported as timed out. */
+  timeoutMs?: number;
 }

@@ -1,5 +1,5 @@
-/** Deadlines for the prologue's checks, kept through the Env's clock so tests can drive them. */
-import type { Env } from "../core/env.ts";
+/** Deadlines for work that may hang (a probe, a read on a dead mount), kept through the Env's clock so tests can drive them. */
+import type { Env } from "./env.ts";
 
 export type Timed<T> =
   | { kind: "done"; value: T; ms: number }
