@@ -37,8 +37,25 @@ export function untrustedDirProblem(env: Env, dir: string): string | null {
   }
 }
 
-/** Throws bad input (exit 2) naming the dir's role, the path and the owner when it cannot be trusted. */
+/**
+ * Throws bad input (exit 2) naming the dir's role and path when it is not a directory (a file given as
+ * --root), or when it cannot be trusted (naming the owner).
+ */
 export function requireTrustedDir(env: Env, dir: string, role: string): void {
+  try {
+    if (!env.fs.statSync(dir).isDirectory) {
+      throw badInput(
+        `the ${role} ${dir} is not a directory`,
+        `point it at a directory (or remove the file there)`,
+        {
+          path: dir,
+          role,
+        },
+      );
+    }
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound) && !(e instanceof Deno.errors.NotADirectory)) throw e;
+  }
   const why = untrustedDirProblem(env, dir);
   if (why) {
     throw badInput(

@@ -4,7 +4,7 @@ import { badInput } from "../core/errors.ts";
 import { closestMatch } from "../core/jsonschema.ts";
 import { jsonPointerLocations, locatePointer, parseJsonLocated } from "../core/json_location.ts";
 import { absolute } from "../core/paths.ts";
-import { jsonNestingDepth, readBoundedText } from "../core/files.ts";
+import { describeFsError, jsonNestingDepth, readBoundedText } from "../core/files.ts";
 import type { Profile } from "./types.ts";
 import { BUILTIN_PROFILES } from "../../profiles/mod.ts";
 import { lintProfile } from "./validate.ts";
@@ -164,7 +164,12 @@ export async function listProfiles(env: Env): Promise<ProfileEntry[]> {
       }
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) continue; // a missing directory on the path is not an error
-      throw e;
+      throw badInput(
+        `MLAGENT_PROFILE_PATH names ${dir}, which cannot be listed: ${
+          e instanceof Deno.errors.NotADirectory ? "it is not a directory" : describeFsError(e)
+        }`,
+        "MLAGENT_PROFILE_PATH is a colon-separated list of directories holding NAME.json profiles",
+      );
     }
     names = names.filter((n) => PROFILE_NAME_PATTERN.test(n.slice(0, -5))).sort();
     for (const fileName of names) {
