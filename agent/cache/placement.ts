@@ -4,6 +4,7 @@ import { badInput } from "../core/errors.ts";
 import { mountForPath, readMounts } from "../core/mounts.ts";
 import { absolute } from "../core/paths.ts";
 import { writeProbeProblem } from "../core/atomic.ts";
+import { describeFsError } from "../core/files.ts";
 
 export interface CachePlacement {
   path: string;
@@ -118,7 +119,7 @@ async function checkCacheDir(env: Env, path: string, create: boolean): Promise<v
     lst = await env.fs.lstat(path);
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) {
-      throw badInput(`cache dir ${path} cannot be read: ${(e as Error).message}`, hint);
+      throw badInput(`cache dir ${path} cannot be read: ${describeFsError(e)}`, hint);
     }
   }
   if (lst === null) {
@@ -127,7 +128,7 @@ async function checkCacheDir(env: Env, path: string, create: boolean): Promise<v
       await env.fs.mkdir(path, { recursive: true, mode: 0o700 });
       await env.fs.chmod(path, 0o700);
     } catch (e) {
-      throw badInput(`cannot create the cache dir ${path}: ${(e as Error).message}`, hint);
+      throw badInput(`cannot create the cache dir ${path}: ${describeFsError(e)}`, hint);
     }
     lst = await env.fs.lstat(path);
   }

@@ -10,6 +10,7 @@ export type BoundedRead =
   | { kind: "missing" }
   /** Present but refused: "is a FIFO, not a regular file", "is larger than 1.0 MiB", "permission denied"... */
   | { kind: "refused"; why: string };
+// `why` reads after "it": "is a FIFO, not a regular file", "cannot be read (permission denied)".
 
 const UTF8_BOM = "\uFEFF";
 
@@ -23,7 +24,7 @@ export async function readBoundedText(env: Env, path: string, maxBytes: number):
     st = await env.fs.stat(path);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return { kind: "missing" };
-    return { kind: "refused", why: describeFsError(e) };
+    return { kind: "refused", why: `cannot be read (${describeFsError(e)})` };
   }
   if (!st.isFile) return { kind: "refused", why: `is ${kindOf(st)}, not a regular file` };
   if (st.size > maxBytes) {
@@ -34,7 +35,7 @@ export async function readBoundedText(env: Env, path: string, maxBytes: number):
     file = await env.fs.open(path, { read: true });
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return { kind: "missing" };
-    return { kind: "refused", why: describeFsError(e) };
+    return { kind: "refused", why: `cannot be read (${describeFsError(e)})` };
   }
   try {
     // The size can change between stat and read (a file being written): read one byte past the limit.
@@ -49,7 +50,7 @@ export async function readBoundedText(env: Env, path: string, maxBytes: number):
     const text = new TextDecoder().decode(buf.subarray(0, off));
     return { kind: "ok", text: text.startsWith(UTF8_BOM) ? text.slice(1) : text };
   } catch (e) {
-    return { kind: "refused", why: describeFsError(e) };
+    return { kind: "refused", why: `cannot be read (${describeFsError(e)})` };
   } finally {
     file.close();
   }
@@ -69,7 +70,9 @@ export function describeFsError(e: unknown): string {
   if (e instanceof Deno.errors.PermissionDenied) return "permission denied";
   if (e instanceof Deno.errors.NotFound) return "no such file or directory";
   if (e instanceof Deno.errors.IsADirectory) return "is a directory";
-  if (e instanceof Deno.errors.NotADirectory) return "a parent is not a directory";
+  if (e instanceof Deno.errors.NotADirectory) return "a part of the path is a file, not a directory";
+  if (e instanceof Error && /os error 30\b/.test(e.message)) return "read-only filesystem";
+  if (e instanceof Error && /os error 28\b/.test(e.message)) return "no space left on the device";
   return e instanceof Error ? e.message : String(e);
 }
 
