@@ -105,7 +105,9 @@ export function cpuVariantOf(profile: Pick<Profile, "gpu" | "cpu_variant">): Cud
 }
 
 /** Every wheel variant an install may choose for a profile: its CUDA variants, then its CPU variant if any. */
-export function wheelVariants(profile: Pick<Profile, "gpu" | "cuda_variants" | "cpu_variant">): CudaVariant[] {
+export function wheelVariants(
+  profile: Pick<Profile, "gpu" | "cuda_variants" | "cpu_variant">,
+): CudaVariant[] {
   const cpu = cpuVariantOf(profile);
   return cpu ? [...profile.cuda_variants, cpu] : profile.cuda_variants;
 }
