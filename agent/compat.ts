@@ -4,7 +4,7 @@
  */
 import minDriverTable from "./data/cuda_min_driver.json" with { type: "json" };
 import minorCompatTable from "./data/cuda_minor_compat.json" with { type: "json" };
-import type { CudaVariant } from "./profiles/types.ts";
+import type { CudaVariant, Profile } from "./profiles/types.ts";
 
 export type { CudaVariant };
 
@@ -93,6 +93,24 @@ export type VariantChoice =
   | { error: string };
 
 const isCpuVariant = (v: CudaVariant) => v.name === "cpu" || !cudaMajorMinor(v.cuda ?? "");
+
+/**
+ * A profile's CPU wheel variant as a variant named "cpu" (cuda ""), or null: only a profile that runs
+ * without a GPU may take it. A GPU-required profile that declares one still never gets it, so a node whose
+ * driver is missing fails the install instead of quietly building a venv that cannot run the model.
+ */
+export function cpuVariantOf(profile: Pick<Profile, "gpu" | "cpu_variant">): CudaVariant | null {
+  if (profile.gpu.required || !profile.cpu_variant) return null;
+  return { name: "cpu", cuda: "", index_url: profile.cpu_variant.index_url };
+}
+
+/** Every wheel variant an install may choose for a profile: its CUDA variants, then its CPU variant if any. */
+export function wheelVariants(
+  profile: Pick<Profile, "gpu" | "cuda_variants" | "cpu_variant">,
+): CudaVariant[] {
+  const cpu = cpuVariantOf(profile);
+  return cpu ? [...profile.cuda_variants, cpu] : profile.cuda_variants;
+}
 
 /**
  * The newest CUDA wheel variant the driver supports. Fully supported variants beat ones that only run

@@ -27,6 +27,7 @@ export { appendHealLog, BOOK_FILE, TRASH_DIR, writeBook } from "./book.ts";
 export { decodeCachedResponse } from "./cachecontrol.ts";
 export { emptyTrash, healAfterFailure, removeEntry } from "./heal.ts";
 export { cacheRootOf, cacheSubdirs, resolveCacheDir } from "./placement.ts";
+export { planPrune, type PrunePlan } from "./prune.ts";
 export { type CorruptEntry, scanCache, type ScanReport } from "./scan.ts";
 export { packageFromBytes, zipProblem } from "./zip.ts";
 

@@ -5,6 +5,8 @@ import {
   cacheInfo,
   type CorruptEntry,
   emptyTrash,
+  planPrune,
+  type PrunePlan,
   removeEntry,
   resolveCacheDir,
   scanCache,
@@ -164,8 +166,18 @@ async function runHeal(env: Env, opts: HealOptions): Promise<Outcome> {
   const started = env.now();
   if (opts.dryRun) {
     const scan = await scanCache(env, root, { sizes: opts.maxBytes !== null });
-    const prune = opts.maxBytes !== null ? pruneCandidates(env, root, scan, opts.maxBytes) : [];
-    return healOutcome(env, root, "dry-run", scan, [], prune.map((p) => p.path), [], [], started);
+    const prune = opts.maxBytes !== null ? planPrune(env, root, scan, opts.maxBytes) : null;
+    return healOutcome(
+      env,
+      root,
+      "dry-run",
+      scan,
+      [],
+      pruneResult(prune, prune?.paths ?? []),
+      [],
+      [],
+      started,
+    );
   }
   let lock: LockHandle | null = null;
   try {
@@ -176,14 +188,23 @@ async function runHeal(env: Env, opts: HealOptions): Promise<Outcome> {
       const removed: string[] = [];
       for (const c of scan.corrupt) removed.push(...(await removeEntry(env, root, c)));
       const pruned: string[] = [];
-      if (opts.maxBytes !== null) {
-        for (const p of pruneCandidates(env, root, scan, opts.maxBytes)) {
-          pruned.push(...(await removeEntry(env, root, { path: p.path, also: [] })));
-        }
+      const prune = opts.maxBytes !== null ? planPrune(env, root, scan, opts.maxBytes) : null;
+      for (const u of prune?.units ?? []) {
+        pruned.push(...(await removeEntry(env, root, { path: u.paths[0], also: u.paths.slice(1) })));
       }
       const locks = await clearStaleLocks(env, opts.root);
       const venvs = await failDeadInstalls(env, opts.root);
-      return await healOutcome(env, root, "healed", scan, removed, pruned, locks, venvs, started);
+      return await healOutcome(
+        env,
+        root,
+        "healed",
+        scan,
+        removed,
+        pruneResult(prune, pruned),
+        locks,
+        venvs,
+        started,
+      );
     });
   } catch (e) {
     if (e instanceof MlagentError && e.code === "lock-busy" && lock === null) {
@@ -195,18 +216,32 @@ async function runHeal(env: Env, opts: HealOptions): Promise<Outcome> {
   }
 }
 
+/** What --max-size pruned (or would prune): the paths, and the bytes of the units they belong to. */
+interface Pruned {
+  paths: string[];
+  bytes: number;
+}
+
+function pruneResult(plan: PrunePlan | null, paths: string[]): Pruned {
+  if (!plan) return { paths: [], bytes: 0 };
+  const gone = new Set(paths);
+  const bytes = plan.units.filter((u) => u.paths.some((p) => gone.has(p))).reduce((n, u) => n + u.bytes, 0);
+  return { paths, bytes };
+}
+
 async function healOutcome(
   env: Env,
   root: string,
   result: "dry-run" | "healed",
   scan: ScanReport,
   removed: string[],
-  pruned: string[],
+  prunedResult: Pruned,
   locks: string[],
   venvs: string[],
   started: number,
 ): Promise<Outcome> {
   const dry = result === "dry-run";
+  const pruned = prunedResult.paths;
   const nothing = scan.corrupt.length === 0 && pruned.length === 0 && locks.length === 0 &&
     venvs.length === 0;
   const message = nothing
@@ -215,9 +250,13 @@ async function healOutcome(
     ? `cache ${root}: would remove ${scan.corrupt.length} corrupt entr${
       scan.corrupt.length === 1 ? "y" : "ies"
     }` +
-      (pruned.length ? ` and prune ${pruned.length} least recently used` : "")
+      (pruned.length
+        ? ` and prune ${pruned.length} least recently used (${formatBytes(prunedResult.bytes)})`
+        : "")
     : `cache ${root}: removed ${removed.length} corrupt entr${removed.length === 1 ? "y" : "ies"}` +
-      (pruned.length ? `, pruned ${pruned.length} least recently used` : "") +
+      (pruned.length
+        ? `, pruned ${pruned.length} least recently used (${formatBytes(prunedResult.bytes)})`
+        : "") +
       (locks.length ? `, cleared ${locks.length} stale lock${locks.length === 1 ? "" : "s"}` : "") +
       (venvs.length ? `, marked ${venvs.length} dead install${venvs.length === 1 ? "" : "s"} failed` : "");
   if (!dry) {
@@ -247,6 +286,7 @@ async function healOutcome(
     corrupt: scan.corrupt.map(corruptJson),
     removed,
     pruned,
+    pruned_bytes: prunedResult.bytes,
     stale_locks: locks,
     failed_venvs: venvs,
     duration_ms: env.now() - started,
@@ -269,95 +309,13 @@ async function healOutcome(
       ...scanJson(scan),
       removed,
       pruned,
+      pruned_bytes: prunedResult.bytes,
       stale_locks_cleared: locks,
       venvs_marked_failed: venvs,
       log_path: log,
       duration_ms: env.now() - started,
     },
   };
-}
-
-interface PruneEntry {
-  path: string;
-  bytes: number;
-  usedMs: number;
-}
-
-/**
- * Least recently used entries (by the newest atime/mtime inside each) to remove until the cache fits the
- * budget. Units: uv archive entries and wheel/sdist package dirs, pip HTTP entries and cached wheels.
- */
-function pruneCandidates(env: Env, root: string, scan: ScanReport, maxBytes: number): PruneEntry[] {
-  let total = scan.bytes;
-  if (total <= maxBytes) return [];
-  const corrupt = new Set(scan.corrupt.map((c) => c.path));
-  const units: PruneEntry[] = [];
-  const measure = (p: string): { bytes: number; used: number } => {
-    let bytes = 0, used = 0;
-    const walk = (q: string) => {
-      let st: Deno.FileInfo;
-      try {
-        st = env.fs.lstatSync(q);
-      } catch {
-        return;
-      }
-      // Installs read an entry's files (atime); the scan itself reads only RECORD and pip's header files and
-      // lists dirs, so those count by mtime alone, or every hourly heal would make everything look fresh.
-      const name = q.slice(q.lastIndexOf("/") + 1);
-      const scanned = st.isDirectory || name === "RECORD" || /^[0-9a-f]{56}$/.test(name);
-      used = Math.max(used, st.mtime?.getTime() ?? 0, scanned ? 0 : st.atime?.getTime() ?? 0);
-      if (st.isDirectory) {
-        for (const e of env.fs.readDirSync(q)) walk(`${q}/${e.name}`);
-      } else bytes += st.size;
-    };
-    walk(p);
-    return { bytes, used };
-  };
-  const add = (p: string) => {
-    if (corrupt.has(p) || p.endsWith("/.lock")) return;
-    const m = measure(p);
-    units.push({ path: p, bytes: m.bytes, usedMs: m.used });
-  };
-  const dirs = (p: string) => {
-    try {
-      return [...env.fs.readDirSync(p)];
-    } catch {
-      return [];
-    }
-  };
-  const uv = `${root}/uv`, pip = `${root}/pip`;
-  for (const b of dirs(uv)) {
-    if (/^archive-v\d+$/.test(b.name)) {
-      for (const a of dirs(`${uv}/${b.name}`)) add(`${uv}/${b.name}/${a.name}`);
-    }
-  }
-  for (const b of dirs(pip)) {
-    if (b.name === "http" || b.name === "http-v2" || b.name === "wheels") {
-      const walk = (d: string) => {
-        for (const e of dirs(d)) {
-          const p = `${d}/${e.name}`;
-          if (e.isDirectory) walk(p);
-          else if (/^[0-9a-f]{56}$/.test(e.name) || e.name.endsWith(".whl")) add(p);
-        }
-      };
-      walk(`${pip}/${b.name}`);
-    }
-  }
-  units.sort((a, b) => a.usedMs - b.usedMs);
-  const out: PruneEntry[] = [];
-  for (const u of units) {
-    if (total <= maxBytes) break;
-    out.push(u);
-    total -= u.bytes;
-    // pip's v2 body goes with its header.
-    const body = `${u.path}.body`;
-    try {
-      const bs = env.fs.lstatSync(body).size;
-      total -= bs;
-      out.push({ path: body, bytes: bs, usedMs: u.usedMs });
-    } catch { /* v1 entry or a wheel */ }
-  }
-  return out;
 }
 
 /** Removes stale mlagent locks (dead owners) from the node-local lock dir and beside venvs. */

@@ -10,7 +10,7 @@ import { loadProfile, profileSha256 } from "../profiles/mod.ts";
 import type { Profile } from "../profiles/types.ts";
 import { venvDir as venvDirOf } from "../core/paths.ts";
 import { gatherGpu } from "../../checks/gpu.ts";
-import { selectCudaVariant } from "../compat.ts";
+import { selectCudaVariant, wheelVariants } from "../compat.ts";
 import { chooseInstaller, type InstallerChoice } from "./installer.ts";
 import { probePython, venvPython } from "./venv.ts";
 import { readVenvState, type VenvState } from "./state.ts";
@@ -124,7 +124,7 @@ async function readyBeforeDoctor(
       driver = gathered.gpu.driver_version;
       driverCuda = gathered.gpu.cuda_version;
     }
-    const choice = selectCudaVariant(driver, driverCuda, profile.cuda_variants, forced ?? undefined);
+    const choice = selectCudaVariant(driver, driverCuda, wheelVariants(profile), forced ?? undefined);
     if ("error" in choice) {
       if (forced || profile.gpu.required) return null;
       cuda = newestVariant(profile.cuda_variants).name;

@@ -9,7 +9,7 @@ import { requireTrustedDir } from "../core/trust.ts";
 import type { GpuFacts } from "../../checks/gpu.ts";
 import { checkJson, runDoctor } from "../../checks/mod.ts";
 import type { CheckResult } from "../../checks/types.ts";
-import { compareVersions, selectCudaVariant } from "../compat.ts";
+import { compareVersions, selectCudaVariant, wheelVariants } from "../compat.ts";
 import { chooseInstaller, stageCommand, stageIndexes } from "./installer.ts";
 import { probePython, type PythonInfo } from "./venv.ts";
 import { readVenvState, stateDirOf } from "./state.ts";
@@ -65,7 +65,7 @@ export async function planInstall(
   let cuda: CudaVariant | null = null;
   let cudaReason: string | null = null;
   if (profile.cuda_variants.length) {
-    const choice = selectCudaVariant(driver, driverCuda, profile.cuda_variants, forced ?? undefined);
+    const choice = selectCudaVariant(driver, driverCuda, wheelVariants(profile), forced ?? undefined);
     if ("error" in choice) {
       // A forced variant fails only when the profile lacks it: that is a bad flag, not a node problem.
       if (forced) {

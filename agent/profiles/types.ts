@@ -4,11 +4,16 @@
  */
 
 export interface CudaVariant {
-  /** Wheel tag, e.g. "cu121". */
+  /** Wheel tag, e.g. "cu121"; "cpu" for the CPU variant (see cpuVariantOf in agent/compat.ts). */
   name: string;
-  /** CUDA version the wheels are built with, e.g. "12.1". */
+  /** CUDA version the wheels are built with, e.g. "12.1"; "" for the CPU variant. */
   cuda: string;
   /** Wheel index for this variant, e.g. https://download.pytorch.org/whl/cu121 */
+  index_url: string;
+}
+
+export interface CpuVariant {
+  /** Wheel index of the CPU builds, e.g. https://download.pytorch.org/whl/cpu */
   index_url: string;
 }
 
@@ -19,8 +24,10 @@ export interface Stage {
   /** Index for this stage; the literal "cuda" means the chosen CUDA variant's index. Default: PyPI. */
   index_url?: string;
   extra_index_urls?: string[];
-  /** Skip the installer cache (large wheels, git sources). */
+  /** Skip the installer cache; say why in no_cache_reason (e.g. a wheel built locally against the venv's torch). */
   no_cache?: boolean;
+  /** Why this stage must not use the node-local cache. */
+  no_cache_reason?: string;
   no_build_isolation?: boolean;
   no_deps?: boolean;
   /** Extra environment for the installer (e.g. MAX_JOBS). */
@@ -64,6 +71,12 @@ export interface Profile {
   gpu: { required: boolean; min_count?: number; min_memory_mib?: number };
   /** CUDA variants of the PyTorch wheels, any order; install picks the newest the driver supports. */
   cuda_variants: CudaVariant[];
+  /**
+   * The CPU build of the same wheels, for profiles that run without a GPU: taken when no CUDA variant runs
+   * on the node (no driver, or one too old), instead of multi-GB CUDA wheels that would only run on the CPU.
+   * Ignored when the profile requires a GPU.
+   */
+  cpu_variant?: CpuVariant;
   /** Any stage builds extensions (needs headers and nvcc). */
   builds_extensions: boolean;
   /** Free disk needed where the venv and cache live, GiB. */

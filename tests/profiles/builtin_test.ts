@@ -74,7 +74,7 @@ Deno.test("built-in torch, torchvision and torchaudio pins are released together
 });
 
 Deno.test("hunyuan-video-i2v keeps every exact pin of the upstream requirements.txt", async () => {
-  // Tencent/HunyuanVideo-I2V requirements.txt at d19e815b, the lines pinned there.
+  // Tencent-Hunyuan/HunyuanVideo-I2V requirements.txt on main 1481c1d5 (last changed at d158e1d), its exact pins.
   const upstream = {
     "opencv-python": "4.9.0.80",
     "diffusers": "0.31.0",
@@ -194,5 +194,100 @@ Deno.test("built-in stages built without isolation come after the build tools th
         );
       }
     });
+  }
+});
+
+const pinOf = (p: Profile, name: string) => pins(p).get(name);
+/** "1.2.3" >= "1.2.0" by numeric parts. */
+const atLeast = (v: string, min: string) => {
+  const [a, b] = [v.split(".").map(Number), min.split(".").map(Number)];
+  for (let i = 0; i < Math.max(a.length, b.length); i++) {
+    if ((a[i] ?? 0) !== (b[i] ?? 0)) return (a[i] ?? 0) > (b[i] ?? 0);
+  }
+  return true;
+};
+
+Deno.test("hunyuan-video-i2v pins what xfuser 0.4.0 leaves open, so nothing can move torch 2.4.0", async () => {
+  const p = await load("hunyuan-video-i2v");
+  const xfuser = p.stages.find((s) => s.name === "xfuser")!;
+  // optimum-quanto 0.2.7 requires torch>=2.6.0; 0.2.6 requires torch>=2.4.0.
+  assert.deepEqual(xfuser.packages, [
+    "xfuser==0.4.0",
+    "optimum-quanto==0.2.6",
+    "yunchang==0.4.3",
+    "distvae==0.0.0b4",
+  ]);
+  assert.ok(p.verify.some((v) => /\bdeepspeed\b/.test(v.code) && v.name === "imports"));
+  assert.ok(
+    !/d19e815b/.test(p.sources!.requirements),
+    "requirements must not cite the unmerged pull request",
+  );
+});
+
+Deno.test("built-in models require every file the code loads, at a pinned commit", async () => {
+  for (const name of NAMES) {
+    for (const m of (await load(name)).models) {
+      assert.match(m.revision ?? "", /^[0-9a-f]{40}$/, `${name}: ${m.repo} revision`);
+    }
+  }
+  const files = async (name: string, repo: string) =>
+    (await load(name)).models.find((m) => m.repo === repo)!.required_files!;
+  const hy = await files("hunyuan-video-i2v", "tencent/HunyuanVideo-I2V");
+  for (const f of ["vae/config.json", "vae/pytorch_model.pt"]) {
+    assert.ok(hy.includes(`hunyuan-video-i2v-720p/${f}`), f);
+  }
+  const te = await files("hunyuan-video-i2v", "xtuner/llava-llama-3-8b-v1_1-transformers");
+  for (
+    const f of [
+      "model-00001-of-00004.safetensors",
+      "model-00004-of-00004.safetensors",
+      "model.safetensors.index.json",
+      "preprocessor_config.json",
+      "tokenizer.json",
+      "tokenizer_config.json",
+      "special_tokens_map.json",
+      "config.json",
+    ]
+  ) assert.ok(te.includes(f), f);
+  const wan = await files("morphic-frames-to-video", "Wan-AI/Wan2.2-I2V-A14B");
+  for (const f of ["spiece.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]) {
+    assert.ok(wan.includes(`google/umt5-xxl/${f}`), f);
+  }
+  for (const half of ["high_noise_model", "low_noise_model"]) {
+    assert.ok(wan.includes(`${half}/diffusion_pytorch_model.safetensors.index.json`), half);
+    assert.equal(wan.filter((f) => f.startsWith(`${half}/diffusion_pytorch_model-`)).length, 6, half);
+  }
+  assert.deepEqual(await files("yolo", "Ultralytics/YOLO11"), ["yolo11n.pt"]);
+});
+
+Deno.test("morphic-frames-to-video installs what generate.py imports and admits an H100 80GB", async () => {
+  const p = await load("morphic-frames-to-video");
+  for (const pkg of ["dashscope", "decord", "librosa", "ftfy", "easydict", "einops"]) {
+    assert.ok(pinOf(p, pkg), pkg);
+    assert.ok(p.verify.some((v) => v.name === "imports" && new RegExp(`\\b${pkg}\\b`).test(v.code)), pkg);
+  }
+  const H100_80GB_MIB = 81559; // nvidia-smi's total for an H100 80GB HBM3
+  assert.ok(p.gpu.min_memory_mib! <= H100_80GB_MIB, `${p.gpu.min_memory_mib} MiB rejects an H100 80GB`);
+  assert.ok(p.gpu.min_memory_mib! > 49152, "a 48 GB card must still be refused");
+});
+
+Deno.test("yolo's web service pins are past the named CVEs and it has a CPU wheel variant", async () => {
+  const p = await load("yolo");
+  assert.ok(atLeast(pinOf(p, "fastapi")!, "0.115.3"), "fastapi >= 0.115.3 allows starlette >= 0.40.0");
+  assert.ok(atLeast(pinOf(p, "starlette")!, "0.40.0"), "CVE-2024-47874 is fixed in starlette 0.40.0");
+  assert.ok(atLeast(pinOf(p, "python-multipart")!, "0.0.18"), "CVE-2024-53981 is fixed in 0.0.18");
+  assert.equal(p.cpu_variant?.index_url, "https://download.pytorch.org/whl/cpu");
+});
+
+Deno.test("built-in stages use the cache unless they say why not", async () => {
+  for (const name of NAMES) {
+    for (const s of (await load(name)).stages) {
+      if (s.no_cache) {
+        assert.ok(s.no_cache_reason, `${name}: stage ${s.name} skips the cache without a reason`);
+      }
+      if (s.name === "torch") {
+        assert.ok(!s.no_cache, `${name}: the torch wheels belong in the node-local cache`);
+      }
+    }
   }
 });

@@ -36,6 +36,10 @@ export interface DistSpec {
    * subprocess, with `os` imported). E.g. `import mla_helper` to prove the build sees an earlier stage.
    */
   buildHook?: string;
+  /** Import name when it differs from the project's (opencv-python -> "cv2"); the package dir is named so. */
+  module?: string;
+  /** Provides-Extra names, for Requires-Dist lines with `extra == "..."` markers. */
+  extras?: string[];
 }
 
 /** Module name for a project: lowercase, '-' and '.' to '_'. */
@@ -146,6 +150,7 @@ function metadata(spec: DistSpec, version = "2.1"): string {
     `Name: ${spec.name}`,
     `Version: ${spec.version}`,
     `Summary: mlagent test package`,
+    ...(spec.extras ?? []).map((e) => `Provides-Extra: ${e}`),
     ...(spec.requires ?? []).map((r) => `Requires-Dist: ${r}`),
     "",
   ].join("\n");
@@ -158,7 +163,7 @@ export function buildWheel(spec: DistSpec): { name: string; data: Uint8Array } {
   const mod = moduleName(spec.name);
   const distInfo = `${mod}-${spec.version}.dist-info`;
   const files: [string, Uint8Array][] = [
-    [`${mod}/__init__.py`, enc(initPyOf(spec))],
+    [`${spec.module ?? mod}/__init__.py`, enc(initPyOf(spec))],
     [`${distInfo}/METADATA`, enc(metadata(spec))],
     [
       `${distInfo}/WHEEL`,
@@ -181,6 +186,7 @@ import base64, hashlib, os, zipfile
 
 NAME = ${JSON.stringify(spec.name)}
 MOD = ${JSON.stringify(mod)}
+PKG = ${JSON.stringify(spec.module ?? mod)}
 VERSION = ${JSON.stringify(spec.version)}
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -211,8 +217,8 @@ ${hook}
     dist_info = f"{MOD}-{VERSION}.dist-info"
     name = f"{MOD}-{VERSION}-py3-none-any.whl"
     files = {}
-    with open(os.path.join(HERE, MOD, "__init__.py"), "rb") as f:
-        files[f"{MOD}/__init__.py"] = f.read()
+    with open(os.path.join(HERE, PKG, "__init__.py"), "rb") as f:
+        files[f"{PKG}/__init__.py"] = f.read()
     files[f"{dist_info}/METADATA"] = _metadata().encode()
     files[f"{dist_info}/WHEEL"] = b"Wheel-Version: 1.0\\nGenerator: mlagent-tests\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n"
     record = []
@@ -236,7 +242,7 @@ def build_sdist(sdist_directory, config_settings=None):
     [`${root}/PKG-INFO`, enc(pkgInfo)],
     [`${root}/pyproject.toml`, enc(pyproject)],
     [`${root}/backend.py`, enc(backend)],
-    [`${root}/${mod}/__init__.py`, enc(initPyOf(spec))],
+    [`${root}/${spec.module ?? mod}/__init__.py`, enc(initPyOf(spec))],
   ]);
   return { name: `${root}.tar.gz`, data: new Uint8Array(gzipSync(tarball)) };
 }
