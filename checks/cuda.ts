@@ -9,6 +9,7 @@ import {
   explainMinorCompat,
   minDriverForCuda,
   selectCudaVariant,
+  wheelVariants,
 } from "../agent/compat.ts";
 import type { Env } from "../agent/core/env.ts";
 import { findOnPath } from "../agent/core/run.ts";
@@ -114,7 +115,7 @@ export function evaluateCuda(
   let chosen: { name: string; cuda: string } | null = null;
   let wheels: CheckResult | null = null;
   if (profile && profile.cuda_variants.length) {
-    const pick = selectCudaVariant(driver, driverCuda, profile.cuda_variants, ctx.forcedVariant);
+    const pick = selectCudaVariant(driver, driverCuda, wheelVariants(profile), ctx.forcedVariant);
     if ("error" in pick) {
       wheels = result(
         "cuda.wheels",
