@@ -10,9 +10,11 @@ import { render } from "./agent/core/output.ts";
 
 async function main(argv: string[]): Promise<number> {
   const before = argv.indexOf("--") === -1 ? argv : argv.slice(0, argv.indexOf("--"));
+  const quiet = before.includes("--quiet") || before.includes("-q");
   const env = realEnv({
     verbose: before.includes("--verbose") || before.includes("-v"),
-    quiet: before.includes("--quiet") || before.includes("-q"),
+    quiet,
+    noProgress: before.includes("--no-progress"),
   });
   const asJson = before.includes("--json");
   try {
@@ -26,7 +28,7 @@ async function main(argv: string[]): Promise<number> {
       return EXIT.ok;
     }
     const outcome = await inv.command.run(env, inv.argv);
-    await render(env, outcome, asJson);
+    await render(env, outcome, asJson, quiet);
     return outcome.exitCode;
   } catch (caught) {
     // What the operating system refused (a full disk, a read-only mount) is not a bug: say what it means.
@@ -34,7 +36,7 @@ async function main(argv: string[]): Promise<number> {
     if (e instanceof MlagentError) {
       // One clear line naming what was wrong, then the hint; with --json also a document on stdout.
       env.log.error(e.message);
-      if (e.hint) console.error(`hint: ${e.hint}`);
+      if (e.hint) env.log.hint(e.hint);
       if (asJson) {
         await render(env, {
           exitCode: e.exitCode,
@@ -50,7 +52,7 @@ async function main(argv: string[]): Promise<number> {
     // A bug: one line and where to report it; the stack only with --verbose.
     const message = e instanceof Error ? e.message : String(e);
     env.log.error(`internal error: ${message}`);
-    console.error("hint: this is a bug in mlagent; run again with --verbose for the stack, and report it");
+    env.log.hint("this is a bug in mlagent; run again with --verbose for the stack, and report it");
     if (e instanceof Error && e.stack) env.log.debug(e.stack);
     if (asJson) {
       await render(env, {

@@ -37,11 +37,12 @@ export function mainHelp(table: readonly CommandEntry[]): string {
     "Options for every command:",
     "  --json         one JSON document on stdout",
     "  -v, --verbose  log every command line mlagent runs (stderr)",
-    "  -q, --quiet    only warnings and errors on stderr",
+    "  -q, --quiet    nothing when all is well (cron); only errors otherwise",
+    "  --no-progress  no progress lines (they are redrawn on a terminal, every 30 s or 10% in a log)",
     "  -h, --help     help for the command",
     "",
     `Exit codes: ${EXIT.ok} ok, ${EXIT.failed} the job failed, ${EXIT.usage} usage or bad input, ` +
-    `${EXIT.lockBusy} lock held by another owner (--no-wait).`,
+    `${EXIT.lockBusy} lock held by another owner (--no-wait), ${EXIT.interrupted} interrupted (Ctrl-C).`,
     "The prologue maps its outcome to the scheduler's codes: see `mlagent prologue --help`.",
     "",
     "Run `mlagent <command> --help` for a command's options.",
@@ -53,7 +54,7 @@ export type Invocation =
   | { kind: "version" }
   | { kind: "command"; command: Command; argv: string[] };
 
-const GLOBAL_FLAGS = new Set(["--json", "--verbose", "-v", "--quiet", "-q"]);
+const GLOBAL_FLAGS = new Set(["--json", "--verbose", "-v", "--quiet", "-q", "--no-progress"]);
 
 /** Picks the command and loads it; its own options are parsed by the command. */
 export async function dispatch(argv: string[], table: readonly CommandEntry[]): Promise<Invocation> {

@@ -9,6 +9,7 @@ export const COMMON_OPTIONS = {
   json: { type: "boolean" },
   verbose: { type: "boolean", short: "v" },
   quiet: { type: "boolean", short: "q" },
+  "no-progress": { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const satisfies Options;
 

@@ -3,6 +3,7 @@
  * temp dirs, fixtures, fake executables and local servers. realEnv() is the only place that reads
  * Deno's own process state.
  */
+import { makeBoard, type Progress } from "./progress.ts";
 import { makeRunner, type Runner } from "./run.ts";
 import { sleep } from "./time.ts";
 
@@ -10,8 +11,12 @@ export interface Logger {
   /** Shown only with --verbose (command lines, retries' details). */
   debug(msg: string): void;
   info(msg: string): void;
+  /** Shown unless --quiet: a cron line that worked stays silent. */
   warn(msg: string): void;
+  /** Always shown. */
   error(msg: string): void;
+  /** The fix for the error just shown, as "hint: ..."; always shown. */
+  hint(msg: string): void;
   /** Progress that may be redrawn in place on a terminal; dropped when stderr is not a terminal. */
   progress(msg: string): void;
 }
@@ -75,6 +80,8 @@ export interface Env {
   /** Where passwd and group live (tests point it at a fixture tree). */
   etcRoot: string;
   log: Logger;
+  /** Live progress rows on a terminal, heartbeat lines in a log (see core/progress.ts). */
+  progress: Progress;
   /** True when stderr is an interactive terminal (progress, colour). */
   stderrIsTerminal: boolean;
   /** Writes to stdout. Only agent/output.ts and main.ts should call it. */
@@ -97,24 +104,52 @@ export function makeLogger(write: (line: string) => void, opts: LogOptions): Log
   return {
     debug: (m) => opts.verbose && write(paint("2", m)),
     info: (m) => !opts.quiet && write(m),
-    warn: (m) => write(paint("33", `warning: ${m}`)),
+    warn: (m) => !opts.quiet && write(paint("33", `warning: ${m}`)),
     error: (m) => write(paint("31", `error: ${m}`)),
+    hint: (m) => write(`hint: ${m}`),
     progress: (m) => opts.isTerminal && !opts.quiet && write(m),
   };
 }
 
+/**
+ * The directory the user typed their paths against. `deno task` (the README's way of running) starts the
+ * program in the project folder and passes the caller's directory as INIT_CWD; a binary run directly has
+ * no INIT_CWD (or a stale one from an npm parent) and uses its own cwd.
+ */
+function callerDir(vars: Record<string, string>): string {
+  const init = vars.INIT_CWD;
+  if (init?.startsWith("/")) {
+    try {
+      if (Deno.statSync(init).isDirectory) return init;
+    } catch { /* gone: fall back */ }
+  }
+  return Deno.cwd();
+}
+
 /** Builds the real Env from the process. `overrides` lets tests and main.ts replace single seams. */
-export function realEnv(overrides: Partial<Env> & { verbose?: boolean; quiet?: boolean } = {}): Env {
+export function realEnv(
+  overrides: Partial<Env> & { verbose?: boolean; quiet?: boolean; noProgress?: boolean } = {},
+): Env {
   const vars = overrides.vars ?? Deno.env.toObject();
   const isTerminal = Deno.stderr.isTerminal();
   const color = isTerminal && !("NO_COLOR" in vars);
   const encoder = new TextEncoder();
-  const writeErr = (line: string) => {
-    Deno.stderr.writeSync(encoder.encode(line + "\n"));
-  };
+  const board = makeBoard({
+    writeRaw: (text) => {
+      const data = encoder.encode(text);
+      for (let off = 0; off < data.length;) off += Deno.stderr.writeSync(data.subarray(off));
+    },
+    info: (line) => env.log.info(line),
+    isTerminal,
+    enabled: !overrides.quiet && !overrides.noProgress,
+    now: () => env.now(),
+    every: (ms, fn) => env.every(ms, fn),
+  });
+  // Every stderr line goes above the live progress rows, which stay at the bottom of the terminal.
+  const writeErr = (line: string) => board.printLine(line);
   const log = overrides.log ??
     makeLogger(writeErr, { verbose: overrides.verbose ?? false, quiet: overrides.quiet, color, isTerminal });
-  const runner = makeRunner({ vars: () => env.vars, log: (l) => env.log.debug(l) });
+  const runner = makeRunner({ vars: () => env.vars, cwd: () => env.cwd, log: (l) => env.log.debug(l) });
   const env: Env = {
     vars,
     run: runner,
@@ -132,11 +167,12 @@ export function realEnv(overrides: Partial<Env> & { verbose?: boolean; quiet?: b
     pid: Deno.pid,
     uid: Deno.uid() ?? 0,
     gid: Deno.gid() ?? 0,
-    cwd: Deno.cwd(),
+    cwd: callerDir(vars),
     procRoot: "/proc",
     sysRoot: "/sys",
     etcRoot: "/etc",
     log,
+    progress: board,
     stderrIsTerminal: isTerminal,
     writeStdout: async (text) => {
       const data = encoder.encode(text);
@@ -149,6 +185,6 @@ export function realEnv(overrides: Partial<Env> & { verbose?: boolean; quiet?: b
     },
     exit: (code) => Deno.exit(code),
   };
-  const { verbose: _v, quiet: _q, ...rest } = overrides;
+  const { verbose: _v, quiet: _q, noProgress: _p, ...rest } = overrides;
   return Object.assign(env, rest);
 }

@@ -11,6 +11,8 @@ export const EXIT = {
   lockBusy: 3,
   /** prologue under LSF: a fault of the job's own making, which LSF must not retry (unless LSB_EXIT_PRE_ABORT says otherwise). */
   lsfJobAbort: 99,
+  /** Stopped by Ctrl-C (SIGINT), as shells report it: scripts can tell an interruption from a failure. */
+  interrupted: 130,
 } as const;
 
 /** 0 when the job held, 1 when it failed. */
@@ -25,7 +27,8 @@ export type ErrorCode =
   | "failed" // the job ran and failed
   | "lock-busy" // held by another owner and the caller asked not to wait
   | "lock-timeout" // waited until the deadline
-  | "lock-lost"; // a lease was broken under us
+  | "lock-lost" // a lease was broken under us
+  | "interrupted"; // SIGINT/SIGTERM stopped the work (exit 130)
 
 export class MlagentError extends Error {
   constructor(
@@ -41,6 +44,7 @@ export class MlagentError extends Error {
   get exitCode(): number {
     if (this.code === "usage" || this.code === "bad-input") return EXIT.usage;
     if (this.code === "lock-busy") return EXIT.lockBusy;
+    if (this.code === "interrupted") return EXIT.interrupted;
     return EXIT.failed;
   }
 }
@@ -50,6 +54,8 @@ export const badInput = (message: string, hint?: string, details?: Record<string
   new MlagentError("bad-input", message, hint, details);
 export const failed = (message: string, hint?: string, details?: Record<string, unknown>) =>
   new MlagentError("failed", message, hint, details);
+export const interrupted = (message: string, hint?: string, details?: Record<string, unknown>) =>
+  new MlagentError("interrupted", message, hint, details);
 
 /** What the operating system refused, by errno, with what the user can do about it. */
 const SYSTEM_HINTS: { test: (e: Error) => boolean; what: string; hint: string; code: ErrorCode }[] = [

@@ -9,9 +9,25 @@ export interface Outcome {
   json: Record<string, unknown>;
   /** The same records rendered for people. Written to stdout without --json. */
   text: string;
+  /**
+   * With --quiet, the value a script captures (download's local dir), printed on stdout even then;
+   * everything else is silent when all is well.
+   */
+  quietText?: string;
+  /** With --quiet and a non-zero exit: what went wrong, for stderr (default: the text). */
+  errorText?: string;
 }
 
-export async function render(env: Env, outcome: Outcome, asJson: boolean): Promise<void> {
+export async function render(env: Env, outcome: Outcome, asJson: boolean, quiet = false): Promise<void> {
+  if (quiet && !asJson) {
+    // A cron line that worked prints nothing (no mail); one that did not says only what went wrong.
+    if (outcome.exitCode !== 0) {
+      for (const line of (outcome.errorText ?? outcome.text).split("\n")) if (line) env.log.error(line);
+    } else if (outcome.quietText) {
+      await env.writeStdout(outcome.quietText.endsWith("\n") ? outcome.quietText : outcome.quietText + "\n");
+    }
+    return;
+  }
   if (asJson) {
     await env.writeStdout(
       JSON.stringify({ schema_version: SCHEMA_VERSION, ...outcome.json }, null, 2) + "\n",

@@ -53,6 +53,8 @@ export interface TrackingRunner extends Runner {
 
 export interface RunnerDeps {
   vars: () => Record<string, string>;
+  /** Where children run unless a call says otherwise: the caller's directory, not the program's. */
+  cwd: () => string;
   log: (line: string) => void;
 }
 
@@ -94,7 +96,7 @@ export function makeRunner(deps: RunnerDeps): TrackingRunner {
     try {
       child = new Deno.Command(program, {
         args: argv.slice(1),
-        cwd: opts.cwd,
+        cwd: opts.cwd ?? deps.cwd(),
         env: vars,
         clearEnv: true,
         stdin: opts.stdin !== undefined ? "piped" : opts.inheritStdin ? "inherit" : "null",

@@ -1,6 +1,6 @@
 /** Building the venv under its lock: create or repair, run the stages that changed, verify, record `ready` last. */
 import type { Env } from "../core/env.ts";
-import { failed, fromSystemError, MlagentError } from "../core/errors.ts";
+import { failed, fromSystemError, interrupted as interruptedError, MlagentError } from "../core/errors.ts";
 
 import { createVenv, inspectVenv, listInstalled } from "./venv.ts";
 import { readVenvState, stateFileOf, type VenvState, writeVenvState } from "./state.ts";
@@ -175,7 +175,7 @@ export async function installLocked(
     })
   );
   const interrupted = () =>
-    failed(
+    interruptedError(
       `install ${plan.profile.name}: interrupted (${interrupt.signal.reason}); the venv is marked failed`,
       "Run the install again to finish it",
     );

@@ -41,6 +41,7 @@ export function captureLog(): CapturedLog {
     info: push(""),
     warn: push("warning: "),
     error: push("error: "),
+    hint: push("hint: "),
     progress: push("progress: "),
   };
 }
