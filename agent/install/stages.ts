@@ -19,6 +19,7 @@ import { backoffMs, NETWORK_ATTEMPTS, probeIndex, REACH_DETAIL } from "./reach.t
 import type { InstallPlan, PlannedStage } from "./types.ts";
 import { writeFileAtomic } from "../core/atomic.ts";
 import { describeConflict, findPinConflict, profilePins } from "./pins.ts";
+import { formatElapsed } from "../core/progress.ts";
 
 /**
  * A stage's command for another installer than planned (uv broke: that installer's own cache) or without
@@ -125,15 +126,24 @@ export async function runStage(
     const pipLog = diagnose && installer.kind === "pip"
       ? await freshPipLog(env, plan.venvDir, ps.name)
       : null;
+    const t0 = env.now();
+    const row = env.progress.row(`stage ${ps.name}`);
     const r = await env.run(pipLog ? [...command.argv, "--log", pipLog] : command.argv, {
       signal,
       timeoutMs: command.timeoutMs,
       env: command.env,
       onOutput: (_s, text) => {
-        for (const line of text.split("\n")) if (line.trim()) env.log.debug(`  ${line}`);
+        for (const line of text.split("\n")) {
+          if (!line.trim()) continue;
+          env.log.debug(`  ${line}`);
+          const step = installerStep(line);
+          if (step) row.update(step);
+        }
       },
     });
-    if (r.kind === "exited" && r.code === 0) return { ok: true, attempts, argv: command.argv, installer };
+    const ok = r.kind === "exited" && r.code === 0;
+    row.done(ok ? `stage ${ps.name}: installed in ${formatElapsed(env.now() - t0)}` : undefined);
+    if (ok) return { ok: true, attempts, argv: command.argv, installer };
     if (signal.aborted) {
       return { ok: false, verdict: UNKNOWN, installer, error: failed(`stage ${ps.name} interrupted`) };
     }
@@ -283,4 +293,12 @@ function packageFromOutput(output: string): string | null {
     output.match(/Failed to build ([A-Za-z0-9][A-Za-z0-9._-]*)/) ??
     output.match(/Collecting ([A-Za-z0-9][A-Za-z0-9._-]*)[^\n]*\n(?:(?!Collecting)[^\n]*\n)*[^\n]*error/i);
   return m ? m[1].toLowerCase() : null;
+}
+
+/** What pip or uv is doing, from one line of its output ("Collecting torch==2.4.0", "Building wheel ..."). */
+export function installerStep(line: string): string | null {
+  const m = line.match(
+    /^\s*(Collecting \S+|Downloading \S+(?: \([^)]*\))?|Building wheels? for \S+|Installing collected packages|Preparing metadata|Resolved \d+ packages?|Prepared \d+ packages?|Installed \d+ packages?|Building \S+)/,
+  );
+  return m ? m[1].replace(/^Downloading (\S+\/)?/, "Downloading ") : null;
 }

@@ -86,6 +86,23 @@ export async function createVenv(
   opts: CreateVenvOptions,
 ): Promise<void> {
   const venvArgv = [python, "-m", "venv", ...(opts.withPip ? [] : ["--without-pip"]), venvDir];
+  const row = env.progress.row(`creating venv ${venvDir}`);
+  try {
+    await createVenvWith(env, python, venvDir, venvArgv, opts);
+    row.done();
+  } catch (e) {
+    row.done();
+    throw e;
+  }
+}
+
+async function createVenvWith(
+  env: Env,
+  python: string,
+  venvDir: string,
+  venvArgv: string[],
+  opts: CreateVenvOptions,
+): Promise<void> {
   const run = (argv: string[]) =>
     env.run(argv, { timeoutMs: opts.timeoutMs ?? 300_000, signal: opts.signal });
   let r: RunResult;
