@@ -5,7 +5,7 @@ import type { Env } from "../core/env.ts";
 import { MlagentError } from "../core/errors.ts";
 import type { Outcome } from "../core/output.ts";
 import { renderStatusLines } from "../core/output.ts";
-import { loadProfile } from "../profiles/mod.ts";
+import { resolveProfile } from "../install/recorded.ts";
 import type { Profile } from "../profiles/types.ts";
 import {
   appendPrologueLog,
@@ -94,7 +94,7 @@ async function runPrologueCommand(env: Env, argv: string[]): Promise<Outcome> {
     const timeoutS = parseNumberFlag("prologue", "timeout", values.timeout, { min: 0.1 }) ??
       (values.install ? 3600 : 30);
     const checkS = parseNumberFlag("prologue", "check-timeout", values["check-timeout"], { min: 0.05 });
-    if (values.profile) profile = await loadProfile(env, values.profile);
+    if (values.profile) profile = (await resolveProfile(env, values.profile, values.root)).profile;
     report = await runPrologue(env, {
       profile,
       profileRef: values.profile ?? null,

@@ -6,7 +6,7 @@ import type { Env } from "../core/env.ts";
 import { exitFor, failed, usageError } from "../core/errors.ts";
 import { formatBytes, formatDuration, type Outcome } from "../core/output.ts";
 import { absolute } from "../core/paths.ts";
-import { loadProfile } from "../profiles/mod.ts";
+import { resolveProfile } from "../install/recorded.ts";
 import { statusMetrics } from "../status/prometheus.ts";
 import { gatherStatus, type StatusReport, type VenvReport } from "../status/mod.ts";
 
@@ -67,7 +67,7 @@ async function runStatusCommand(env: Env, argv: string[]): Promise<Outcome> {
     );
   }
   const profiles = [];
-  for (const name of positionals) profiles.push(await loadProfile(env, name));
+  for (const name of positionals) profiles.push((await resolveProfile(env, name, values.root)).profile);
   const timeoutS = parseNumberFlag("status", "timeout", values.timeout, { min: 0.1 }) ?? 10;
   const report = await gatherStatus(env, {
     profiles,

@@ -3,7 +3,7 @@ import type { Command } from "../cli.ts";
 import { parseCommandArgs, parseNumberFlag } from "./args.ts";
 import { exitFor, usageError } from "../core/errors.ts";
 import { formatBytes, type Outcome, renderStatusLines } from "../core/output.ts";
-import { loadProfile } from "../profiles/mod.ts";
+import { resolveProfile } from "../install/recorded.ts";
 import { verifyProfile, type VerifyReport } from "../verify.ts";
 
 const HELP = `Usage: mlagent verify PROFILE [--deep] [--root DIR] [--timeout S] [--json]
@@ -42,7 +42,7 @@ export const verifyCommand: Command = {
       throw usageError("verify: give exactly one PROFILE", "see: mlagent verify --help");
     }
     const timeoutS = parseNumberFlag("verify", "timeout", values.timeout, { min: 0.1 }) ?? 15;
-    const profile = await loadProfile(env, positionals[0]);
+    const { profile } = await resolveProfile(env, positionals[0], values.root);
     let lastShown = -1;
     const report = await verifyProfile(env, profile, {
       root: values.root,

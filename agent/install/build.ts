@@ -92,6 +92,7 @@ export async function installLocked(
     fingerprint: plan.fingerprint,
     plan: {
       profile_sha256: plan.profileSha256,
+      profile_source: plan.profileSource,
       cuda_variant: plan.cuda?.name ?? null,
       python_executable: plan.python.executable,
       python_version: plan.python.version,

@@ -6,7 +6,8 @@
  * Models are fetched after the venv is ready, outside its lock.
  */
 import type { Env } from "../core/env.ts";
-import { loadProfile, profileSha256 } from "../profiles/mod.ts";
+import { profileSha256 } from "../profiles/mod.ts";
+import { resolveProfile } from "./recorded.ts";
 import type { Profile } from "../profiles/types.ts";
 import { venvDir as venvDirOf } from "../core/paths.ts";
 import { gatherGpu } from "../../checks/gpu.ts";
@@ -40,14 +41,15 @@ export type { InstallPlan, InstallReport } from "./types.ts";
 /** Runs install (or shows the plan with dryRun). Throws MlagentError for every expected failure. */
 export async function install(env: Env, opts: InstallOptions): Promise<InstallReport> {
   const started = env.now();
-  const profile = await loadProfile(env, opts.profile);
+  const resolved = await resolveProfile(env, opts.profile, opts.root);
+  const profile = resolved.profile;
   requirePlacesTrusted(env, profile, opts);
   const gathered: Gathered = {};
   if (!opts.force && !opts.dryRun) {
     const quick = await readyBeforeDoctor(env, opts, profile, gathered);
     if (quick) return await finishWithModels(env, profile, modelTargets(env, profile), opts, quick, started);
   }
-  const plan = await planInstall(env, opts, profile, gathered);
+  const plan = await planInstall(env, opts, resolved, gathered);
   if (opts.dryRun) return planReport(plan);
 
   if (!opts.force) {

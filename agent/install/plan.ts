@@ -2,7 +2,8 @@
 import { createHash } from "node:crypto";
 import type { Env } from "../core/env.ts";
 import { badInput, failed } from "../core/errors.ts";
-import { loadProfile, parseRequirement, profileSha256, stageSha256 } from "../profiles/mod.ts";
+import { parseRequirement, profileSha256, stageSha256 } from "../profiles/mod.ts";
+import { type ResolvedProfile, resolveProfile } from "./recorded.ts";
 import type { CudaVariant, ModelSpec, Profile, Stage } from "../profiles/types.ts";
 import { modelDir, modelsRoot, venvDir as venvDirOf, venvRoot } from "../core/paths.ts";
 import { requireTrustedDir } from "../core/trust.ts";
@@ -29,10 +30,10 @@ export interface Gathered {
 export async function planInstall(
   env: Env,
   opts: InstallOptions,
-  loaded?: Profile,
+  loaded?: ResolvedProfile,
   gathered: Gathered = {},
 ): Promise<InstallPlan> {
-  const profile = loaded ?? await loadProfile(env, opts.profile);
+  const { profile, source } = loaded ?? await resolveProfile(env, opts.profile, opts.root);
   if (!loaded) requirePlacesTrusted(env, profile, opts);
   const venvDir = venvDirOf(env, profile.name, opts.root);
   const forced = forcedCuda(env, opts);
@@ -142,6 +143,7 @@ export async function planInstall(
   return {
     profile,
     profileSha256: pSha,
+    profileSource: source,
     venvDir,
     python,
     pythonReason,

@@ -25,6 +25,8 @@ export interface VenvState {
     python_executable: string;
     python_version: string;
     installer: "uv" | "pip";
+    /** Where the profile came from: "builtin:NAME" or the absolute path of its file (absent before 0.2). */
+    profile_source?: string;
   };
   stages: StageState[];
   owner: { host: string; pid: number; pid_start_time: number | null; boot_id: string | null };

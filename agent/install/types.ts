@@ -36,6 +36,8 @@ export interface PlannedStage {
 export interface InstallPlan {
   profile: Profile;
   profileSha256: string;
+  /** "builtin:NAME" or the file the profile was read from, recorded so the venv can be judged by name. */
+  profileSource: string;
   venvDir: string;
   python: PythonInfo;
   pythonReason: string;

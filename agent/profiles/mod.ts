@@ -12,6 +12,7 @@ export {
   loadProfile,
   MAX_PROFILE_BYTES,
   MAX_PROFILE_DEPTH,
+  PROFILE_NAME_PATTERN,
   profileDirs,
 } from "./load.ts";
 export { parseRequirement } from "./requirement.ts";

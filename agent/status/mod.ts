@@ -8,7 +8,7 @@ import { MlagentError } from "../core/errors.ts";
 import { cacheLockSpec, inspectLock, listLocks, type LockInfo } from "../lock/mod.ts";
 import { localLockDir, venvDir as venvDirOf, venvRoot } from "../core/paths.ts";
 import { bootId, schedulerJob } from "../core/proc.ts";
-import { loadProfile } from "../profiles/mod.ts";
+import { resolveProfile } from "../install/recorded.ts";
 import type { Profile } from "../profiles/types.ts";
 import { inspectCache } from "./cache.ts";
 import { readDoctorSummary } from "./doctor.ts";
@@ -62,7 +62,10 @@ export async function gatherStatus(env: Env, opts: StatusOptions): Promise<Statu
         async () =>
           profile
             ? await inspectVenvState(env, d, profile, { boot, integrity: "full" })
-            : await inspectVenvState(env, d, await knownProfile(env, name), { boot, integrity: "listing" }),
+            : await inspectVenvState(env, d, await knownProfile(env, name, root), {
+              boot,
+              integrity: "listing",
+            }),
         (ms) => unreadableVenv(d, profile ?? null, ms),
       );
     }))
@@ -196,9 +199,9 @@ function unreadableModel(repo: string, revision: string | null, ms: number): Mod
 }
 
 /** The profile a venv dir is named after, when it can be loaded; unknown ones are judged without it. */
-async function knownProfile(env: Env, name: string): Promise<Profile | null> {
+async function knownProfile(env: Env, name: string, root: string): Promise<Profile | null> {
   try {
-    return await loadProfile(env, name);
+    return (await resolveProfile(env, name, root)).profile;
   } catch (e) {
     if (e instanceof MlagentError) return null;
     throw e;

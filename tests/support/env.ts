@@ -78,7 +78,17 @@ export function filesUnder(dir: string): string[] {
 }
 
 /** What an install test runs mlagent with: every location inside `dir`, `indexUrl` as the only index, short retries. */
-export function installVars(dir: string, indexUrl: string): Record<string, string> {
+export interface InstallVars extends Record<string, string> {
+  MLAGENT_ROOT: string;
+  MLAGENT_INDEX_URL: string;
+  MLAGENT_CACHE_DIR: string;
+  MLAGENT_LOCK_DIR: string;
+  MLAGENT_RETRY_BASE_MS: string;
+  MLAGENT_MODELS_DIR: string;
+  HOME: string;
+}
+
+export function installVars(dir: string, indexUrl: string): InstallVars {
   return {
     MLAGENT_ROOT: `${dir}/venvs`,
     MLAGENT_INDEX_URL: indexUrl,
