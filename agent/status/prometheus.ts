@@ -2,6 +2,11 @@
  * Status as Prometheus text exposition (format 0.0.4) for node_exporter's textfile collector. The file is
  * replaced atomically by the caller: node_exporter reads `*.prom` at every scrape and must never see half.
  * GPU numbers come from the last doctor's facts: status itself never runs nvidia-smi.
+ *
+ * A value mlagent cannot know (no doctor run yet, nvidia-smi printed [N/A]) is written, never dropped: a
+ * series that vanishes silences the alert watching it. Unknown gauges read -1 (so `!= 1` and `> 0` alerts
+ * see them), unknown timestamps 0 (so "older than an hour" alerts fire). Each venv is its own series by its
+ * directory: two venv dirs whose states name one profile (a copied venv) are two series, never a duplicate.
  */
 import type { StatusReport } from "./mod.ts";
 
@@ -11,8 +16,12 @@ interface Family {
   name: string;
   help: string;
   type: "gauge" | "counter";
+  /** What an unknown value is written as: -1 for gauges, 0 for timestamps. */
+  unknown: number;
   samples: { labels: Labels; value: number }[];
 }
+
+export const UNKNOWN_GAUGE = -1;
 
 /** Label values escape backslash, double quote and newline, as the text format requires. */
 export function escapeLabelValue(v: string): string {
@@ -52,12 +61,13 @@ const seconds = (iso: string | null): number | null => {
 export function statusMetrics(r: StatusReport): string {
   const fam = (name: string, help: string, type: Family["type"] = "gauge"): Family => ({
     name,
-    help,
+    help: name.endsWith("_timestamp_seconds") ? `${help} (0: unknown)` : `${help} (-1: unknown)`,
     type,
+    unknown: name.endsWith("_timestamp_seconds") ? 0 : UNKNOWN_GAUGE,
     samples: [],
   });
   const add = (f: Family, value: number | null, labels: Labels = {}) => {
-    if (value !== null) f.samples.push({ labels, value });
+    f.samples.push({ labels, value: value ?? f.unknown });
   };
 
   const venvReady = fam(
@@ -66,15 +76,12 @@ export function statusMetrics(r: StatusReport): string {
   );
   const venvState = fam("mlagent_venv_state", "The venv's condition (one series per venv, value 1)");
   const seen = new Set<string>();
-  for (const p of r.profiles) {
-    seen.add(p.venv.path);
-    add(venvReady, p.venv.ready ? 1 : 0, { profile: p.name });
-    add(venvState, 1, { profile: p.name, state: p.venv.condition });
-  }
-  for (const v of r.venvs) {
+  for (const v of [...r.profiles.map((p) => ({ ...p.venv, profile: p.name })), ...r.venvs]) {
     if (seen.has(v.path)) continue;
-    add(venvReady, v.ready ? 1 : 0, { profile: v.profile ?? v.name });
-    add(venvState, 1, { profile: v.profile ?? v.name, state: v.condition });
+    seen.add(v.path);
+    const labels = { profile: v.profile ?? v.name, venv: v.name };
+    add(venvReady, v.ready ? 1 : 0, labels);
+    add(venvState, 1, { ...labels, state: v.condition });
   }
   const modelComplete = fam(
     "mlagent_model_complete",
@@ -101,10 +108,9 @@ export function statusMetrics(r: StatusReport): string {
     "1 when page retirements wait for a GPU reset",
   );
   const gpuErrors = fam("mlagent_gpu_err_fields", "Fields nvidia-smi printed as ERR! for this GPU");
-  if (r.doctor.state === "ok" || r.doctor.state === "failed") {
-    if (gpu) add(gpuCount, devices.length);
-    if (gpu) add(gpuHealthy, r.doctor.failed.includes("gpu.health") ? 0 : 1);
-  }
+  const judged = (r.doctor.state === "ok" || r.doctor.state === "failed") && !!gpu;
+  add(gpuCount, judged ? devices.length : null);
+  add(gpuHealthy, judged ? (r.doctor.failed.includes("gpu.health") ? 0 : 1) : null);
   for (const d of devices) {
     const labels = { gpu: String(d.index ?? ""), uuid: String(d.uuid ?? "") };
     add(ecc, num(d.ecc_uncorrected_volatile), labels);
@@ -118,7 +124,7 @@ export function statusMetrics(r: StatusReport): string {
   const doctorOk = fam("mlagent_doctor_ok", "1 when the last doctor run had no failed check");
   const doctorTime = fam("mlagent_doctor_last_run_timestamp_seconds", "When the last doctor run finished");
   const doctorFailed = fam("mlagent_doctor_check_failed", "1 for each check the last doctor run failed");
-  if (r.doctor.ok !== null) add(doctorOk, r.doctor.ok ? 1 : 0);
+  add(doctorOk, r.doctor.ok === null ? null : r.doctor.ok ? 1 : 0);
   add(doctorTime, seconds(r.doctor.checked_at));
   for (const id of r.doctor.failed) add(doctorFailed, 1, { check: id });
 
