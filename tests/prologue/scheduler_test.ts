@@ -227,11 +227,13 @@ Deno.test("matchRequestedDevices() finds requested GPUs by index or UUID prefix 
   const req = (
     devices: unknown[],
   ) => ({ source: "CUDA_VISIBLE_DEVICES", count: devices.length, devices } as never);
-  assert.deepEqual(matchRequestedDevices(req([{ kind: "uuid", uuid: "GPU-bbbb" }]), devices).matched, [
-    devices[1],
-  ]);
+  assert.deepEqual(
+    matchRequestedDevices(req([{ kind: "uuid", uuid: "GPU-bbbb" }]), devices).matched.map((u) => u.gpu),
+    [devices[1]],
+  );
   assert.deepEqual(matchRequestedDevices(req([{ kind: "index", index: 2 }]), devices).missing, ["2"]);
-  assert.deepEqual(matchRequestedDevices(req([{ kind: "mig", id: "MIG-1234abcd" }]), devices).missing, [
+  // A MIG id on a node without MIG: the job named another node's slice.
+  assert.deepEqual(matchRequestedDevices(req([{ kind: "mig", id: "MIG-1234abcd" }]), devices).foreign, [
     "MIG-1234abcd",
   ]);
 });
