@@ -30,8 +30,26 @@ export interface GpuDevice {
   errors: string[];
   /** Fields we asked for that nvidia-smi printed as N/A, [N/A] or [Not Supported]. */
   unknown_fields: string[];
-  /** MIG slices (XML only): under MIG a job gets one slice's memory, not the GPU's. */
-  mig_devices?: { index: number; memory_total_mib: number | null }[];
+  /** MIG slices: under MIG a job gets one slice, with that slice's memory, not the GPU's. */
+  mig_devices?: MigDevice[];
+}
+
+/**
+ * One MIG device (a GPU instance with a compute instance), merged from what each output form tells:
+ * `-q -x` and the table's "MIG devices" section give the index, GI/CI ids and exact memory; `-L` gives the
+ * UUID jobs name it by and the profile name.
+ */
+export interface MigDevice {
+  /** The MIG device index on its GPU ("MIG Dev" in the table, "Device  N" in `-L`). */
+  index: number;
+  /** "MIG-<uuid>" (R470+) or "MIG-GPU-<gpu uuid>/<gi>/<ci>" (R450), as `nvidia-smi -L` prints it. */
+  uuid?: string | null;
+  /** The profile as `-L` names it: "3g.40gb", "1c.3g.20gb", "1g.10gb+me". */
+  profile?: string | null;
+  gpu_instance_id?: number | null;
+  compute_instance_id?: number | null;
+  /** Exact, from `-q -x` or the table; null when only `-L` answered (see migProfileBoundMib). */
+  memory_total_mib: number | null;
 }
 
 export type SmiSource = "xml" | "csv" | "table";
@@ -39,9 +57,13 @@ export type SmiSource = "xml" | "csv" | "table";
 export interface SmiReport {
   source: SmiSource;
   driver_version: string | null;
-  /** The newest CUDA the driver supports, as nvidia-smi prints it ("CUDA Version"). */
+  /** The newest CUDA the driver supports, as nvidia-smi prints it ("CUDA Version", "CUDA UMD Version"). */
   cuda_version: string | null;
   devices: GpuDevice[];
+  /** How many GPUs nvidia-smi says are attached (`<attached_gpus>`, or listed plus those it could not open). */
+  attached_gpus: number | null;
+  /** "Unable to determine the device handle for GPU1: ..." lines: GPUs the driver knows but cannot open. */
+  device_errors: string[];
 }
 
 /** Why nvidia-smi gave no usable answer: each has its own message and remedy. */
@@ -72,6 +94,11 @@ export interface GpuFacts {
   tried: string[];
   /** WARNING lines nvidia-smi printed beside its answer (a corrupted infoROM, for one). */
   warnings: string[];
+  /** See SmiReport (optional so records built by hand in other checks' tests stay valid; gatherGpu sets them). */
+  attached_gpus?: number | null;
+  device_errors?: string[];
+  /** Why `nvidia-smi -L` gave no MIG UUIDs on a node with MIG on; null when it answered or was not needed. */
+  mig_list_error?: string | null;
 }
 
 /** Fields asked of `--query-gpu`; every driver since 450 knows them. */
@@ -200,11 +227,19 @@ export function parseSmiXml(xml: string): SmiReport | null {
       take(d, "remapped_rows", rr.text, text);
     }
     for (const m of child(g, "mig_devices")?.children.filter((c) => c.name === "mig_device") ?? []) {
-      const idx = textAt(m, "index");
-      const total = textAt(m, "fb_memory_usage/total");
+      const id = (path: string) => {
+        const v = textAt(m, path);
+        return v && /^\d+$/.test(v) ? Number(v) : null;
+      };
+      // Newer drivers label a slice's memory "Shared FB Memory Usage" in -q; accept either element.
+      const total = textAt(m, "fb_memory_usage/total") ?? textAt(m, "shared_fb_memory_usage/total");
+      const uuid = textAt(m, "uuid");
       (d.mig_devices ??= []).push({
-        index: idx && /^\d+$/.test(idx) ? Number(idx) : d.mig_devices.length,
-        memory_total_mib: total ? mib(total) : null,
+        index: id("index") ?? d.mig_devices.length,
+        uuid: uuid && /^MIG-/.test(uuid) ? uuid : null,
+        gpu_instance_id: id("gpu_instance_id"),
+        compute_instance_id: id("compute_instance_id"),
+        memory_total_mib: total && !isUnknown(total) ? mib(total) : null,
       });
     }
     // ERR! anywhere else in the device's record still marks it unhealthy.
@@ -215,11 +250,14 @@ export function parseSmiXml(xml: string): SmiReport | null {
   });
   const driver = textAt(root, "driver_version");
   const cuda = textAt(root, "cuda_version");
+  const attached = textAt(root, "attached_gpus");
   return {
     source: "xml",
     driver_version: driver && !isUnknown(driver) ? driver : null,
     cuda_version: cuda && !isUnknown(cuda) ? cuda : null,
     devices,
+    attached_gpus: attached && /^\d+$/.test(attached) ? Number(attached) : null,
+    device_errors: smiDeviceErrors(xml),
   };
 }
 
@@ -295,22 +333,67 @@ export function parseSmiCsv(csv: string): SmiReport | null {
     if (dv && !isUnknown(dv)) driver ??= dv;
     devices.push(d);
   }
-  return { source: "csv", driver_version: driver, cuda_version: null, devices };
+  const deviceErrors = smiDeviceErrors(csv);
+  return {
+    source: "csv",
+    driver_version: driver,
+    cuda_version: null,
+    devices,
+    attached_gpus: deviceErrors.length ? devices.length + deviceErrors.length : null,
+    device_errors: deviceErrors,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------- table
 
 /**
- * The plain `nvidia-smi` table -> report. Reads the header's Driver/CUDA versions and the GPU blocks between
- * the `|===` rule and the first blank line; truncated names ("GeForce GTX 108...") are kept as printed.
- * Null when there is no driver header.
+ * The driver and CUDA versions from the table's banner, found by what the labels mean rather than one exact
+ * label: up to 580 it reads "Driver Version: 580.95.05   CUDA Version: 13.0", from 610 "KMD Version: 610.43.02
+ * CUDA UMD Version: 13.3". A label naming CUDA is the CUDA version; one naming the driver or its kernel-mode
+ * part (KMD) is the driver. The banner's own "NVIDIA-SMI <version>" is the driver's version too (nvidia-smi ships
+ * with the driver), so it stands in when no driver label is left.
+ */
+export function parseSmiBanner(line: string): { driver: string | null; cuda: string | null } | null {
+  const smi = /NVIDIA-SMI\s+(\d+\.\d+(?:\.\d+)*)/.exec(line)?.[1] ?? null;
+  let driver: string | null = null;
+  let cuda: string | null = null;
+  let labelled = false;
+  for (const m of line.matchAll(/([A-Za-z][A-Za-z-]*(?: [A-Za-z][A-Za-z-]*)*)\s*:\s*([^\s|]+)/g)) {
+    const label = m[1].toLowerCase();
+    if (!/\bversion\b/.test(label)) continue;
+    labelled = true;
+    const value = /^\d+(?:\.\d+)+$/.test(m[2]) ? m[2] : null;
+    if (/\bcuda\b/.test(label)) cuda ??= value;
+    else if (/\b(driver|kmd)\b/.test(label)) driver ??= value;
+  }
+  if (!smi && !labelled) return null;
+  return { driver: driver ?? smi, cuda };
+}
+
+/** "Unable to determine the device handle for GPU1: 0000:34:00.0: Unknown Error" lines, once each. */
+export function smiDeviceErrors(output: string): string[] {
+  return [
+    ...new Set(
+      output.split(/\r?\n/).map((l) => l.trim()).filter((l) =>
+        /^Unable to determine the device handle/i.test(l)
+      ),
+    ),
+  ];
+}
+
+/**
+ * The plain `nvidia-smi` table -> report. Reads the banner's driver/CUDA versions (parseSmiBanner), the GPU
+ * blocks between the `|===` rule and the first blank line, and the "MIG devices" section below them (each
+ * slice's memory); truncated names ("GeForce GTX 108...") are kept as printed. Null when there is no banner.
  */
 export function parseSmiTable(table: string): SmiReport | null {
   const lines = table.split(/\r?\n/);
-  const head = lines.find((l) => /Driver Version:/.test(l));
-  if (!head) return null;
-  const driver = /Driver Version:\s*([\d.]+)/.exec(head)?.[1] ?? null;
-  const cuda = /CUDA Version:\s*([\d.]+)/.exec(head)?.[1] ?? null;
+  let banner: { driver: string | null; cuda: string | null } | null = null;
+  for (const l of lines) {
+    if (/NVIDIA-SMI\s+\d/.test(l) || /(Driver|KMD) Version:/i.test(l)) banner = parseSmiBanner(l);
+    if (banner) break;
+  }
+  if (!banner) return null;
   const windows = lines.some((l) => /Driver-Model/.test(l) || /TCC\/WDDM/.test(l));
   const start = lines.findIndex((l) => /^\|=+\+/.test(l.trim()) || /^\|=+\|$/.test(l.trim()));
   const devices: GpuDevice[] = [];
@@ -332,7 +415,52 @@ export function parseSmiTable(table: string): SmiReport | null {
     }
     flush();
   }
-  return { source: "table", driver_version: driver, cuda_version: cuda, devices };
+  for (const m of parseTableMigSection(lines)) {
+    const d = devices.find((x) => x.index === m.gpu);
+    if (!d) continue;
+    (d.mig_devices ??= []).push(m.device);
+    d.mig_mode ??= "enabled";
+  }
+  const deviceErrors = smiDeviceErrors(table);
+  return {
+    source: "table",
+    driver_version: banner.driver,
+    cuda_version: banner.cuda,
+    devices,
+    attached_gpus: deviceErrors.length ? devices.length + deviceErrors.length : null,
+    device_errors: deviceErrors,
+  };
+}
+
+/**
+ * The table's "MIG devices:" section: one row per slice, "| GPU GI CI MIG-Dev | used / total | ..."; the
+ * line under each row (BAR1 usage) starts with an empty first cell and is skipped.
+ */
+function parseTableMigSection(lines: string[]): { gpu: number; device: MigDevice }[] {
+  const at = lines.findIndex((l) => /^\|\s*MIG devices:/.test(l.trim()));
+  if (at < 0) return [];
+  const rule = lines.findIndex((l, i) => i > at && /^\|=+\+/.test(l.trim()));
+  if (rule < 0) return [];
+  const out: { gpu: number; device: MigDevice }[] = [];
+  for (const raw of lines.slice(rule + 1)) {
+    const l = raw.trim();
+    if (!l) break;
+    if (!l.startsWith("|")) continue;
+    const [ids, memory] = cells(l);
+    const m = /^(\d+)\s+(\d+)\s+(\d+)\s+(\d+)$/.exec(ids ?? "");
+    if (!m) continue;
+    const total = /\S+\s*\/\s*(\S+)/.exec(memory ?? "")?.[1];
+    out.push({
+      gpu: Number(m[1]),
+      device: {
+        index: Number(m[4]),
+        gpu_instance_id: Number(m[2]),
+        compute_instance_id: Number(m[3]),
+        memory_total_mib: total && !isUnknown(total) && !isErr(total) ? mib(total) : null,
+      },
+    });
+  }
+  return out;
 }
 
 function cells(line: string): string[] {
@@ -370,14 +498,70 @@ function parseTableBlock(block: string[], windows: boolean): GpuDevice | null {
   return d;
 }
 
-/** `nvidia-smi -L` -> index and uuid per GPU (MIG lines skipped). */
-export function parseSmiList(list: string): { index: number; name: string; uuid: string }[] {
-  const out: { index: number; name: string; uuid: string }[] = [];
+export interface SmiListEntry {
+  index: number;
+  name: string;
+  uuid: string;
+  /** The MIG devices listed under this GPU, in order. */
+  mig_devices: { index: number; profile: string; uuid: string }[];
+}
+
+/**
+ * `nvidia-smi -L` -> each GPU with its MIG devices. R470+ drivers print "  MIG 3g.40gb     Device  0: (UUID:
+ * MIG-<uuid>)"; R450 printed the UUID as "MIG-GPU-<gpu uuid>/<gi>/<ci>" and, with several compute instances
+ * per GPU instance, profiles like "1c.3g.20gb".
+ */
+export function parseSmiList(list: string): SmiListEntry[] {
+  const out: SmiListEntry[] = [];
   for (const l of list.split(/\r?\n/)) {
-    const m = /^GPU (\d+): (.*) \(UUID: (GPU-[^)]+)\)/.exec(l);
-    if (m) out.push({ index: Number(m[1]), name: m[2], uuid: m[3] });
+    const g = /^GPU (\d+): (.*) \(UUID: (GPU-[^)]+)\)/.exec(l);
+    if (g) {
+      out.push({ index: Number(g[1]), name: g[2], uuid: g[3], mig_devices: [] });
+      continue;
+    }
+    const m = /^\s*MIG\s+(\S+)\s+Device\s+(\d+):\s*\(UUID:\s*(MIG-[^)\s]+)\)/.exec(l);
+    if (m && out.length) {
+      out[out.length - 1].mig_devices.push({ index: Number(m[2]), profile: m[1], uuid: m[3] });
+    }
   }
   return out;
+}
+
+/** The GPU instance and compute instance ids an R450 "MIG-GPU-<uuid>/<gi>/<ci>" id carries; null otherwise. */
+export function r450MigIds(id: string): { gpu_uuid: string; gi: number; ci: number } | null {
+  const m = /^MIG-(GPU-[0-9a-fA-F-]+)\/(\d+)\/(\d+)$/.exec(id);
+  return m ? { gpu_uuid: m[1], gi: Number(m[2]), ci: Number(m[3]) } : null;
+}
+
+/** Adds what `-L` says (GPU UUIDs, MIG UUIDs and profiles) to the devices another form reported. */
+export function mergeSmiList(devices: GpuDevice[], list: SmiListEntry[]): void {
+  for (const l of list) {
+    const d = devices.find((x) => x.index === l.index) ??
+      devices.find((x) => x.uuid !== null && x.uuid.toLowerCase() === l.uuid.toLowerCase());
+    if (!d) continue;
+    if (d.uuid === null) d.uuid = l.uuid;
+    if (l.mig_devices.length && d.mig_mode !== "enabled") d.mig_mode = "enabled";
+    for (const lm of l.mig_devices) {
+      const ids = r450MigIds(lm.uuid);
+      const m = (d.mig_devices ??= []).find((x) => x.index === lm.index);
+      if (m) {
+        m.uuid = lm.uuid;
+        m.profile = lm.profile;
+        m.gpu_instance_id ??= ids?.gi ?? null;
+        m.compute_instance_id ??= ids?.ci ?? null;
+      } else {
+        d.mig_devices.push({
+          index: lm.index,
+          uuid: lm.uuid,
+          profile: lm.profile,
+          gpu_instance_id: ids?.gi ?? null,
+          compute_instance_id: ids?.ci ?? null,
+          memory_total_mib: null,
+        });
+      }
+    }
+    d.mig_devices?.sort((a, b) => a.index - b.index);
+  }
 }
 
 /** /proc/driver/nvidia/version -> the loaded kernel module's version and flavour; null when it does not parse. */
@@ -421,6 +605,9 @@ export async function gatherGpu(env: Env, timeoutMs = 10_000): Promise<GpuFacts>
     failure: null,
     tried: [],
     warnings: [],
+    attached_gpus: null,
+    device_errors: [],
+    mig_list_error: null,
   };
   const forms: [string[], (s: string) => SmiReport | null][] = [
     [SMI_XML_ARGV, parseSmiXml],
@@ -445,10 +632,11 @@ export async function gatherGpu(env: Env, timeoutMs = 10_000): Promise<GpuFacts>
     }
     if (r.kind !== "exited") continue;
     lastOutput = `${r.stdout}${r.stderr}`.trim();
-    if (r.code !== 0) continue;
     const parsed = parse(r.stdout);
-    if (!parsed) continue;
+    // A GPU the driver cannot open makes nvidia-smi fail while it still lists the others: keep those.
+    if (!parsed || (r.code !== 0 && parsed.devices.length === 0)) continue;
     facts.warnings = smiWarnings(`${r.stdout}\n${r.stderr}`);
+    facts.device_errors = smiDeviceErrors(`${r.stdout}\n${r.stderr}`);
     // A driver header with no GPU rows means no devices, unless a later form lists some.
     if (!report || parsed.devices.length > 0) report = parsed;
     if (parsed.devices.length > 0) break;
@@ -457,19 +645,27 @@ export async function gatherGpu(env: Env, timeoutMs = 10_000): Promise<GpuFacts>
     facts.failure = { kind: "unparsed", output: lastOutput.slice(0, 500) };
     return facts;
   }
-  if (report.source === "table" && report.devices.some((d) => d.uuid === null)) {
-    // Old tables carry no UUIDs; `-L` has them and is cheap.
+  const migOn = report.devices.some((d) => d.mig_mode === "enabled");
+  if (migOn || (report.source === "table" && report.devices.some((d) => d.uuid === null))) {
+    // Jobs name MIG slices by the UUIDs only `-L` prints; old tables carry no GPU UUIDs either.
     facts.tried.push(SMI_LIST_ARGV.join(" "));
     const r = await env.run(SMI_LIST_ARGV, { timeoutMs });
-    if (r.kind === "exited" && r.code === 0) {
-      for (const l of parseSmiList(r.stdout)) {
-        const d = report.devices.find((x) => x.index === l.index);
-        if (d && d.uuid === null) d.uuid = l.uuid;
-      }
+    if (r.kind === "timed-out") {
+      // The driver answered once and then hung: as much a hung driver as a first call that never returns.
+      facts.failure = { kind: "hang", afterMs: r.afterMs };
+    } else if (r.kind === "exited" && r.code === 0) {
+      mergeSmiList(report.devices, parseSmiList(r.stdout));
+    } else if (migOn) {
+      facts.mig_list_error = r.kind === "exited"
+        ? `nvidia-smi -L exited ${r.code}: ${`${r.stdout}${r.stderr}`.trim().split("\n")[0] || "no output"}`
+        : "nvidia-smi -L is not on PATH";
     }
   }
   facts.source = report.source;
   facts.devices = report.devices;
+  facts.device_errors = [...new Set([...report.device_errors, ...(facts.device_errors ?? [])])];
+  facts.attached_gpus = report.attached_gpus ??
+    (facts.device_errors.length ? report.devices.length + facts.device_errors.length : null);
   facts.driver_version = report.driver_version ?? facts.kernel_module?.driver_version ?? null;
   if (report.cuda_version) {
     facts.cuda_version = report.cuda_version;
@@ -492,6 +688,137 @@ async function readProcDriverVersion(env: Env): Promise<ProcDriverVersion | null
   }
 }
 
+// ---------------------------------------------------------------------------------------------- memory
+
+/**
+ * A profile's need is a nominal size: "80 GB" models are written as 81920 MiB, yet an H100 80GB reports 81559
+ * MiB and an H200 143771 MiB for "141 GB" (HBM parts report a little under their nominal GiB). A need is met
+ * by memory within this fraction of it. GDDR cards with ECC on lose a real 1/16 (an L40S reports 46068 MiB,
+ * not 48 GiB); that memory is gone for the job too, so it is not forgiven.
+ */
+export const NOMINAL_SLACK = 0.01;
+
+/** Below this fraction of what its model reports, a GPU "reports clearly less than it should": a node fault. */
+export const SHORT_FRACTION = 0.9;
+
+/**
+ * What a healthy GPU of each model reports as total memory, MiB, as nvidia-smi printed it in the captured
+ * outputs under tests/fixtures/nvidia-smi (names as printed, truncated table names included). A model missing
+ * here is judged by what it reports alone.
+ */
+const MODEL_MEMORY_MIB: [RegExp, number][] = [
+  [/\bH100 80GB HBM3\b/, 81559], // table_565.57.01_8xH100-SXM, table_590.48.01_1xH100-80GB-HBM3
+  [/\bH200\b/, 143771], // table_590.48.01_1xH200_MIG-enabled_idle, querygpu_590.48.01_1xH200_load
+  [/\bA100-SXM4-80GB\b/, 81920], // table_555.42.02_4xA100-SXM4-80GB
+  [/\bB200\b/, 183359], // table_575.57.08_8xB200_noprocsection
+  [/\bA30\b/, 24576], // table_525.85.12_8xA30_one-GPU-ERR
+  [/\bA40\b/, 46068], // table_550.127.05_10xA40 (ECC on)
+  [/\bL40S\b/, 46068], // table_595.80_1xL40S_load (ECC on)
+  [/\bV100-SXM2-16GB\b/, 16384], // table_535.129.03_8xV100-SXM2-16GB_load
+  [/\bRTX PRO 6000 Bla/, 97887], // q_x_590.44.01_1xRTXPRO6000-Blackwell, table_610.57.04_4xRTXPRO6000
+  [/\bRTX 4090\b/, 24564], // q_x_535.86.05_1xRTX4090
+  [/\bRTX 3090\b/, 24576], // q_x_525.147.05_1xRTX3090
+];
+
+/** The total memory a healthy GPU of this model reports, MiB; null for a model not in the table. */
+export function modelMemoryMib(name: string | null): number | null {
+  if (!name) return null;
+  return MODEL_MEMORY_MIB.find(([re]) => re.test(name))?.[1] ?? null;
+}
+
+/** Whether `mib` meets a need of `needMib`, allowing for nominal sizes (NOMINAL_SLACK). */
+export function fitsNeed(mib: number, needMib: number): boolean {
+  return mib >= needMib * (1 - NOMINAL_SLACK);
+}
+
+/**
+ * The most memory a MIG profile can have, MiB: the "40gb" of "3g.40gb" as GiB. Every slice seen reports less
+ * than its name (3g.40gb 40448, 1g.10gb 9984, 3g.71gb 71424 MiB), so the name bounds a slice from above but
+ * does not give its size.
+ */
+export function migProfileBoundMib(profile: string | null | undefined): number | null {
+  const m = /(?:^|\.)(\d+)gb(?:\+|$)/i.exec(profile ?? "");
+  return m ? Number(m[1]) * 1024 : null;
+}
+
+/** A GPU's memory far below its model's: the memory it reports and what the model reports; null when fine. */
+export function memoryShortfall(d: GpuDevice): { mib: number; model_mib: number } | null {
+  const model = modelMemoryMib(d.name);
+  if (model === null || d.memory_total_mib === null) return null;
+  return d.memory_total_mib < model * SHORT_FRACTION ? { mib: d.memory_total_mib, model_mib: model } : null;
+}
+
+/** What a scheduler can hand a job: a whole GPU, or one MIG slice of a GPU in MIG mode. */
+export interface GpuUnit {
+  gpu: GpuDevice;
+  mig: MigDevice | null;
+}
+
+/**
+ * The node's schedulable units in the order Slurm numbers its GPU gres and CUDA enumerates devices: each GPU
+ * in index order, a GPU in MIG mode replaced by its slices. A GPU in MIG mode whose slices are unknown stays
+ * one unit (we cannot tell how many it has).
+ */
+export function schedulableUnits(devices: GpuDevice[]): GpuUnit[] {
+  const out: GpuUnit[] = [];
+  for (const gpu of [...devices].sort((a, b) => a.index - b.index)) {
+    if (gpu.mig_mode === "enabled" && gpu.mig_devices?.length) {
+      for (const mig of gpu.mig_devices) out.push({ gpu, mig });
+    } else out.push({ gpu, mig: null });
+  }
+  return out;
+}
+
+/** "GPU 0 (NVIDIA H100 80GB HBM3)" or "MIG 1g.10gb slice MIG-0000... (device 2 of GPU 0)". */
+export function unitLabel(u: GpuUnit): string {
+  if (!u.mig) return `GPU ${u.gpu.index}${u.gpu.name ? ` (${u.gpu.name})` : ""}`;
+  return `MIG ${u.mig.profile ?? ""}${u.mig.profile ? " " : ""}slice ${
+    u.mig.uuid ?? `${u.mig.index}`
+  } (device ${u.mig.index} of GPU ${u.gpu.index})`;
+}
+
+export type UnitMemoryVerdict =
+  /** Enough memory. */
+  | { kind: "fits"; mib: number }
+  /** Not enough, and never will be on this kind of device: the job asked for the wrong thing. */
+  | { kind: "never"; mib: number; exact: boolean }
+  /** Not enough because the GPU reports clearly less than its model: the node is at fault. */
+  | { kind: "short"; mib: number; model_mib: number }
+  /** nvidia-smi did not say; `bound_mib` is the most it can be, where known. */
+  | { kind: "unknown"; bound_mib: number | null };
+
+/** Judges one unit's memory against a need in MiB. Pure; never guesses a size nvidia-smi did not print. */
+export function judgeUnitMemory(u: GpuUnit, needMib: number): UnitMemoryVerdict {
+  if (u.mig) {
+    const m = u.mig.memory_total_mib;
+    if (m !== null) {
+      return fitsNeed(m, needMib) ? { kind: "fits", mib: m } : { kind: "never", mib: m, exact: true };
+    }
+    const bound = migProfileBoundMib(u.mig.profile);
+    if (bound !== null && !fitsNeed(bound, needMib)) return { kind: "never", mib: bound, exact: false };
+    return { kind: "unknown", bound_mib: bound };
+  }
+  const g = u.gpu;
+  if (g.mig_mode === "enabled" && g.mig_devices?.length) {
+    // A GPU in MIG mode gives a job one slice at most: judge the best of them.
+    const vs = g.mig_devices.map((mig) => judgeUnitMemory({ gpu: g, mig }, needMib));
+    const best = (k: UnitMemoryVerdict["kind"]) =>
+      vs.filter((v) => v.kind === k).sort((a, b) => ("mib" in b ? b.mib : 0) - ("mib" in a ? a.mib : 0))[0];
+    return best("fits") ?? best("unknown") ?? best("never");
+  }
+  const model = modelMemoryMib(g.name);
+  const mib = g.memory_total_mib;
+  if (mib === null) {
+    if (model !== null && !fitsNeed(model, needMib)) return { kind: "never", mib: model, exact: false };
+    return { kind: "unknown", bound_mib: model };
+  }
+  if (fitsNeed(mib, needMib)) return { kind: "fits", mib };
+  if (model !== null && mib < model * SHORT_FRACTION && fitsNeed(model, needMib)) {
+    return { kind: "short", mib, model_mib: model };
+  }
+  return { kind: "never", mib: Math.max(mib, model ?? 0), exact: model === null || mib >= model };
+}
+
 // ---------------------------------------------------------------------------------------------- evaluate
 
 /** gpu.driver, gpu.devices and gpu.health from the gathered facts, judged against the profile's GPU needs. */
@@ -506,7 +833,8 @@ export function evaluateGpu(facts: GpuFacts, ctx: Pick<CheckContext, "profile">)
     result("gpu.health", "skip", `not checked: ${why}`),
   ];
   const f = facts.failure;
-  if (f && facts.devices.length === 0) {
+  // A probe that hung is a fault even when an earlier one listed GPUs: the driver stopped answering.
+  if (f && (facts.devices.length === 0 || f.kind === "hang")) {
     let driver: CheckResult;
     const need = required ? ` (profile ${profile!.name} requires a GPU)` : "";
     switch (f.kind) {
@@ -614,12 +942,10 @@ export function evaluateGpu(facts: GpuFacts, ctx: Pick<CheckContext, "profile">)
   if (profile) {
     const minCount = profile.gpu.min_count ?? (required ? 1 : 0);
     const minMem = profile.gpu.min_memory_mib;
-    // Under MIG a job sees one slice: judge the largest slice, not the whole GPU.
-    const usable = (d: GpuDevice) =>
-      d.mig_mode === "enabled" && d.mig_devices?.length
-        ? Math.max(...d.mig_devices.map((m) => m.memory_total_mib ?? 0))
-        : d.memory_total_mib ?? 0;
-    const big = minMem ? facts.devices.filter((d) => usable(d) >= minMem).length : n;
+    // Under MIG a job sees one slice: judge the best slice, not the whole GPU (judgeUnitMemory).
+    const big = minMem
+      ? facts.devices.filter((d) => judgeUnitMemory({ gpu: d, mig: null }, minMem).kind === "fits").length
+      : n;
     if (n < minCount) {
       devices = result(
         "gpu.devices",
@@ -638,14 +964,35 @@ export function evaluateGpu(facts: GpuFacts, ctx: Pick<CheckContext, "profile">)
       );
     }
   }
-  return [driverRes, devices, evaluateHealth(facts.devices, facts.warnings)];
+  return [
+    driverRes,
+    devices,
+    evaluateHealth(facts.devices, facts.warnings, {
+      attached_gpus: facts.attached_gpus,
+      device_errors: facts.device_errors,
+    }),
+  ];
 }
 
 const gpus = (ix: number[]) => `GPU${ix.length > 1 ? "s" : ""} ${ix.join(", ")}`;
 const has = (ix: number[]) => `${gpus(ix)} ${ix.length > 1 ? "have" : "has"}`;
 
+/** What nvidia-smi said about the node as a whole, beside the GPUs it listed. */
+export interface NodeGpuSignals {
+  attached_gpus?: number | null;
+  device_errors?: string[];
+  /** How many GPUs nvidia-smi listed on the node (default: the devices judged). */
+  listed?: number;
+  /** The job was given MIG slices: MIG mode is expected, not worth a warning. */
+  mig_expected?: boolean;
+}
+
 /** Health signals per GPU: fails need the node drained; warns need attention but jobs can run. */
-export function evaluateHealth(devices: GpuDevice[], warnings: string[] = []): CheckResult {
+export function evaluateHealth(
+  devices: GpuDevice[],
+  warnings: string[] = [],
+  node: NodeGpuSignals = {},
+): CheckResult {
   // Each signal names the GPUs showing it once, so eight GPUs with persistence off make one phrase.
   const signals: {
     level: "fail" | "warn";
@@ -676,6 +1023,18 @@ export function evaluateHealth(devices: GpuDevice[], warnings: string[] = []): C
     },
     {
       level: "fail",
+      hit: (d) => memoryShortfall(d) !== null,
+      say: (ix) =>
+        ix.map((i) => {
+          const d = devices.find((x) => x.index === i)!;
+          const s = memoryShortfall(d)!;
+          return `GPU ${i} (${d.name}) reports ${s.mib} MiB total, a healthy one ${s.model_mib} MiB`;
+        }).join("; "),
+      remedy:
+        "Drain the node: a GPU showing far less memory than its model has lost memory to a fault or a setting; check `nvidia-smi -q -d MEMORY,ROW_REMAPPER,PAGE_RETIREMENT` and `dmesg`, then reset the GPU or have it replaced",
+    },
+    {
+      level: "fail",
       hit: (d) => d.remapped_rows_failure === true,
       say: (ix) => `${gpus(ix)} failed a row remapping`,
       remedy: "The GPU needs replacement: drain the node and report it",
@@ -694,7 +1053,7 @@ export function evaluateHealth(devices: GpuDevice[], warnings: string[] = []): C
     },
     {
       level: "warn",
-      hit: (d) => d.mig_mode === "enabled",
+      hit: (d) => d.mig_mode === "enabled" && !node.mig_expected,
       say: (ix) =>
         `${gpus(ix)} ${ix.length > 1 ? "are" : "is"} in MIG mode (jobs see MIG slices, not the whole GPU)`,
       remedy: "Address MIG instances by their MIG- UUID in CUDA_VISIBLE_DEVICES, or ask for a non-MIG GPU",
@@ -718,6 +1077,22 @@ export function evaluateHealth(devices: GpuDevice[], warnings: string[] = []): C
       remedy: /infoROM/i.test(warnings.join(" "))
         ? "A corrupted infoROM needs the GPU's firmware reflashed or the board replaced: report it to the admins"
         : "Read the warning; `nvidia-smi -q` shows the affected GPU",
+    });
+  }
+  const errors = node.device_errors ?? [];
+  const attached = node.attached_gpus ?? null;
+  const listed = node.listed ?? devices.length;
+  if ((attached !== null && attached !== listed) || errors.length) {
+    found.push({
+      level: "warn",
+      hit: () => false,
+      ix: [],
+      say: () =>
+        `nvidia-smi reports ${attached ?? listed + errors.length} GPUs attached but lists ${listed}${
+          errors.length ? ` (${errors.join("; ")})` : ""
+        }`,
+      remedy:
+        "A GPU the driver knows but cannot open has usually fallen off the bus: check `nvidia-smi -L` and `dmesg | grep -i xid` (Xid 79), then drain the node to reset or reseat it",
     });
   }
   const fails = found.filter((s) => s.level === "fail");
@@ -751,6 +1126,9 @@ export function publicGpuFacts(f: GpuFacts): Record<string, unknown> {
     devices: f.devices,
     kernel_module: f.kernel_module,
     warnings: f.warnings,
+    attached_gpus: f.attached_gpus ?? null,
+    device_errors: f.device_errors ?? [],
+    mig_list_error: f.mig_list_error ?? null,
     failure: f.failure?.kind ?? null,
     tried: f.tried,
   };

@@ -30,6 +30,7 @@ deadline and its probes in their own process group:
   gpu.visible       the GPUs the job was given are visible, in the count it asked for
                     (CUDA_VISIBLE_DEVICES, SLURM_STEP_GPUS/SLURM_JOB_GPUS/SLURM_GPUS_ON_NODE, LSB_GPU_REQ)
   gpu.request       the job asked for at least the profile's GPU count
+  gpu.memory        each GPU or MIG slice the job was given has the profile's min_memory_mib
   gpu.health        no ERR!, uncorrectable ECC errors or failed row remapping on those GPUs
   cuda.wheels       the driver runs the venv's CUDA wheels (or one of the profile's variants)
   kernel.xid        no GPU-fault Xid errors in the kernel log in the last hour (where the log is readable)

@@ -35,18 +35,22 @@ export type DeviceRef =
 
 export interface VisibleDevices {
   devices: DeviceRef[];
-  /** The variable says no GPU at all: empty, or "NoDevFiles" (Slurm and LSF when the job has no GPU devices). */
+  /**
+   * The variable says no GPU at all: empty, "NoDevFiles" (Slurm and LSF when the job has no GPU devices), or
+   * "-1", the usual way to hide every GPU from a CPU job on a GPU node.
+   */
   none: boolean;
 }
 
 /**
  * CUDA_VISIBLE_DEVICES as CUDA reads it: comma-separated indices, GPU- UUIDs or MIG ids. CUDA silently
  * stops at the first entry it cannot use, so a job with "0,x,1" sees one GPU; we call that malformed instead
- * of letting the job start with fewer GPUs than it thinks. Throws badInput naming the bad entry.
+ * of letting the job start with fewer GPUs than it thinks. A lone "-1" is that stop on purpose: no GPU.
+ * Throws badInput naming the bad entry.
  */
 export function parseCudaVisibleDevices(value: string): VisibleDevices {
   const trimmed = value.trim();
-  if (trimmed === "" || trimmed === "NoDevFiles") return { devices: [], none: true };
+  if (trimmed === "" || trimmed === "NoDevFiles" || trimmed === "-1") return { devices: [], none: true };
   const devices: DeviceRef[] = [];
   const seen = new Set<string>();
   for (const raw of trimmed.split(",")) {
@@ -80,6 +84,8 @@ export function parseCudaVisibleDevices(value: string): VisibleDevices {
 export interface GpuRequest {
   /** The variable the count came from. */
   source: string;
+  /** Its value as the job had it (for messages). */
+  value?: string;
   /** How many GPUs the job was given on this node. */
   count: number;
   /** The devices named, when the variable names them (indices as the variable gives them). */
@@ -101,22 +107,40 @@ export function parseIndexList(value: string): number[] | null {
   return out;
 }
 
-/** LSF's GPU requirement string ("num=2:mode=shared:j_exclusive=yes") -> the count; null if it has none. */
+/**
+ * LSF's GPU requirement string -> the GPU count; null when it is not one. LSF writes it as
+ * "num=2[/task|/host]:mode=shared:j_exclusive=yes", often inside its own quotes ('"num=4:mode=..."', as in
+ * lsf.conf); a requirement without num= means LSF's default, one GPU, and so does "-" (bsub -gpu -: the
+ * queue's or cluster's defaults).
+ */
 export function parseLsfGpuReq(value: string): number | null {
-  const m = /(?:^|[:\s;])num=(\d+)/.exec(value);
+  let v = value.trim();
+  while (v.length >= 2 && (v[0] === '"' || v[0] === "'") && v.endsWith(v[0])) v = v.slice(1, -1).trim();
+  if (v === "-") return 1;
+  const fields = v.split(/[:\s;]+/).filter(Boolean);
+  if (fields.length === 0 || !fields.every((f) => /^[a-z_]+=\S+$/i.test(f))) return null;
+  const num = fields.find((f) => /^num=/i.test(f));
+  if (!num) return 1;
+  const m = /^num=(\d+)(?:\/(?:task|host))?$/i.exec(num);
   return m ? Number(m[1]) : null;
 }
 
 /**
  * What GPUs the job was given on this node, or null when nothing says (not a GPU job, or no scheduler).
  * CUDA_VISIBLE_DEVICES wins when set: it is what the job's CUDA will see. Then the scheduler's own
- * variables: Slurm's SLURM_STEP_GPUS / SLURM_JOB_GPUS (the Prolog sees these) and SLURM_GPUS_ON_NODE,
- * LSF's LSB_GPU_REQ / LSB_EFFECTIVE_GPU_REQ (the num= field). Malformed values throw badInput.
+ * variables: Slurm's SLURM_STEP_GPUS / SLURM_JOB_GPUS (the Prolog sees these; on a MIG node their indices
+ * count MIG slices, see schedulableUnits) and SLURM_GPUS_ON_NODE, LSF's LSB_GPU_REQ / LSB_EFFECTIVE_GPU_REQ
+ * (the num= field). Malformed values throw badInput.
  */
 export function gpuRequest(vars: Record<string, string>, scheduler: Scheduler | null): GpuRequest | null {
   if (vars.CUDA_VISIBLE_DEVICES !== undefined) {
     const v = parseCudaVisibleDevices(vars.CUDA_VISIBLE_DEVICES);
-    return { source: "CUDA_VISIBLE_DEVICES", count: v.devices.length, devices: v.devices };
+    return {
+      source: "CUDA_VISIBLE_DEVICES",
+      value: vars.CUDA_VISIBLE_DEVICES,
+      count: v.devices.length,
+      devices: v.devices,
+    };
   }
   if (scheduler === "slurm" || (scheduler === null && detectScheduler(vars) === null)) {
     for (const name of ["SLURM_STEP_GPUS", "SLURM_JOB_GPUS"]) {
@@ -126,25 +150,33 @@ export function gpuRequest(vars: Record<string, string>, scheduler: Scheduler | 
       if (!list) {
         throw badInput(`malformed ${name}=${JSON.stringify(raw)}: expected GPU indices like 0,1 or 0-3`);
       }
-      return { source: name, count: list.length, devices: list.map((index) => ({ kind: "index", index })) };
+      return {
+        source: name,
+        value: raw,
+        count: list.length,
+        devices: list.map((index) => ({ kind: "index", index })),
+      };
     }
     const onNode = vars.SLURM_GPUS_ON_NODE;
     if (onNode !== undefined && onNode.trim() !== "") {
       if (!/^\d+$/.test(onNode.trim())) {
         throw badInput(`malformed SLURM_GPUS_ON_NODE=${JSON.stringify(onNode)}: expected a whole number`);
       }
-      return { source: "SLURM_GPUS_ON_NODE", count: Number(onNode), devices: null };
+      return { source: "SLURM_GPUS_ON_NODE", value: onNode, count: Number(onNode), devices: null };
     }
   }
   if (scheduler === "lsf" || (scheduler === null && detectScheduler(vars) === null)) {
     for (const name of ["LSB_EFFECTIVE_GPU_REQ", "LSB_GPU_REQ"]) {
       const raw = vars[name];
-      if (raw === undefined || raw.trim() === "") continue;
+      if (raw === undefined || raw.replace(/["'\s]/g, "") === "") continue;
       const n = parseLsfGpuReq(raw);
       if (n === null) {
-        throw badInput(`malformed ${name}=${JSON.stringify(raw)}: no num=N field`);
+        throw badInput(
+          `malformed ${name}=${JSON.stringify(raw)}: not an LSF GPU requirement`,
+          'LSF writes it as "num=N:mode=shared:..." (bsub -gpu); num= defaults to 1 when left out',
+        );
       }
-      return { source: name, count: n, devices: null };
+      return { source: name, value: raw, count: n, devices: null };
     }
   }
   return null;

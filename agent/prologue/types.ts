@@ -13,6 +13,8 @@ export type PrologueCheckId =
   | "profile"
   | "gpu.request"
   | "gpu.visible"
+  /** The profile's per-GPU memory need against each GPU or MIG slice the job was given. */
+  | "gpu.memory"
   | "gpu.health"
   | "cuda.wheels"
   | "kernel.xid"

@@ -3,13 +3,22 @@ import {
   classifySmiRun,
   evaluateGpu,
   evaluateHealth,
+  fitsNeed,
   gatherGpu,
   type GpuDevice,
+  type GpuUnit,
+  judgeUnitMemory,
+  mergeSmiList,
+  migProfileBoundMib,
+  modelMemoryMib,
   parseProcDriverVersion,
+  parseSmiBanner,
   parseSmiCsv,
   parseSmiList,
   parseSmiTable,
   parseSmiXml,
+  r450MigIds,
+  schedulableUnits,
   SMI_CSV_ARGV,
   type SmiReport,
 } from "../../checks/gpu.ts";
@@ -89,6 +98,27 @@ const XML_ROWS: Row[] = [
       assert.equal(r.devices[0].uuid, "GPU-71d1acc2-662d-2166-bf9f-65272d2fc437");
       assert.equal(r.devices[0].remapped_rows_pending, false);
       assert.equal(r.devices[0].bus_id, "00000000:84:00.0");
+    },
+  },
+  {
+    file: "q_x_575.57.08_1xMIG-3g.40gb_excerpt.xml",
+    driver: "575.57.08",
+    cuda: "12.9",
+    count: 1,
+    name: null,
+    memMib: 81920,
+    health: "warn",
+    // One MIG device with its GPU/compute instance ids and exact memory.
+    check: (r) => {
+      assert.equal(r.attached_gpus, 1);
+      assert.equal(r.devices[0].mig_mode, "enabled");
+      assert.deepEqual(r.devices[0].mig_devices, [{
+        index: 0,
+        uuid: null,
+        gpu_instance_id: 1,
+        compute_instance_id: 0,
+        memory_total_mib: 40448,
+      }]);
     },
   },
   {
@@ -264,8 +294,38 @@ const TABLE_ROWS: Row[] = [
     name: "NVIDIA H200",
     memMib: 143771,
     health: "warn",
-    // The MIG devices section below the GPU table is not read as more GPUs.
-    check: (r) => assert.equal(r.devices[0].mig_mode, "enabled"),
+    // The MIG devices section below the GPU table is not read as more GPUs, but as the GPU's slices.
+    check: (r) => {
+      assert.equal(r.devices[0].mig_mode, "enabled");
+      assert.deepEqual(r.devices[0].mig_devices?.map((m) => m.memory_total_mib), [
+        71424,
+        71424,
+        33280,
+        16384,
+        16384,
+      ]);
+    },
+  },
+  {
+    file: "table_590.48.01_1xH100-80GB_MIG-4-slices_idle.txt",
+    driver: "590.48.01",
+    cuda: "13.1",
+    count: 1,
+    name: "NVIDIA H100 80GB HBM3",
+    memMib: 81559,
+    health: "warn",
+    // The "MIG devices" section gives each slice's GPU instance, compute instance and memory.
+    check: (r) => {
+      assert.deepEqual(
+        r.devices[0].mig_devices?.map((m) => [
+          m.index,
+          m.gpu_instance_id,
+          m.compute_instance_id,
+          m.memory_total_mib,
+        ]),
+        [[0, 2, 0, 40448], [1, 3, 0, 20096], [2, 9, 0, 9984], [3, 10, 0, 9984]],
+      );
+    },
   },
   {
     file: "table_591.86_windows_1xRTX2080S_load.txt",
@@ -287,6 +347,52 @@ const TABLE_ROWS: Row[] = [
     memMib: 46068,
     health: "warn",
   },
+  {
+    // 610 renamed the banner's labels: "KMD Version" and "CUDA UMD Version".
+    file: "table_610.43.02_1xH200_MIG-enabled_idle.txt",
+    driver: "610.43.02",
+    cuda: "13.3",
+    count: 1,
+    name: "NVIDIA H200",
+    memMib: 143771,
+    health: "warn",
+    check: (r) => {
+      assert.deepEqual(r.devices[0].mig_devices, [{
+        index: 0,
+        gpu_instance_id: 2,
+        compute_instance_id: 0,
+        memory_total_mib: 71424,
+      }]);
+      assert.equal(r.attached_gpus, null, "nothing says more GPUs are attached");
+    },
+  },
+  {
+    // GPU 1 fell off: nvidia-smi says so first and lists GPUs 0, 2 and 3.
+    file: "table_610.57.04_4xRTXPRO6000_one-GPU-lost.txt",
+    driver: "610.57.04",
+    cuda: "13.3",
+    count: 3,
+    name: "NVIDIA RTX PRO 6000 Blac...",
+    memMib: 97887,
+    health: "warn",
+    check: (r) => {
+      assert.deepEqual(r.devices.map((d) => d.index), [0, 2, 3]);
+      assert.equal(r.attached_gpus, 4);
+      assert.deepEqual(r.device_errors, [
+        "Unable to determine the device handle for GPU1: 0000:34:00.0: Unknown Error",
+      ]);
+    },
+  },
+  {
+    file: "table_617.14_windows_1xRTX3050.txt",
+    driver: "617.14",
+    cuda: "13.4",
+    count: 1,
+    name: "NVIDIA GeForce RTX 3050 ...",
+    memMib: 4094,
+    health: "pass",
+    check: (r) => assert.equal(r.devices[0].persistence_mode, null),
+  },
 ];
 
 function runRows(kind: string, rows: Row[], parse: (s: string) => SmiReport | null) {
@@ -299,8 +405,17 @@ function runRows(kind: string, rows: Row[], parse: (s: string) => SmiReport | nu
       assert.equal(r.devices.length, row.count);
       assert.equal(r.devices[0].name, row.name);
       assert.equal(r.devices[0].memory_total_mib, row.memMib);
-      assert.deepEqual(r.devices.map((d) => d.index), r.devices.map((_, i) => i));
-      assert.equal(evaluateHealth(r.devices).status, row.health);
+      if (!r.device_errors.length) {
+        assert.deepEqual(
+          r.devices.map((d) => d.index),
+          r.devices.map((_, i) => i),
+        );
+      }
+      const health = evaluateHealth(r.devices, [], {
+        attached_gpus: r.attached_gpus,
+        device_errors: r.device_errors,
+      });
+      assert.equal(health.status, row.health, health.message);
       row.check?.(r);
     });
   }
@@ -359,13 +474,99 @@ Deno.test("parseSmiTable() reads [N/A] memory as unknown", () => {
   assert.ok(r.devices[0].unknown_fields.includes("memory.total"));
 });
 
-Deno.test("parseSmiList() reads GPUs and skips MIG lines", () => {
-  assert.deepEqual(parseSmiList(read("misc/list_gpus_590.48.01_H100_MIG.txt")).map((g) => g.index), [0]);
+Deno.test("parseSmiList() reads GPUs and the MIG devices under each, in R450 and R470+ forms", () => {
+  const h100 = parseSmiList(read("misc/list_gpus_590.48.01_H100_MIG.txt"));
+  assert.deepEqual(h100.map((g) => g.index), [0]);
+  assert.deepEqual(h100[0].mig_devices.map((m) => [m.index, m.profile, m.uuid]), [
+    [0, "3g.40gb", "MIG-00000000-0000-0000-0000-000000000000"],
+    [1, "2g.20gb", "MIG-00000001-0000-0000-0000-000000000001"],
+    [2, "1g.10gb", "MIG-00000002-0000-0000-0000-000000000002"],
+    [3, "1g.10gb", "MIG-00000003-0000-0000-0000-000000000003"],
+  ]);
   const two = parseSmiList(read("misc/list_gpus_2xQuadroRTX4000.txt"));
   assert.deepEqual(two.map((g) => g.uuid), [
     "GPU-c7b57be0-94ff-d352-a59b-d0ee00aeed43",
     "GPU-d6de6afc-bdfe-75c4-5273-0544439153fc",
   ]);
+  assert.deepEqual(two.map((g) => g.mig_devices.length), [0, 0]);
+  const r450 = parseSmiList(read("misc/list_gpus_R450_A100-SXM4-40GB_MIG_two-1c.3g.20gb.txt"));
+  assert.deepEqual(r450[0].mig_devices.map((m) => [m.profile, m.uuid]), [
+    ["1c.3g.20gb", "MIG-GPU-2fa5cf01-9520-1bc1-995b-cc0c6d9bca7c/1/0"],
+    ["1c.3g.20gb", "MIG-GPU-2fa5cf01-9520-1bc1-995b-cc0c6d9bca7c/2/0"],
+  ]);
+  const mixed = parseSmiList(read("misc/list_gpus_R450_6xA100-PCIE-40GB_two-in-MIG.txt"));
+  assert.deepEqual(mixed.map((g) => g.mig_devices.length), [0, 0, 0, 0, 2, 2]);
+  assert.deepEqual(r450MigIds("MIG-GPU-82864c44-d125-bf84-645f-e800925bf730/2/0"), {
+    gpu_uuid: "GPU-82864c44-d125-bf84-645f-e800925bf730",
+    gi: 2,
+    ci: 0,
+  });
+  assert.equal(r450MigIds("MIG-f165f0ad-bde2-5b72-acdf-73bbf48eeb2c"), null);
+});
+
+Deno.test("parseSmiBanner() finds the driver and CUDA versions by meaning across driver generations", () => {
+  const rows: [string, string, { driver: string | null; cuda: string | null }][] = [
+    [
+      "346: no CUDA label yet",
+      "| NVIDIA-SMI 346.46     Driver Version: 346.46         |",
+      { driver: "346.46", cuda: null },
+    ],
+    [
+      "470 in a container without CUDA: N/A",
+      "| NVIDIA-SMI 470.82.01    Driver Version: 470.82.01    CUDA Version: N/A      |",
+      { driver: "470.82.01", cuda: null },
+    ],
+    [
+      "575: Driver Version / CUDA Version",
+      "| NVIDIA-SMI 575.57.08              Driver Version: 575.57.08      CUDA Version: 12.9     |",
+      { driver: "575.57.08", cuda: "12.9" },
+    ],
+    [
+      "580: still the old labels",
+      "| NVIDIA-SMI 580.173.02             Driver Version: 580.173.02     CUDA Version: 13.0     |",
+      { driver: "580.173.02", cuda: "13.0" },
+    ],
+    [
+      "610: KMD Version / CUDA UMD Version",
+      "| NVIDIA-SMI 610.43.02              KMD Version: 610.43.02     CUDA UMD Version: 13.3     |",
+      { driver: "610.43.02", cuda: "13.3" },
+    ],
+    [
+      "617 on Windows",
+      "| NVIDIA-SMI 617.14                 KMD Version: 617.14        CUDA UMD Version: 13.4     |",
+      { driver: "617.14", cuda: "13.4" },
+    ],
+    [
+      "an unknown driver label: NVIDIA-SMI's own version is the driver's",
+      "| NVIDIA-SMI 700.1.2                Kernel Mode Version: 700.1.2   CUDA Version: 14.0    |",
+      { driver: "700.1.2", cuda: "14.0" },
+    ],
+  ];
+  for (const [name, line, want] of rows) assert.deepEqual(parseSmiBanner(line), want, name);
+  assert.equal(parseSmiBanner("+-------------------------+"), null);
+});
+
+Deno.test("every table fixture's banner gives a driver version", () => {
+  for (const f of Deno.readDirSync(`${SMI}/table`)) {
+    assert.match(parseSmiTable(read(`table/${f.name}`))?.driver_version ?? "", /^\d+\.\d+/, f.name);
+  }
+});
+
+Deno.test("attached GPUs that nvidia-smi does not list warn, never fail", () => {
+  const xml = read("xml/q_x_535.86.05_1xRTX4090.xml").replace("<attached_gpus>1<", "<attached_gpus>2<");
+  const r = parseSmiXml(xml)!;
+  assert.equal(r.attached_gpus, 2);
+  const h = evaluateHealth(r.devices, [], { attached_gpus: r.attached_gpus });
+  assert.equal(h.status, "warn");
+  assert.match(h.message, /nvidia-smi reports 2 GPUs attached but lists 1/);
+  assert.match(h.remedy ?? "", /fallen off the bus/);
+  const lost = parseSmiTable(read("table/table_610.57.04_4xRTXPRO6000_one-GPU-lost.txt"))!;
+  const l = evaluateHealth(lost.devices, [], {
+    attached_gpus: lost.attached_gpus,
+    device_errors: lost.device_errors,
+  });
+  assert.equal(l.status, "warn");
+  assert.match(l.message, /4 GPUs attached but lists 3 \(Unable to determine the device handle for GPU1/);
 });
 
 Deno.test("parseProcDriverVersion() reads every /proc/driver/nvidia/version fixture", () => {
@@ -698,10 +899,10 @@ Deno.test("under MIG, gpu.devices judges the profile's memory against the larges
         "<mig_device><index>1</index><fb_memory_usage><total>4864 MiB</total></fb_memory_usage></mig_device></mig_devices>",
     );
   const r = parseSmiXml(xml)!;
-  assert.deepEqual(r.devices[0].mig_devices, [{ index: 0, memory_total_mib: 9984 }, {
-    index: 1,
-    memory_total_mib: 4864,
-  }]);
+  assert.deepEqual(r.devices[0].mig_devices?.map((m) => [m.index, m.memory_total_mib]), [[0, 9984], [
+    1,
+    4864,
+  ]]);
   const facts = {
     driver_version: "535.86.05",
     cuda_version: "12.2",
@@ -719,4 +920,193 @@ Deno.test("under MIG, gpu.devices judges the profile's memory against the larges
     evaluateGpu(facts, { profile: profile({ gpu: { required: true, min_memory_mib: 8000 } }) })[1].status,
     "pass",
   );
+});
+
+// ------------------------------------------------------------------------------ memory against a need
+
+Deno.test("fitsNeed() allows for nominal sizes: an 80 GB H100 meets 80 GiB, an L40S does not meet 48 GiB", () => {
+  const rows: [string, number, number, boolean][] = [
+    ["H100 80GB (81559 MiB) for a profile written as 80 GiB", 81559, 81920, true],
+    ["A100 80GB (81920 MiB) for 80 GiB", 81920, 81920, true],
+    ["H200 (143771 MiB) for 141 GiB", 143771, 141 * 1024, true],
+    ["B200 (183359 MiB) for 180 GiB", 183359, 180 * 1024, true],
+    ["L40S with ECC (46068 MiB) for 48 GiB", 46068, 48 * 1024, false],
+    ["RTX 4090 (24564 MiB) for 24 GiB", 24564, 24576, true],
+    ["A30 (24576 MiB) for 60 GiB", 24576, 61440, false],
+  ];
+  for (const [name, mib, need, want] of rows) assert.equal(fitsNeed(mib, need), want, name);
+});
+
+Deno.test("judgeUnitMemory() tells fits, never, short and unknown apart for GPUs and MIG slices", () => {
+  const h100 = parseSmiTable(read("table/table_590.48.01_1xH100-80GB_MIG-4-slices_idle.txt"))!;
+  mergeSmiList(h100.devices, parseSmiList(read("misc/list_gpus_590.48.01_H100_MIG.txt")));
+  const [big, , small] = schedulableUnits(h100.devices);
+  const l40s = parseSmiTable(read("table/table_595.80_1xL40S_load.txt"))!.devices[0];
+  const h100full = parseSmiTable(read("table/table_590.48.01_1xH100-80GB-HBM3_load.txt"))!.devices[0];
+  const h200List = parseSmiList(read("misc/list_gpus_610.43.02_H200_MIG.txt"));
+  const h200 = testGpu({ index: 0, name: "NVIDIA H200", memory_total_mib: 143771, mig_mode: "enabled" });
+  mergeSmiList([h200], h200List);
+  const [h200slice] = schedulableUnits([h200]);
+  const rows: [string, GpuUnit, number, unknown][] = [
+    ["3g.40gb slice (40448 MiB) for 40000 MiB", big, 40000, { kind: "fits", mib: 40448 }],
+    ["1g.10gb slice (9984 MiB) for 40000 MiB", small, 40000, { kind: "never", mib: 9984, exact: true }],
+    ["whole H100 (81559 MiB) for 80 GiB", { gpu: h100full, mig: null }, 81920, { kind: "fits", mib: 81559 }],
+    ["L40S (46068 MiB) for 80 GiB", { gpu: l40s, mig: null }, 81920, {
+      kind: "never",
+      mib: 46068,
+      exact: true,
+    }],
+    [
+      "an 80 GB H100 reporting 40 GB for 60 GiB",
+      { gpu: { ...h100full, memory_total_mib: 40960 }, mig: null },
+      61440,
+      { kind: "short", mib: 40960, model_mib: 81559 },
+    ],
+    [
+      "an 80 GB H100 reporting 40 GB for 100 GiB: not even a healthy one would do",
+      { gpu: { ...h100full, memory_total_mib: 40960 }, mig: null },
+      102400,
+      { kind: "never", mib: 81559, exact: false },
+    ],
+    [
+      "H100 whose memory is [N/A], need within its model's",
+      { gpu: { ...h100full, memory_total_mib: null }, mig: null },
+      61440,
+      { kind: "unknown", bound_mib: 81559 },
+    ],
+    [
+      "a GPU unknown to the model table with [N/A] memory",
+      { gpu: testGpu({ name: "NVIDIA Future GPU", memory_total_mib: null }), mig: null },
+      61440,
+      { kind: "unknown", bound_mib: null },
+    ],
+    [
+      "3g.71gb slice known only from -L, need above its name's size",
+      h200slice,
+      80000,
+      { kind: "never", mib: 72704, exact: false },
+    ],
+    ["3g.71gb slice known only from -L, need below its name's size", h200slice, 60000, {
+      kind: "unknown",
+      bound_mib: 72704,
+    }],
+    [
+      "the whole H100 in MIG mode: judged as its best slice",
+      { gpu: h100.devices[0], mig: null },
+      30000,
+      { kind: "fits", mib: 40448 },
+    ],
+  ];
+  for (const [name, unit, need, want] of rows) assert.deepEqual(judgeUnitMemory(unit, need), want, name);
+  assert.equal(migProfileBoundMib("1c.3g.20gb"), 20480);
+  assert.equal(migProfileBoundMib("1g.10gb+me"), 10240);
+  assert.equal(migProfileBoundMib(null), null);
+});
+
+Deno.test("gpu.health fails a GPU that reports clearly less memory than its model, naming both sizes", () => {
+  const h100 = parseSmiTable(read("table/table_565.57.01_8xH100-SXM.txt"))!.devices;
+  const bad = h100.map((d) => d.index === 5 ? { ...d, memory_total_mib: 40960 } : d);
+  const h = evaluateHealth(bad);
+  assert.equal(h.status, "fail");
+  assert.match(h.message, /GPU 5 \(NVIDIA H100 80GB HBM3\) reports 40960 MiB total, a healthy one 81559 MiB/);
+  assert.match(h.remedy ?? "", /Drain the node/);
+  assert.equal(evaluateHealth(h100).status, "pass", "81559 MiB is what a healthy H100 80GB reports");
+  assert.equal(modelMemoryMib("NVIDIA GH200 480GB"), null, "GH200 is not an H200");
+});
+
+Deno.test("gpu.devices (doctor) lets an 80 GB H100 meet a profile that needs 80 GiB", () => {
+  const devices = parseSmiTable(read("table/table_590.48.01_1xH100-80GB-HBM3_load.txt"))!.devices;
+  const facts = {
+    driver_version: "590.48.01",
+    cuda_version: "13.1",
+    cuda_version_source: "nvidia-smi" as const,
+    source: "table" as const,
+    devices,
+    kernel_module: null,
+    failure: null,
+    tried: [],
+    warnings: [],
+  };
+  const p = profile({ gpu: { required: true, min_memory_mib: 81920 } });
+  assert.equal(evaluateGpu(facts, { profile: p })[1].status, "pass");
+});
+
+Deno.test("gatherGpu() on a MIG node asks -L for the slices' UUIDs and merges them with the table's memory", async () => {
+  await using dir = await tempDir();
+  await Deno.mkdir(`${dir.path}/bin`);
+  await writeFakeBin(`${dir.path}/bin`, "nvidia-smi", [
+    { whenArgsContain: "-q", exitCode: 1 },
+    { whenArgsContain: "--query", exitCode: 1 },
+    { whenArgsContain: "-L", stdoutFile: `${SMI}/misc/list_gpus_590.48.01_H100_MIG.txt` },
+    { stdoutFile: `${SMI}/table/table_590.48.01_1xH100-80GB_MIG-4-slices_idle.txt` },
+  ]);
+  const f = await gatherGpu(await gpuEnv(dir.path), 5000);
+  assert.equal(f.source, "table");
+  assert.deepEqual(f.devices[0].mig_devices?.map((m) => [m.uuid, m.profile, m.memory_total_mib]), [
+    ["MIG-00000000-0000-0000-0000-000000000000", "3g.40gb", 40448],
+    ["MIG-00000001-0000-0000-0000-000000000001", "2g.20gb", 20096],
+    ["MIG-00000002-0000-0000-0000-000000000002", "1g.10gb", 9984],
+    ["MIG-00000003-0000-0000-0000-000000000003", "1g.10gb", 9984],
+  ]);
+  assert.equal(f.devices[0].uuid, "GPU-00000000-0000-0000-0000-000000000000");
+  assert.equal(f.mig_list_error, null);
+});
+
+Deno.test("gatherGpu() on a 610 driver reads the KMD / CUDA UMD banner when only the table answers", async () => {
+  await using dir = await tempDir();
+  await Deno.mkdir(`${dir.path}/bin`);
+  await writeFakeBin(`${dir.path}/bin`, "nvidia-smi", [
+    { whenArgsContain: "-q", exitCode: 1 },
+    { whenArgsContain: "--query", exitCode: 1 },
+    { whenArgsContain: "-L", stdoutFile: `${SMI}/misc/list_gpus_610.43.02_H200_MIG.txt` },
+    { stdoutFile: `${SMI}/table/table_610.43.02_1xH200_MIG-enabled_idle.txt` },
+  ]);
+  const f = await gatherGpu(await gpuEnv(dir.path), 5000);
+  assert.equal(f.driver_version, "610.43.02");
+  assert.equal(f.cuda_version, "13.3");
+  assert.equal(f.cuda_version_source, "nvidia-smi");
+  assert.deepEqual(f.devices[0].mig_devices?.map((m) => [m.uuid, m.memory_total_mib]), [
+    ["MIG-f165f0ad-bde2-5b72-acdf-73bbf48eeb2c", 71424],
+  ]);
+});
+
+Deno.test("gatherGpu() keeps the GPUs listed beside one it cannot open, and gpu.health warns", async () => {
+  await using dir = await tempDir();
+  await Deno.mkdir(`${dir.path}/bin`);
+  const table = read("table/table_610.57.04_4xRTXPRO6000_one-GPU-lost.txt");
+  const [lost, ...rest] = table.split("\n");
+  await writeFakeBin(`${dir.path}/bin`, "nvidia-smi", [
+    { whenArgsContain: "-q", exitCode: 1 },
+    { whenArgsContain: "--query", exitCode: 1 },
+    { whenArgsContain: "-L", exitCode: 1 },
+    // As the driver does: the lost GPU on stderr, the others on stdout, and a failing exit status.
+    { stdout: rest.join("\n"), stderr: lost + "\n", exitCode: 15 },
+  ]);
+  const f = await gatherGpu(await gpuEnv(dir.path), 5000);
+  assert.equal(f.failure, null);
+  assert.deepEqual(f.devices.map((d) => d.index), [0, 2, 3]);
+  assert.equal(f.attached_gpus, 4);
+  const [driver, , health] = evaluateGpu(f, { profile: null });
+  assert.equal(driver.status, "pass");
+  assert.match(driver.message, /driver 610\.57\.04, CUDA 13\.3/);
+  assert.equal(health.status, "warn");
+  assert.match(health.message, /4 GPUs attached but lists 3/);
+});
+
+Deno.test("gatherGpu() treats an -L that hangs after the table answered as a hung driver", async () => {
+  await using dir = await tempDir();
+  await Deno.mkdir(`${dir.path}/bin`);
+  await writeFakeBin(`${dir.path}/bin`, "nvidia-smi", [
+    { whenArgsContain: "-q", exitCode: 1 },
+    { whenArgsContain: "--query", exitCode: 1 },
+    { whenArgsContain: "-L", sleepS: 30 },
+    { stdoutFile: `${SMI}/table/table_590.48.01_1xH100-80GB_MIG-4-slices_idle.txt` },
+  ]);
+  const f = await gatherGpu(await gpuEnv(dir.path), 300);
+  assert.deepEqual(f.failure, { kind: "hang", afterMs: 300 });
+  assert.equal(f.devices.length, 1, "what was listed is kept");
+  const [driver, devices] = evaluateGpu(f, { profile: null });
+  assert.equal(driver.status, "fail");
+  assert.match(driver.message, /did not answer within 300 ms/);
+  assert.equal(devices.status, "skip");
 });

@@ -17,7 +17,7 @@ import {
 import { MlagentError } from "../../agent/core/errors.ts";
 import { testGpu } from "../support/gpu.ts";
 
-Deno.test("parseCudaVisibleDevices() reads indices, GPU UUIDs, both MIG id forms, empty and NoDevFiles", () => {
+Deno.test("parseCudaVisibleDevices() reads indices, GPU UUIDs, both MIG id forms, and the three ways to say no GPU", () => {
   const rows: [string, string, unknown][] = [
     ["two indices", "0,1", {
       none: false,
@@ -45,12 +45,26 @@ Deno.test("parseCudaVisibleDevices() reads indices, GPU UUIDs, both MIG id forms
     ],
     ["empty: no GPU", "", { none: true, devices: [] }],
     ["NoDevFiles: scheduler gave no device", "NoDevFiles", { none: true, devices: [] }],
+    ["-1: a CPU job on a GPU node hides every GPU", "-1", { none: true, devices: [] }],
+    ["-1 with spaces around it", " -1 ", { none: true, devices: [] }],
+    [
+      "two MIG slices of one H100 (R470+ ids)",
+      "MIG-00000002-0000-0000-0000-000000000002,MIG-00000003-0000-0000-0000-000000000003",
+      {
+        none: false,
+        devices: [
+          { kind: "mig", id: "MIG-00000002-0000-0000-0000-000000000002" },
+          { kind: "mig", id: "MIG-00000003-0000-0000-0000-000000000003" },
+        ],
+      },
+    ],
   ];
   for (const [name, value, want] of rows) assert.deepEqual(parseCudaVisibleDevices(value), want, name);
 });
 
 Deno.test("parseCudaVisibleDevices() rejects what CUDA would silently truncate", () => {
-  for (const bad of ["0,,1", "0,x", "1.5", "-1", "gpu0", "0,0", "GPU-", "MIG-GPU-abc"]) {
+  // "-1" alone hides every GPU on purpose; inside a list CUDA drops whatever follows it.
+  for (const bad of ["0,,1", "0,x", "1.5", "0,-1", "-1,0", "-2", "gpu0", "0,0", "GPU-", "MIG-GPU-abc"]) {
     assert.throws(
       () => parseCudaVisibleDevices(bad),
       (e) => e instanceof MlagentError && e.code === "bad-input" && /CUDA_VISIBLE_DEVICES/.test(e.message),
@@ -68,6 +82,7 @@ Deno.test("gpuRequest() prefers CUDA_VISIBLE_DEVICES, then Slurm's and LSF's own
       "slurm",
       {
         source: "CUDA_VISIBLE_DEVICES",
+        value: "0",
         count: 1,
         devices: [{ kind: "index", index: 0 }],
       },
@@ -78,38 +93,85 @@ Deno.test("gpuRequest() prefers CUDA_VISIBLE_DEVICES, then Slurm's and LSF's own
       "slurm",
       {
         source: "SLURM_JOB_GPUS",
+        value: "0-2,5",
         count: 4,
         devices: [0, 1, 2, 5].map((index) => ({ kind: "index", index })),
       },
     ],
     ["Slurm step GPUs beat the job's", { SLURM_STEP_GPUS: "1", SLURM_JOB_GPUS: "0,1" }, "slurm", {
       source: "SLURM_STEP_GPUS",
+      value: "1",
       count: 1,
       devices: [{ kind: "index", index: 1 }],
     }],
     ["only a count on the node", { SLURM_GPUS_ON_NODE: "4" }, "slurm", {
       source: "SLURM_GPUS_ON_NODE",
+      value: "4",
       count: 4,
       devices: null,
     }],
     ["LSF requirement string", { LSB_JOBID: "9", LSB_GPU_REQ: "num=2:mode=shared:j_exclusive=yes" }, "lsf", {
       source: "LSB_GPU_REQ",
+      value: "num=2:mode=shared:j_exclusive=yes",
       count: 2,
       devices: null,
     }],
     ["LSF variables ignored for a Slurm job", { LSB_GPU_REQ: "num=2" }, "slurm", null],
     ["NoDevFiles counts as zero GPUs", { CUDA_VISIBLE_DEVICES: "NoDevFiles" }, "slurm", {
       source: "CUDA_VISIBLE_DEVICES",
+      value: "NoDevFiles",
       count: 0,
       devices: [],
     }],
+    ["CUDA_VISIBLE_DEVICES=-1 for a CPU job counts as zero GPUs", { CUDA_VISIBLE_DEVICES: "-1" }, "lsf", {
+      source: "CUDA_VISIBLE_DEVICES",
+      value: "-1",
+      count: 0,
+      devices: [],
+    }],
+    ["LSF's own quotes around the requirement", { LSB_GPU_REQ: '"num=4:mode=exclusive_process"' }, "lsf", {
+      source: "LSB_GPU_REQ",
+      value: '"num=4:mode=exclusive_process"',
+      count: 4,
+      devices: null,
+    }],
+    ["no num= means LSF's default of one GPU", { LSB_GPU_REQ: "mode=shared:j_exclusive=yes" }, "lsf", {
+      source: "LSB_GPU_REQ",
+      value: "mode=shared:j_exclusive=yes",
+      count: 1,
+      devices: null,
+    }],
+    ["quoted and without num=", { LSB_GPU_REQ: "'mode=exclusive_process:mps=yes,shared'" }, "lsf", {
+      source: "LSB_GPU_REQ",
+      value: "'mode=exclusive_process:mps=yes,shared'",
+      count: 1,
+      devices: null,
+    }],
+    ["an empty quoted requirement is no requirement", { LSB_GPU_REQ: '""' }, "lsf", null],
   ];
   for (const [name, vars, sched, want] of rows) assert.deepEqual(gpuRequest(vars, sched), want, name);
   assert.throws(() => gpuRequest({ SLURM_JOB_GPUS: "gpu:2" }, "slurm"), /malformed SLURM_JOB_GPUS/);
   assert.throws(() => gpuRequest({ SLURM_GPUS_ON_NODE: "two" }, "slurm"), /malformed SLURM_GPUS_ON_NODE/);
-  assert.throws(() => gpuRequest({ LSB_GPU_REQ: "mode=shared" }, "lsf"), /malformed LSB_GPU_REQ/);
+  assert.throws(() => gpuRequest({ LSB_GPU_REQ: "two gpus please" }, "lsf"), /malformed LSB_GPU_REQ/);
+  assert.throws(() => gpuRequest({ LSB_GPU_REQ: "num=two" }, "lsf"), /malformed LSB_GPU_REQ/);
   assert.equal(parseIndexList("3-1"), null);
-  assert.equal(parseLsfGpuReq("mode=shared:num=8"), 8);
+});
+
+Deno.test("parseLsfGpuReq() reads LSF's -gpu syntax as LSF defines it", () => {
+  const rows: [string, string, number | null][] = [
+    ["num first", "num=8:mode=shared", 8],
+    ["num last", "mode=shared:num=8", 8],
+    ["per task", "num=2/task:mode=exclusive_process", 2],
+    ["per host", "num=1/host", 1],
+    ["lsf.conf style, double-quoted", '"num=4:mode=exclusive_process:mps=yes:j_exclusive=yes"', 4],
+    ["single-quoted", "'num=2'", 2],
+    ["no num: LSF's default of one", "mode=shared:mps=no:j_exclusive=no", 1],
+    ["bsub -gpu -: the defaults, one GPU", "-", 1],
+    ["gmodel with a memory size", "num=1:gmodel=NVIDIAA100_SXM4_80GB:gmem=40G", 1],
+    ["not a requirement", "four", null],
+    ["num without a number", "num=:mode=shared", null],
+  ];
+  for (const [name, value, want] of rows) assert.equal(parseLsfGpuReq(value), want, name);
 });
 
 Deno.test("detectScheduler() and --scheduler: LSB_JOBID is LSF, SLURM_JOB_ID Slurm, unknown names are bad input", () => {
@@ -165,11 +227,13 @@ Deno.test("matchRequestedDevices() finds requested GPUs by index or UUID prefix 
   const req = (
     devices: unknown[],
   ) => ({ source: "CUDA_VISIBLE_DEVICES", count: devices.length, devices } as never);
-  assert.deepEqual(matchRequestedDevices(req([{ kind: "uuid", uuid: "GPU-bbbb" }]), devices).matched, [
-    devices[1],
-  ]);
+  assert.deepEqual(
+    matchRequestedDevices(req([{ kind: "uuid", uuid: "GPU-bbbb" }]), devices).matched.map((u) => u.gpu),
+    [devices[1]],
+  );
   assert.deepEqual(matchRequestedDevices(req([{ kind: "index", index: 2 }]), devices).missing, ["2"]);
-  assert.deepEqual(matchRequestedDevices(req([{ kind: "mig", id: "MIG-1234abcd" }]), devices).missing, [
+  // A MIG id on a node without MIG: the job named another node's slice.
+  assert.deepEqual(matchRequestedDevices(req([{ kind: "mig", id: "MIG-1234abcd" }]), devices).foreign, [
     "MIG-1234abcd",
   ]);
 });
