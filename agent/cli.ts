@@ -5,6 +5,7 @@
  */
 import type { Env } from "./core/env.ts";
 import { EXIT, usageError } from "./core/errors.ts";
+import { closestMatch } from "./core/jsonschema.ts";
 import type { Outcome } from "./core/output.ts";
 
 export const VERSION = "0.1.0";
@@ -87,9 +88,10 @@ export async function dispatch(argv: string[], table: readonly CommandEntry[]): 
 function findCommand(table: readonly CommandEntry[], name: string): CommandEntry {
   const entry = table.find((c) => c.name === name);
   if (!entry) {
+    const near = closestMatch(name, table.map((c) => c.name));
     throw usageError(
-      `unknown command "${name}"`,
-      `commands: ${table.map((c) => c.name).join(", ")}`,
+      `unknown command "${name}"${near ? `; did you mean "${near}"?` : ""}`,
+      `commands: ${table.map((c) => c.name).join(", ")}; see: mlagent --help`,
     );
   }
   return entry;

@@ -193,6 +193,9 @@ export interface DiscoverOptions {
 /** Candidate paths in discovery order, before asking them anything. */
 export async function listPythonCandidates(env: Env, constraint?: string, timeoutMs = 10_000) {
   const out: { path: string; source: string }[] = [];
+  // The interpreter install will use, and nothing else: the doctor judges what install builds from.
+  const forced = env.vars.MLAGENT_PYTHON?.trim();
+  if (forced) return [{ path: findOnPath(forced, env.vars.PATH) ?? forced, source: "MLAGENT_PYTHON" }];
   const pyenvRoot = env.vars.PYENV_ROOT || `${env.vars.HOME ?? ""}/.pyenv`;
   for (const dir of (env.vars.PATH ?? "").split(":")) {
     // pyenv shims cost a bash+pyenv round trip each and only reach versions listed below.
@@ -422,6 +425,8 @@ async function readOsRelease(env: Env): Promise<OsRelease | null> {
 export interface PythonFacts {
   pythons: PythonInfo[];
   os: OsRelease | null;
+  /** MLAGENT_PYTHON, when it chose the interpreter (then the only one judged). */
+  forced?: string | null;
 }
 
 export async function gatherPython(env: Env, timeoutMs: number, constraint?: string): Promise<PythonFacts> {
@@ -429,7 +434,7 @@ export async function gatherPython(env: Env, timeoutMs: number, constraint?: str
     discoverPythons(env, { probeVenv: true, timeoutMs, constraint }),
     readOsRelease(env),
   ]);
-  return { pythons, os };
+  return { pythons, os, forced: env.vars.MLAGENT_PYTHON?.trim() || null };
 }
 
 /** python.interpreter, python.headers and python.venv. */
@@ -444,8 +449,12 @@ export function evaluatePython(facts: PythonFacts, ctx: Pick<CheckContext, "prof
     const none = result(
       "python.interpreter",
       "fail",
-      "no Python 3 interpreter found (looked for python3, python3.X, python on PATH, pyenv versions, uv)",
-      "Install Python 3 (`uv python install 3.11`, `pyenv install 3.11`, or the OS package) or put it on PATH",
+      facts.forced
+        ? `MLAGENT_PYTHON=${facts.forced} does not run as a Python 3 interpreter`
+        : "no Python 3 interpreter found (looked for python3, python3.X, python on PATH, pyenv versions, uv)",
+      facts.forced
+        ? "Point MLAGENT_PYTHON at a working interpreter (a path or a name on PATH), or unset it"
+        : "Install Python 3 (`uv python install 3.11`, `pyenv install 3.11`, or the OS package) or put it on PATH",
       {
         python: {
           executable: null,

@@ -26,6 +26,12 @@ Deno.test("every command in the table loads, under its own name", async () => {
   for (const entry of COMMANDS) assert.equal((await entry.load()).name, entry.name);
 });
 
+Deno.test("an unknown command close to a real one gets a did-you-mean", async () => {
+  const r = await runMlagent(["instal", "yolo"]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr.split("\n")[0], /unknown command "instal"; did you mean "install"\?/);
+});
+
 Deno.test("mlagent with an unknown command exits 2 with one line naming it", async () => {
   const r = await runMlagent(["frobnicate"]);
   assert.equal(r.code, 2);

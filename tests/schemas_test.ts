@@ -148,11 +148,12 @@ Deno.test("every command has a schema in schemas/ and at least one real output c
   assert.ok(loadSchema("error"));
 });
 
-Deno.test("verify's venv and model records are status's (one definition, copied whole)", () => {
+Deno.test("records shared between schemas are one definition, copied whole", () => {
   const status = loadSchema("status");
   const verify = loadSchema("verify");
   assert.deepEqual(verify.$defs.venv, status.$defs.venv);
   assert.deepEqual(verify.$defs.model, status.$defs.model);
+  assert.deepEqual(loadSchema("install").$defs.check, loadSchema("doctor").$defs.check);
 });
 
 Deno.test("the schemas reject documents of the wrong shape", () => {

@@ -5,9 +5,10 @@ import type { Command } from "../cli.ts";
 import { exitFor } from "../core/errors.ts";
 import { parseCommandArgs, parseNumberFlag } from "./args.ts";
 import type { Env } from "../core/env.ts";
-import { isoTime, type Outcome, renderStatusLines, SCHEMA_VERSION } from "../core/output.ts";
+import { isoTime, type Outcome, plural, renderStatusLines, SCHEMA_VERSION } from "../core/output.ts";
 import { stateDir, venvRoot } from "../core/paths.ts";
-import { loadProfile } from "../profiles/mod.ts";
+import { resolveProfile } from "../install/recorded.ts";
+import { doctorVerdictFile } from "../status/doctor.ts";
 import type { Profile } from "../profiles/types.ts";
 import { untrustedDirProblem } from "../core/trust.ts";
 
@@ -28,8 +29,12 @@ Options:
   --timeout S          seconds each probe (nvidia-smi, nvcc, python) may take (default 10)
   --json               one JSON document: {ok, checks: [{id, status, message, remedy}], facts: {...}}
 
-Environment: MLAGENT_ROOT, MLAGENT_CACHE_DIR, MLAGENT_INSTALLER (uv|pip), MLAGENT_CUDA_VARIANT (force a
-wheel variant), CUDA_HOME/CUDA_PATH, PYENV_ROOT, TMPDIR, MLAGENT_STATE_DIR (where the last verdict is kept).
+The verdict is kept in MLAGENT_STATE_DIR: a plain doctor in last-doctor.json (the node's verdict that
+\`mlagent status\` and its Prometheus metrics show), doctor --profile P in last-doctor.P.json.
+
+Environment: MLAGENT_ROOT, MLAGENT_CACHE_DIR, MLAGENT_INSTALLER (uv|pip), MLAGENT_PYTHON (judge the
+interpreter install will use), MLAGENT_CUDA_VARIANT (force a wheel variant), CUDA_HOME/CUDA_PATH,
+PYENV_ROOT, TMPDIR, MLAGENT_STATE_DIR.
 
 Exit codes: 0 no check failed (warnings allowed), 1 a check failed, 2 bad input (unknown profile, bad flag).`;
 
@@ -46,7 +51,9 @@ async function runDoctorCommand(env: Env, argv: string[]): Promise<Outcome> {
     timeout: { type: "string" },
   }, { allowPositionals: false });
   const timeoutS = parseNumberFlag("doctor", "timeout", values.timeout, { min: 0.1 }) ?? 10;
-  const profile: Profile | null = values.profile ? await loadProfile(env, values.profile) : null;
+  const profile: Profile | null = values.profile
+    ? (await resolveProfile(env, values.profile, values.root)).profile
+    : null;
   const started = env.now();
   const report = await runDoctor({
     env,
@@ -63,20 +70,24 @@ async function runDoctorCommand(env: Env, argv: string[]): Promise<Outcome> {
     checks: report.checks.map(checkJson),
     facts: report.facts,
   };
-  await recordVerdict(env, json);
+  await recordVerdict(env, json, profile?.name ?? null);
   const counts = (s: string) => report.checks.filter((c) => c.status === s).length;
   const text = [
     renderStatusLines(report.checks),
     "",
-    `${report.ok ? "ok" : "FAILED"}: ${counts("pass")} passed, ${counts("warn")} warnings, ${
+    `${report.ok ? "ok" : "FAILED"}: ${counts("pass")} passed, ${plural(counts("warn"), "warning")}, ${
       counts("fail")
     } failed, ${counts("skip")} skipped${profile ? ` (profile ${profile.name})` : ""}`,
   ].join("\n");
   return { exitCode: exitFor(report.ok), json, text };
 }
 
-/** The last verdict for `mlagent status`; best effort, a read-only state dir never fails the doctor. */
-async function recordVerdict(env: Env, json: Record<string, unknown>): Promise<void> {
+/**
+ * The last verdict for `mlagent status`; best effort, a read-only state dir never fails the doctor. A plain
+ * `doctor` judges the node and is what status and the Prometheus node verdict show; `doctor --profile P`
+ * judges the node for P and is kept apart (last-doctor.P.json), so a profile's needs never paint the node.
+ */
+async function recordVerdict(env: Env, json: Record<string, unknown>, profile: string | null): Promise<void> {
   try {
     const dir = stateDir(env);
     const untrusted = untrustedDirProblem(env, dir);
@@ -85,7 +96,10 @@ async function recordVerdict(env: Env, json: Record<string, unknown>): Promise<v
       return;
     }
     await env.fs.mkdir(dir, { recursive: true });
-    await writeJsonAtomic(env, `${dir}/last-doctor.json`, { schema_version: SCHEMA_VERSION, ...json });
+    await writeJsonAtomic(env, `${dir}/${doctorVerdictFile(profile)}`, {
+      schema_version: SCHEMA_VERSION,
+      ...json,
+    });
   } catch (e) {
     env.log.debug(`doctor: could not record the verdict: ${e instanceof Error ? e.message : e}`);
   }

@@ -3,9 +3,10 @@ import type { Command } from "../cli.ts";
 import { parseCommandArgs, parseNumberFlag } from "./args.ts";
 import type { Env } from "../core/env.ts";
 import { EXIT, exitFor, usageError } from "../core/errors.ts";
-import { formatDuration, type Outcome } from "../core/output.ts";
+import { formatDuration, type Outcome, plural } from "../core/output.ts";
 import { install, type InstallPlan, type InstallReport, planInstall, planReport } from "../install/mod.ts";
 import { quoteArg } from "../core/run.ts";
+import { checkJson } from "../../checks/mod.ts";
 
 const HELP = `Usage: mlagent install PROFILE [options]
 
@@ -80,7 +81,12 @@ async function runInstall(env: Env, argv: string[]): Promise<Outcome> {
     const report = planReport(plan);
     return {
       exitCode: EXIT.ok,
-      json: { ...report, dry_run: true, verify: plan.profile.verify.map((v) => v.name) },
+      json: {
+        ...report,
+        dry_run: true,
+        verify: plan.profile.verify.map((v) => v.name),
+        doctor: plan.doctor.map(checkJson),
+      },
       text: renderPlan(plan),
     };
   }
@@ -98,9 +104,9 @@ function renderReport(r: InstallReport): string {
   const lines = [
     head,
     `  python ${r.python.version} (${r.python.executable}), installer ${r.installer}` +
-    `${r.cuda_variant ? `, CUDA ${r.cuda_variant}` : ""}, ${Object.keys(r.packages).length} packages, ${
-      formatDuration(r.duration_ms)
-    }`,
+    `${r.cuda_variant ? `, CUDA ${r.cuda_variant}` : ""}, ${
+      plural(Object.keys(r.packages).length, "package")
+    }, ${formatDuration(r.duration_ms)}`,
   ];
   for (const v of r.verify) {
     lines.push(`  verify ${v.name}: ${v.skipped ? "skipped" : v.ok ? "ok" : "FAILED"}`);
@@ -116,6 +122,10 @@ function renderReport(r: InstallReport): string {
 function renderPlan(plan: InstallPlan): string {
   const lines = [
     `plan for ${plan.profile.name} (dry run: nothing written)`,
+    `  doctor:      ${doctorLine(plan)}`,
+    ...plan.doctor.filter((c) => c.status === "warn" || c.status === "fail").map((c) =>
+      `    ${c.status === "fail" ? "FAIL" : "WARN"} ${c.id}: ${c.message}`
+    ),
     `  venv:        ${plan.venvDir}`,
     `  python:      ${plan.python.executable} ${plan.python.version} (${plan.pythonReason})`,
     `  cuda:        ${
@@ -143,4 +153,13 @@ function renderPlan(plan: InstallPlan): string {
   for (const m of plan.models) lines.push(`    ${m.repo}@${m.revision} -> ${m.local_dir}`);
   if (!plan.models.length) lines.push(`    none`);
   return lines.join("\n");
+}
+
+/** "12 passed, 1 warning, 2 skipped": what the node check said before the plan was made. */
+function doctorLine(plan: InstallPlan): string {
+  const n = (status: string) => plan.doctor.filter((c) => c.status === status).length;
+  return `${n("pass")} passed, ${plural(n("warn"), "warning")}, ${n("fail")} failed (forgiven), ${
+    n("skip")
+  } skipped`
+    .replace(", 0 failed (forgiven)", "");
 }

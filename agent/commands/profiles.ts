@@ -4,7 +4,7 @@ import { parseCommandArgs } from "./args.ts";
 import type { Env } from "../core/env.ts";
 import { EXIT, usageError } from "../core/errors.ts";
 import { jsonPointerLocations, locatePointer, parseJsonLocated } from "../core/json_location.ts";
-import type { Outcome } from "../core/output.ts";
+import { type Outcome, plural } from "../core/output.ts";
 import { absolute } from "../core/paths.ts";
 import {
   findProfile,
@@ -239,9 +239,9 @@ async function lintCommand(env: Env, files: string[]): Promise<Outcome> {
   }
   const errors = results.reduce((n, r) => n + r.errors, 0);
   const warnings = results.reduce((n, r) => n + r.warnings, 0);
-  const summary = `${errors} error${errors === 1 ? "" : "s"}, ${warnings} warning${
-    warnings === 1 ? "" : "s"
-  } in ${results.length} file${results.length === 1 ? "" : "s"}`;
+  const summary = `${plural(errors, "error")}, ${plural(warnings, "warning")} in ${
+    plural(results.length, "file")
+  }`;
   env.log.info(summary);
   return {
     exitCode: errors > 0 ? EXIT.usage : EXIT.ok,

@@ -4,7 +4,7 @@ import type { Command } from "../cli.ts";
 import { parseCommandArgs, parseNumberFlag } from "./args.ts";
 import type { Env } from "../core/env.ts";
 import { exitFor, failed, usageError } from "../core/errors.ts";
-import { formatBytes, formatDuration, type Outcome } from "../core/output.ts";
+import { formatBytes, formatDuration, type Outcome, plural } from "../core/output.ts";
 import { absolute } from "../core/paths.ts";
 import { resolveProfile } from "../install/recorded.ts";
 import { statusMetrics } from "../status/prometheus.ts";
@@ -150,7 +150,7 @@ function renderText(r: StatusReport): string {
     out.push(`profile ${p.name}: ${p.ready ? "ready" : "NOT READY"}`);
     if (!r.venvs.some((v) => v.path === p.venv.path)) out.push(venvLine(p.venv));
     for (const m of p.models) {
-      const what = m.complete ? `complete (${m.files} files, ${formatBytes(m.bytes)})` : [
+      const what = m.complete ? `complete (${plural(m.files, "file")}, ${formatBytes(m.bytes)})` : [
         m.reason,
         m.missing.length
           ? `missing ${m.missing.slice(0, 5).join(", ")}${m.missing.length > 5 ? ", ..." : ""}`
@@ -182,7 +182,7 @@ function renderText(r: StatusReport): string {
   if (d.state === "missing" || d.state === "corrupt") out.push(`doctor: ${d.problem}`);
   else {
     out.push(
-      `doctor: ${d.ok ? "ok" : "FAILED"} ${d.checked_at}${
+      `doctor: ${d.ok ? "ok" : "FAILED"} (mlagent doctor) ${d.checked_at}${
         d.age_ms !== null ? ` (${formatDuration(d.age_ms)} ago)` : ""
       }${d.failed.length ? `; failed: ${d.failed.join(", ")}` : ""}${
         d.warned.length ? `; warnings: ${d.warned.join(", ")}` : ""

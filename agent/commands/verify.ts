@@ -2,7 +2,7 @@
 import type { Command } from "../cli.ts";
 import { parseCommandArgs, parseNumberFlag } from "./args.ts";
 import { exitFor, usageError } from "../core/errors.ts";
-import { formatBytes, type Outcome, renderStatusLines } from "../core/output.ts";
+import { formatBytes, type Outcome, plural, renderStatusLines } from "../core/output.ts";
 import { resolveProfile } from "../install/recorded.ts";
 import { verifyProfile, type VerifyReport } from "../verify.ts";
 
@@ -97,7 +97,7 @@ function renderText(r: VerifyReport): string {
       id: `model ${m.repo}`,
       status: m.complete ? "pass" : "fail",
       message: m.complete
-        ? `${m.files} files, ${formatBytes(m.bytes)} in ${m.local_dir}`
+        ? `${plural(m.files, "file")}, ${formatBytes(m.bytes)} in ${m.local_dir}`
         : `${m.local_dir}: ${what}`,
       remedy: m.complete ? null : `mlagent install ${r.profile} (fetches what is missing)`,
     });

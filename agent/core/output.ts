@@ -78,3 +78,13 @@ export function renderStatusLines(
   }
   return out.join("\n");
 }
+
+/** "1 warning", "2 warnings", "0 files": counts agree in number. */
+export function plural(n: number, word: string, many = `${word}s`): string {
+  return `${n} ${n === 1 ? word : many}`;
+}
+
+/** Output quoted under a message (a traceback, an installer's last lines): indented, so it reads as one block. */
+export function indentBlock(text: string, by = "    "): string {
+  return text.split("\n").map((l) => (l ? `${by}${l}` : l)).join("\n");
+}

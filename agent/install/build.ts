@@ -7,7 +7,7 @@ import { readVenvState, stateFileOf, type VenvState, writeVenvState } from "./st
 import { cacheLockSpec, withLock } from "../lock/mod.ts";
 import { cacheRootOf, resolveCacheDir } from "../cache/mod.ts";
 import { bootId, isAlive, selfIdentity } from "../core/proc.ts";
-import { isoTime } from "../core/output.ts";
+import { indentBlock, isoTime, plural } from "../core/output.ts";
 
 import { baseReport } from "./report.ts";
 import { runStage, type StageOutcome } from "./stages.ts";
@@ -47,7 +47,9 @@ export async function installLocked(
   let rebuild = !!opts.force;
   if (found.kind === "not-a-venv") {
     throw failed(
-      `${venvDir} exists and is not a venv (${found.entries} entries); mlagent will not delete it`,
+      `${venvDir} exists and is not a venv (${
+        plural(found.entries, "entry", "entries")
+      }); mlagent will not delete it`,
       `Move it away, or install under another root (--root or MLAGENT_ROOT)`,
     );
   }
@@ -340,7 +342,7 @@ async function runStagesAndVerify(
         "verify",
         failed(
           `install ${plan.profile.name}: verify step "${step.name}" failed: ${v.failure}${
-            tail ? `\n${tail}` : ""
+            tail ? `\n${indentBlock(tail)}` : ""
           }`,
           "The venv is marked failed; fix the profile or the node and run install again",
           { verify_step: step.name, stderr_tail: tail },

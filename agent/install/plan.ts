@@ -158,6 +158,7 @@ export async function planInstall(
     fingerprint,
     models,
     gpuPresent: devices > 0 || (profile.gpu.required && !forced),
+    doctor: doctor.checks,
   };
 }
 

@@ -20,6 +20,7 @@ import type { InstallPlan, PlannedStage } from "./types.ts";
 import { writeFileAtomic } from "../core/atomic.ts";
 import { describeConflict, findPinConflict, profilePins } from "./pins.ts";
 import { formatElapsed } from "../core/progress.ts";
+import { indentBlock, plural } from "../core/output.ts";
 
 /**
  * A stage's command for another installer than planned (uv broke: that installer's own cache) or without
@@ -241,7 +242,7 @@ export async function runStage(
       error: failed(
         `install ${plan.profile.name}: stage "${ps.name}" ${what}` +
           `${pkg ? ` on package ${pkg}` : ""}${verdict.cause ? `: ${verdict.cause}` : ""}` +
-          ` after ${attempts} attempt${attempts === 1 ? "" : "s"} (${describeRun(r)})\n${tail}`,
+          ` after ${plural(attempts, "attempt")} (${describeRun(r)})\n${indentBlock(tail)}`,
         pipLog ? `${verdict.remedy} (pip's full log: ${pipLog})` : verdict.remedy,
         {
           stage: ps.name,

@@ -3,6 +3,7 @@
 import type { CudaVariant, Profile } from "../profiles/types.ts";
 import type { InstallerChoice, StageCommand } from "./installer.ts";
 import type { PythonInfo } from "./venv.ts";
+import type { CheckResult } from "../../checks/types.ts";
 
 export interface InstallOptions {
   /** Profile name or path. */
@@ -53,6 +54,8 @@ export interface InstallPlan {
   models: { repo: string; revision: string; local_dir: string }[];
   /** Whether GPU-only verify steps run (the profile requires a GPU, or the node has one). */
   gpuPresent: boolean;
+  /** The doctor's verdicts the plan acted on, warnings included (shown by --dry-run). */
+  doctor: CheckResult[];
 }
 
 export type InstallAction = "none" | "created" | "updated" | "rebuilt" | "repaired";

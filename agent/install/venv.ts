@@ -6,6 +6,7 @@
 import type { Env } from "../core/env.ts";
 import { describeRun, type RunResult } from "../core/run.ts";
 import { failed, fromSystemError } from "../core/errors.ts";
+import { indentBlock } from "../core/output.ts";
 
 export interface PythonInfo {
   /** The interpreter as the caller named it (a path or a name on PATH). */
@@ -132,7 +133,7 @@ async function createVenvWith(
     ? "The interpreter lacks the venv/ensurepip modules (Debian: apt install python3-venv)"
     : "Check that the interpreter runs and the directory is writable";
   throw failed(
-    `Could not create the venv at ${venvDir}: ${describeRun(r)}${tail ? `\n${tail}` : ""}`,
+    `could not create the venv at ${venvDir}: ${describeRun(r)}${tail ? `\n${indentBlock(tail)}` : ""}`,
     hint,
   );
 }

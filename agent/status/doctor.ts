@@ -3,9 +3,14 @@ import type { Env } from "../core/env.ts";
 import { stateDir } from "../core/paths.ts";
 import type { DoctorSummary } from "./types.ts";
 
-/** The last doctor verdict (written by `mlagent doctor` to the state dir). */
+/** Where `mlagent doctor` keeps its verdict: the node's (plain doctor), or one profile's. */
+export function doctorVerdictFile(profile: string | null): string {
+  return profile ? `last-doctor.${profile}.json` : "last-doctor.json";
+}
+
+/** The node's last doctor verdict: a plain `mlagent doctor`, never a `doctor --profile` run. */
 export async function readDoctorSummary(env: Env): Promise<DoctorSummary> {
-  const path = `${stateDir(env)}/last-doctor.json`;
+  const path = `${stateDir(env)}/${doctorVerdictFile(null)}`;
   const empty: DoctorSummary = {
     state: "missing",
     ok: null,
@@ -16,6 +21,7 @@ export async function readDoctorSummary(env: Env): Promise<DoctorSummary> {
     warned: [],
     problem: null,
     facts: null,
+    file: path,
   };
   const r = await readJson<Record<string, unknown>>(env, path);
   if (r.kind === "missing") {
@@ -40,5 +46,6 @@ export async function readDoctorSummary(env: Env): Promise<DoctorSummary> {
     warned: ids("warn"),
     problem: null,
     facts: v.facts && typeof v.facts === "object" ? v.facts as Record<string, unknown> : null,
+    file: path,
   };
 }

@@ -128,6 +128,7 @@ export async function gatherStatus(env: Env, opts: StatusOptions): Promise<Statu
       warned: [],
       problem: `reading the last verdict did not finish within ${ms} ms (a hung filesystem?)`,
       facts: null,
+      file: "",
     })),
   ]);
   // The cache's lock sits beside the cache (often in /tmp, among other programs' lock files): look at that one.

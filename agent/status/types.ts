@@ -86,6 +86,8 @@ export interface DoctorSummary {
   failed: string[];
   warned: string[];
   problem: string | null;
+  /** The verdict file read: the node's, from a plain `mlagent doctor`. */
+  file: string;
   /** The facts the doctor gathered (GPU devices, ECC, remapped rows), for metrics. */
   facts: Record<string, unknown> | null;
 }

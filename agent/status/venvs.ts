@@ -13,6 +13,7 @@ import {
   type IntegrityMode,
   pinnedDistributions,
 } from "../install/integrity.ts";
+import { plural } from "../core/output.ts";
 
 const KNOWN_STATUS = new Set(["ready", "installing", "failed"]);
 
@@ -183,7 +184,9 @@ export async function inspectVenvState(
       }; run mlagent install ${profile.name} to reinstall only those`,
     };
   }
-  const looked = integrity === "listing" ? "pinned packages present" : `${check.files} files checked`;
+  const looked = integrity === "listing"
+    ? "pinned packages present"
+    : `${plural(check.files, "file")} checked`;
   return {
     ...report,
     condition: "ready",

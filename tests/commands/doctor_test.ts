@@ -89,6 +89,22 @@ Deno.test("mlagent doctor --json on a GPU node reports driver, devices and Pytho
   assert.equal(saved.checks.length, j.checks.length);
 });
 
+Deno.test("doctor --profile keeps its verdict apart: the node's verdict in status comes from a plain doctor", async () => {
+  await using dir = await tempDir();
+  const env = await node(dir.path);
+  // A plain doctor on a CPU node: ok. For a GPU profile the same node fails; that must not paint the node.
+  assert.equal((await runMlagent(["doctor"], { env })).code, 0);
+  const forProfile = await runMlagent(["doctor", "--profile", "hunyuan-video-i2v"], { env });
+  assert.equal(forProfile.code, 1);
+  const saved = JSON.parse(await Deno.readTextFile(`${dir.path}/state/last-doctor.hunyuan-video-i2v.json`));
+  assert.equal(saved.profile, "hunyuan-video-i2v");
+  const s = await runMlagent(["status", "--json"], { env });
+  const doctor = s.json<{ doctor: { ok: boolean; profile: string | null; file: string } }>().doctor;
+  assert.equal(doctor.ok, true);
+  assert.equal(doctor.profile, null);
+  assert.match(doctor.file, /\/last-doctor\.json$/);
+});
+
 Deno.test("mlagent doctor on a CPU node warns about the GPU and still exits 0", async () => {
   await using dir = await tempDir();
   const r = await runMlagent(["doctor", "--json"], { env: await node(dir.path) });
