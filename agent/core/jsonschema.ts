@@ -179,6 +179,9 @@ function renderNode(node: UnitNode, w: Wording, names: boolean): SchemaIssue[] {
       const score = (r: SchemaIssue[]) =>
         r.length + (r.some((i) => i.keyword === "type" && i.path === path) ? 1000 : 0);
       const results = [...branches(node).values()].map((b) => render(b, w, names));
+      if (results.length === 0) {
+        return [{ path, keyword: "anyOf", message: "matches none of the allowed forms" }];
+      }
       return results.reduce((a, b) => (score(b) < score(a) ? b : a));
     }
     case "oneOf": {
@@ -188,8 +191,11 @@ function renderNode(node: UnitNode, w: Wording, names: boolean): SchemaIssue[] {
         : "matches more than one form";
       return [{ path, keyword: "oneOf", message }];
     }
+    case "if":
+      return []; // the then/else units follow it as siblings (their locations are not under "if")
     default:
-      return APPLICATORS.has(unit.keyword) ? render(children, w, names) : w.leaf(unit, path, names);
+      // An applicator that failed without a subschema unit (contains) is worded like any other keyword.
+      return children.length > 0 ? render(children, w, names) : w.leaf(unit, path, names);
   }
 }
 
@@ -259,6 +265,12 @@ class Wording {
           return j < 0 ? [] : [issue(`duplicates item ${j}`, pointer(path, i))];
         });
       }
+      case "format":
+        return [issue(`must be a valid ${limit}, got ${describe(value)}`)];
+      case "not":
+        return [issue(`must not match the excluded form, got ${describe(value)}`)];
+      case "contains":
+        return [issue("has no item of the required form")];
       case "required": {
         const once = `${unit.keywordLocation} ${unit.instanceLocation}`;
         if (this.worded.has(once)) return [];

@@ -277,3 +277,19 @@ Deno.test("validateJson() points at fields whose names need escaping or percent-
 Deno.test("jsonschema.ts still offers closestMatch() to the callers that import it from there", () => {
   assert.equal(closestMatch("verfy", ["verify", "stages"]), "verify");
 });
+
+Deno.test("validateJson() words keywords the mlagent schemas do not use yet", () => {
+  const messages = (schema: JsonSchema, value: unknown) => validateJson(schema, value).map((i) => i.message);
+  assert.deepEqual(messages({ contains: { type: "string" } }, [1]), ["has no item of the required form"]);
+  assert.deepEqual(messages({ not: { const: "x" } }, "x"), ['must not match the excluded form, got "x"']);
+  assert.deepEqual(messages({ if: { type: "string" }, then: { minLength: 3 } }, "x"), [
+    "must be at least 3 characters",
+  ]);
+  assert.deepEqual(messages({ allOf: [{ minimum: 3 }, { maximum: 0 }] }, 1), [
+    "must be >= 3, got 1",
+    "must be <= 0, got 1",
+  ]);
+  assert.deepEqual(messages({ type: "object", properties: { a: false } }, { a: 1 }), [
+    "no value is allowed here",
+  ]);
+});
