@@ -10,6 +10,7 @@
 import {
   deepCompareStrict,
   dereference,
+  escapePointer,
   type OutputUnit,
   type Schema,
   validate,
@@ -339,7 +340,7 @@ function lastSegment(path: string): string {
 }
 
 function pointer(path: string, key: string | number): string {
-  return `${path}/${String(key).replace(/~/g, "~0").replace(/\//g, "~1")}`;
+  return `${path}/${escapePointer(String(key))}`;
 }
 
 function describe(value: unknown): string {
