@@ -1,8 +1,17 @@
 /**
- * Where a JSON text first goes wrong, as line and column. V8's JSON.parse messages give a position for
- * some errors and none for others ("Unexpected token ']', ... is not valid JSON"), so a small scanner
- * finds the offset itself and users always get file:line:column.
+ * Where a JSON text goes wrong, and where each of its values sits, as line and column. V8's JSON.parse
+ * gives a position for some errors and none for others ("Unexpected token ']', ... is not valid JSON"), so
+ * jsonc-parser, held to strict JSON (no comments, no trailing commas, no empty text), finds the offsets and
+ * this adapter words its error codes for someone fixing a profile by hand.
  */
+import {
+  type Node,
+  type ParseError,
+  type ParseOptions,
+  parseTree,
+  printParseErrorCode,
+  visit,
+} from "jsonc-parser";
 
 export interface JsonErrorLocation {
   /** 1-based. */
@@ -12,6 +21,12 @@ export interface JsonErrorLocation {
   offset: number;
   message: string;
 }
+
+const STRICT_JSON: ParseOptions = {
+  disallowComments: true,
+  allowTrailingComma: false,
+  allowEmptyContent: false,
+};
 
 /** Parses JSON; on failure returns where and why instead of throwing. */
 export function parseJsonLocated(
@@ -23,150 +38,159 @@ export function parseJsonLocated(
     const found = locateJsonError(text);
     if (found) return { ok: false, error: found };
     // The scanner accepted what V8 rejected: report V8's words at the end of the text.
-    const at = locationOf(text, text.length);
+    const at = lineColumn(text)(text.length);
     return { ok: false, error: { ...at, offset: text.length, message: (e as Error).message } };
   }
 }
 
+/** What the parser expects next: the syntax error is worded from it, whatever token broke it. */
+type Expecting = "value" | "name" | "colon" | "comma-or-brace" | "comma-or-bracket" | "end";
+
+interface FirstError {
+  code: string;
+  offset: number;
+  length: number;
+  expecting: Expecting;
+}
+
 /** The first syntax error in `text`, or null when it is valid JSON. */
 export function locateJsonError(text: string): JsonErrorLocation | null {
-  let i = 0;
-  class Stop extends Error {
-    constructor(readonly offset: number, message: string) {
-      super(message);
-    }
+  let first: FirstError | null = null;
+  const open: ("object" | "array")[] = [];
+  let expecting: Expecting = "value";
+  const valueDone = () => {
+    const inside = open.at(-1);
+    expecting = inside === "object" ? "comma-or-brace" : inside === "array" ? "comma-or-bracket" : "end";
+  };
+  visit(text, {
+    onObjectBegin: () => {
+      open.push("object");
+      expecting = "name";
+    },
+    onArrayBegin: () => {
+      open.push("array");
+      expecting = "value";
+    },
+    onObjectEnd: () => {
+      open.pop();
+      valueDone();
+    },
+    onArrayEnd: () => {
+      open.pop();
+      valueDone();
+    },
+    onObjectProperty: () => void (expecting = "colon"),
+    onLiteralValue: valueDone,
+    onSeparator: (sep) => void (expecting = sep === ":" || open.at(-1) === "array" ? "value" : "name"),
+    onError: (code, offset, length) => {
+      first ??= { code: printParseErrorCode(code), offset, length, expecting };
+    },
+  }, STRICT_JSON);
+  if (first === null) return null;
+  const { offset, message } = explain(text, first);
+  return { ...lineColumn(text)(offset), offset, message };
+}
+
+/** The parser's error in words, at the character a user has to change. */
+function explain(text: string, e: FirstError): { offset: number; message: string } {
+  const at = (message: string, offset = e.offset) => ({ offset, message });
+  const got = describeToken(text, e.offset, e.length);
+  // A bad number or string where a value or name may stand is wrong inside; elsewhere it is misplaced.
+  const tokenMayStand = e.expecting === "value" || e.expecting === "name";
+  switch (e.code) {
+    case "InvalidNumberFormat":
+    case "UnexpectedEndOfNumber":
+      if (tokenMayStand) return at(`malformed number ${got}`);
+      break;
+    case "InvalidCommentToken":
+    case "UnexpectedEndOfComment":
+      return at("comments are not allowed in JSON");
+    case "UnexpectedEndOfString":
+    case "InvalidUnicode":
+    case "InvalidEscapeCharacter":
+    case "InvalidCharacter":
+      if (tokenMayStand) return stringProblem(text, e.offset);
+      break;
   }
-  const fail = (msg: string, at = i): never => {
-    throw new Stop(at, msg);
-  };
-  const ws = () => {
-    while (i < text.length && " \t\n\r".includes(text[i])) i++;
-  };
-  const describeHere = () => (i >= text.length ? "end of input" : `${JSON.stringify(text[i])}`);
-  const literal = (word: string) => {
-    if (text.startsWith(word, i)) i += word.length;
-    else fail(`unexpected ${describeHere()}`);
-  };
-  const string = () => {
-    i++; // opening quote
-    while (i < text.length) {
-      const c = text[i];
-      if (c === '"') {
-        i++;
-        return;
-      }
-      if (c === "\\") {
-        const n = text[i + 1];
-        if (n === "u") {
-          if (!/^[0-9a-fA-F]{4}$/.test(text.slice(i + 2, i + 6))) fail("bad \\u escape in string");
-          i += 6;
-        } else if (n !== undefined && `"\\/bfnrt`.includes(n)) i += 2;
-        else fail("bad escape in string");
-      } else if (c < " ") {
-        fail("control character in string (newlines must be written \\n)");
-      } else i++;
-    }
-    fail("unterminated string");
-  };
-  const number = () => {
-    const m = /^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/.exec(text.slice(i));
-    if (!m || m[0] === "-" || m[0] === "") fail(`unexpected ${describeHere()}`);
-    i += m![0].length;
-  };
-  const value = (): void => {
-    ws();
-    const c = text[i];
-    if (c === "{") return object();
-    if (c === "[") return array();
-    if (c === '"') return string();
-    if (c === "t") return literal("true");
-    if (c === "f") return literal("false");
-    if (c === "n") return literal("null");
-    if (c === "-" || (c >= "0" && c <= "9")) return number();
-    fail(
-      i >= text.length
-        ? "unexpected end of input, expected a value"
-        : `unexpected ${describeHere()}, expected a value`,
-    );
-  };
-  const object = () => {
-    i++;
-    ws();
-    if (text[i] === "}") {
-      i++;
-      return;
-    }
-    for (;;) {
-      ws();
-      if (text[i] !== '"') {
-        fail(
-          text[i] === "}"
-            ? "trailing comma before }"
-            : `expected a double-quoted property name, got ${describeHere()}`,
-        );
-      }
-      string();
-      ws();
-      if (text[i] !== ":") fail(`expected ':' after property name, got ${describeHere()}`);
-      i++;
-      value();
-      ws();
-      if (text[i] === ",") {
-        i++;
-        continue;
-      }
-      if (text[i] === "}") {
-        i++;
-        return;
-      }
-      fail(`expected ',' or '}' after property value, got ${describeHere()}`);
-    }
-  };
-  const array = () => {
-    i++;
-    ws();
-    if (text[i] === "]") {
-      i++;
-      return;
-    }
-    for (;;) {
-      ws();
-      if (text[i] === "]") fail("trailing comma before ]");
-      value();
-      ws();
-      if (text[i] === ",") {
-        i++;
-        continue;
-      }
-      if (text[i] === "]") {
-        i++;
-        return;
-      }
-      fail(`expected ',' or ']' after array item, got ${describeHere()}`);
-    }
-  };
-  try {
-    if (text.charCodeAt(0) === 0xfeff) i = 1;
-    value();
-    ws();
-    if (i < text.length) fail(`unexpected ${describeHere()} after the JSON value`);
-    return null;
-  } catch (e) {
-    if (!(e instanceof Stop)) throw e;
-    return { ...locationOf(text, e.offset), offset: e.offset, message: e.message };
+  if (e.offset === 0 && text.startsWith("\ufeff")) {
+    return at("byte-order mark (U+FEFF) before the JSON value; save the file as UTF-8 without BOM");
+  }
+  const before = text.slice(0, e.offset).trimEnd().at(-1);
+  // The parser closes the container before it reports the missing bracket, so the code says what was due.
+  if (e.code === "CloseBraceExpected") {
+    return before === "{"
+      ? at(`expected a double-quoted property name, got ${got}`)
+      : at(`expected ',' or '}' after property value, got ${got}`);
+  }
+  if (e.code === "CloseBracketExpected") {
+    if (before !== "[") return at(`expected ',' or ']' after array item, got ${got}`);
+    if (e.offset >= text.length) return at("unexpected end of input, expected a value");
+    return at(`unexpected ${got}, expected a value`);
+  }
+  const afterComma = before === ",";
+  switch (e.expecting) {
+    case "value":
+      if (afterComma && text[e.offset] === "]") return at("trailing comma before ]");
+      if (e.offset >= text.length) return at("unexpected end of input, expected a value");
+      return at(`unexpected ${got}, expected a value`);
+    case "name":
+      if (afterComma && text[e.offset] === "}") return at("trailing comma before }");
+      return at(`expected a double-quoted property name, got ${got}`);
+    case "colon":
+      return at(`expected ':' after property name, got ${got}`);
+    case "comma-or-brace":
+      return at(`expected ',' or '}' after property value, got ${got}`);
+    case "comma-or-bracket":
+      return at(`expected ',' or ']' after array item, got ${got}`);
+    case "end":
+      return at(`unexpected ${got} after the JSON value`);
   }
 }
 
-function locationOf(text: string, offset: number): { line: number; column: number } {
-  let line = 1;
-  let lineStart = 0;
-  for (let k = 0; k < offset && k < text.length; k++) {
-    if (text[k] === "\n") {
-      line++;
-      lineStart = k + 1;
-    }
+/** The parser flags a whole string token; point at the character inside it that is wrong. */
+function stringProblem(text: string, start: number): { offset: number; message: string } {
+  for (let k = start + 1; k < text.length;) {
+    const c = text[k];
+    if (c === '"') break;
+    if (c === "\\") {
+      const n = text[k + 1];
+      if (n === "u") {
+        if (!/^[0-9a-fA-F]{4}$/.test(text.slice(k + 2, k + 6))) {
+          return { offset: k, message: "bad \\u escape in string" };
+        }
+        k += 6;
+      } else if (n !== undefined && `"\\/bfnrt`.includes(n)) k += 2;
+      else return { offset: k, message: "bad escape in string" };
+    } else if (c < " ") {
+      return { offset: k, message: "control character in string (newlines must be written \\n)" };
+    } else k++;
   }
-  return { line, column: offset - lineStart + 1 };
+  return { offset: text.length, message: "unterminated string" };
+}
+
+/** What stands at `offset`, as a user would call it: end of input, a string, a word, or one character. */
+function describeToken(text: string, offset: number, length: number): string {
+  if (offset >= text.length) return "end of input";
+  if (text[offset] === '"') return "a string";
+  const word = /^[^\s{}[\]:,"]+/.exec(text.slice(offset, offset + Math.max(length, 1)));
+  const shown = word ? word[0] : text[offset];
+  return JSON.stringify(shown.length > 20 ? `${shown.slice(0, 17)}...` : shown);
+}
+
+/** A function from offset to 1-based line and column (columns in UTF-16 units, as editors count). */
+function lineColumn(text: string): (offset: number) => { line: number; column: number } {
+  const starts = [0];
+  for (let k = text.indexOf("\n"); k !== -1; k = text.indexOf("\n", k + 1)) starts.push(k + 1);
+  return (offset) => {
+    let lo = 0;
+    let hi = starts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (starts[mid] <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return { line: lo + 1, column: offset - starts[lo] + 1 };
+  };
 }
 
 /**
@@ -176,55 +200,24 @@ function locationOf(text: string, offset: number): { line: number; column: numbe
  */
 export function jsonPointerLocations(text: string): Map<string, { line: number; column: number }> {
   const out = new Map<string, { line: number; column: number }>();
-  if (locateJsonError(text) !== null) return out;
-  let i = text.charCodeAt(0) === 0xfeff ? 1 : 0;
-  const ws = () => {
-    while (i < text.length && " \t\n\r".includes(text[i])) i++;
-  };
-  const readString = (): string => {
-    const start = i;
-    i++;
-    while (text[i] !== '"') i += text[i] === "\\" ? 2 : 1;
-    i++;
-    return JSON.parse(text.slice(start, i));
-  };
+  const errors: ParseError[] = [];
+  const root = parseTree(text, errors, STRICT_JSON);
+  if (errors.length > 0 || root === undefined) return out;
+  const locate = lineColumn(text);
   const escape = (key: string) => key.replace(/~/g, "~0").replace(/\//g, "~1");
-  const value = (pointer: string, at: number | null): void => {
-    ws();
-    if (!out.has(pointer)) out.set(pointer, locationOf(text, at ?? i));
-    const c = text[i];
-    if (c === "{") {
-      i++;
-      ws();
-      if (text[i] === "}") return void i++;
-      for (;;) {
-        ws();
-        const keyAt = i;
-        const key = readString();
-        ws();
-        i++; // ':'
-        value(`${pointer}/${escape(key)}`, keyAt);
-        ws();
-        if (text[i++] === "}") return;
+  const walk = (node: Node, pointer: string, offset: number): void => {
+    // A repeated key keeps its first position, as a reader scanning down the file finds it.
+    if (!out.has(pointer)) out.set(pointer, locate(offset));
+    if (node.type === "object") {
+      for (const member of node.children ?? []) {
+        const [key, value] = member.children ?? [];
+        if (key && value) walk(value, `${pointer}/${escape(String(key.value))}`, member.offset);
       }
+    } else if (node.type === "array") {
+      (node.children ?? []).forEach((item, i) => walk(item, `${pointer}/${i}`, item.offset));
     }
-    if (c === "[") {
-      i++;
-      ws();
-      if (text[i] === "]") return void i++;
-      for (let n = 0;; n++) {
-        value(`${pointer}/${n}`, null);
-        ws();
-        if (text[i++] === "]") return;
-      }
-    }
-    if (c === '"') return void readString();
-    const m = /^(?:true|false|null|-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)/.exec(
-      text.slice(i, i + 400),
-    );
-    i += m ? m[0].length : 1;
   };
-  value("", null);
+  walk(root, "", root.offset);
   return out;
 }
 

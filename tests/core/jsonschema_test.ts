@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { closestMatch, editDistance, type JsonSchema, validateJson } from "../../agent/core/jsonschema.ts";
+import { closestMatch, type JsonSchema, validateJson } from "../../agent/core/jsonschema.ts";
 import { PROFILE_SCHEMA } from "../../profiles/mod.ts";
 
 const paths = (schema: JsonSchema, value: unknown) =>
@@ -108,14 +108,14 @@ Deno.test("validateJson() escapes ~ and / in pointer segments", () => {
   assert.deepEqual(paths(schema, { "a/b~c": 1 }), ["/a~1b~0c type"]);
 });
 
-Deno.test("validateJson() ignores annotations and keywords outside the subset", () => {
+Deno.test("validateJson() ignores annotations", () => {
   const schema = { $schema: "x", title: "t", description: "d", examples: [1], type: "number" };
   assert.deepEqual(validateJson(schema, 2), []);
   assert.deepEqual(validateJson(true, 2), []);
   assert.deepEqual(paths(false, 2), [" false"]);
 });
 
-Deno.test("the profile schema uses only keywords validateJson() understands", () => {
+Deno.test("the profile schema uses only keywords validateJson() words in its own phrases", () => {
   const known = new Set([
     "$schema",
     "$id",
@@ -157,17 +157,139 @@ Deno.test("the profile schema uses only keywords validateJson() understands", ()
   assert.equal(PROFILE_SCHEMA.$schema, "https://json-schema.org/draft/2020-12/schema");
 });
 
-Deno.test("editDistance() and closestMatch() find likely typos and nothing for unrelated words", () => {
-  assert.equal(editDistance("kitten", "sitting"), 3);
-  assert.equal(editDistance("", "abc"), 3);
-  assert.equal(closestMatch("yolo5", ["yolo", "hunyuan-video-i2v"]), "yolo");
-  assert.equal(closestMatch("hunyuan-video", ["yolo", "hunyuan-video-i2v"]), "hunyuan-video-i2v");
-  assert.equal(closestMatch("stable-diffusion", ["yolo", "morphic-frames-to-video"]), null);
-});
-
 Deno.test("validateJson() resolves $ref to the root and checks minProperties", () => {
   const tree = { type: "object", minProperties: 1, additionalProperties: { $ref: "#" } };
   assert.deepEqual(validateJson(tree, { a: { b: { c: {} } } }).map((i) => `${i.path} ${i.keyword}`), [
     "/a/b/c minProperties",
+  ]);
+});
+
+Deno.test("validateJson() lists every missing required field and every repeated item", () => {
+  const schema = {
+    type: "object",
+    required: ["name", "stages", "python"],
+    properties: { tags: { type: "array", uniqueItems: true } },
+  };
+  assert.deepEqual(
+    validateJson(schema, { stages: [], tags: ["a", "b", "a", { x: 1 }, { x: 1 }, "a"] }).map((i) =>
+      `${i.path} ${i.message}`
+    ),
+    [
+      '/name required property "name" is missing',
+      '/python required property "python" is missing',
+      "/tags/2 duplicates item 0",
+      "/tags/4 duplicates item 3",
+      "/tags/5 duplicates item 0",
+    ],
+  );
+});
+
+Deno.test("validateJson() reports a wrong type alone, not the rules that could only apply to the right one", () => {
+  const schema = { type: "object", properties: { mode: { type: "string", enum: ["fast"], minLength: 9 } } };
+  assert.deepEqual(validateJson(schema, { mode: 3 }), [
+    { path: "/mode", keyword: "type", message: "must be string, got integer" },
+  ]);
+  assert.deepEqual(validateJson({ type: ["string", "null"] }, 1.5), [
+    { path: "", keyword: "type", message: "must be string or null, got number" },
+  ]);
+});
+
+Deno.test("validateJson() words each rule with the limit and the value it saw", () => {
+  const schema = {
+    type: "object",
+    properties: {
+      a: { minimum: 1 },
+      b: { maximum: 5 },
+      c: { exclusiveMinimum: 0 },
+      d: { minLength: 2 },
+      e: { maxLength: 1 },
+      f: { pattern: "^[a-z]+$" },
+      g: { minItems: 1 },
+      h: { maxItems: 1 },
+      i: { enum: ["x", 2] },
+      j: { const: "cu121" },
+      k: { minProperties: 1 },
+    },
+  };
+  const value = { a: 0, b: 6, c: 0, d: "x", e: "xy", f: "A", g: [], h: [1, 2], i: "y", j: "cu118", k: {} };
+  assert.deepEqual(validateJson(schema, value).map((i) => `${i.path} ${i.message}`), [
+    "/a must be >= 1, got 0",
+    "/b must be <= 5, got 6",
+    "/c must be > 0, got 0",
+    "/d must be at least 2 characters",
+    "/e must be at most 1 characters",
+    '/f must match ^[a-z]+$, got "A"',
+    "/g must have at least 1 item",
+    "/h must have at most 1 item",
+    '/i must be one of "x", 2, got "y"',
+    '/j must be "cu121", got "cu118"',
+    "/k must have at least 1 field",
+  ]);
+});
+
+Deno.test("validateJson() names field-name rule failures and unknown fields inside $ref and anyOf", () => {
+  const schema = {
+    $defs: {
+      stage: { type: "object", additionalProperties: false, properties: { name: {}, packages: {} } },
+    },
+    type: "object",
+    properties: {
+      env: { type: "object", propertyNames: { pattern: "^[A-Z_]+$" } },
+      stage: { $ref: "#/$defs/stage" },
+      source: { anyOf: [{ type: "string" }, { $ref: "#/$defs/stage" }] },
+    },
+  };
+  const issues = validateJson(schema, {
+    env: { "max-jobs": "4" },
+    stage: { name: "a", pakages: [] },
+    source: { nme: "b" },
+  });
+  assert.deepEqual(issues.map((i) => `${i.path} ${i.keyword}: ${i.message}`), [
+    '/env/max-jobs pattern: field name must match ^[A-Z_]+$, got "max-jobs"',
+    '/stage/pakages additionalProperties: unknown field "pakages" (did you mean "packages"?); allowed: name, packages',
+    '/source/nme additionalProperties: unknown field "nme" (did you mean "name"?); allowed: name, packages',
+  ]);
+});
+
+Deno.test("validateJson() puts issues in document order, a missing field with its parent", () => {
+  const schema = {
+    type: "object",
+    required: ["z"],
+    propertyNames: { maxLength: 3 },
+    properties: { b: { type: "string" }, a: { type: "string" } },
+  };
+  assert.deepEqual(paths(schema, { a: 1, long: 1, b: 2 }), [
+    "/z required",
+    "/a type",
+    "/long maxLength",
+    "/b type",
+  ]);
+});
+
+Deno.test("validateJson() points at fields whose names need escaping or percent-encoding", () => {
+  const schema = { type: "object", additionalProperties: { type: "string" } };
+  assert.deepEqual(paths(schema, { "a b%41#é": 1 }), ["/a b%41#é type"]);
+  assert.deepEqual(paths({ type: "object", additionalProperties: false }, { "\ud800": 1 }), [
+    " propertyNames",
+  ]);
+});
+
+Deno.test("jsonschema.ts still offers closestMatch() to the callers that import it from there", () => {
+  assert.equal(closestMatch("verfy", ["verify", "stages"]), "verify");
+});
+
+Deno.test("validateJson() words keywords the mlagent schemas do not use yet", () => {
+  const messages = (schema: JsonSchema, value: unknown) => validateJson(schema, value).map((i) => i.message);
+  assert.deepEqual(messages({ contains: { type: "string" } }, [1]), ["has no item of the required form"]);
+  assert.deepEqual(messages({ not: { const: "x" } }, "x"), ['must not match the excluded form, got "x"']);
+  assert.deepEqual(messages({ if: { type: "string" }, then: { minLength: 3 } }, "x"), [
+    "must be at least 3 characters",
+  ]);
+  assert.deepEqual(messages({ allOf: [{ minimum: 3 }, { maximum: 0 }] }, 1), [
+    "must be >= 3, got 1",
+    "must be <= 0, got 1",
+  ]);
+  assert.deepEqual(messages({ type: "object", properties: { a: false } }, { a: 1 }), [
+    "no value is allowed here",
   ]);
 });

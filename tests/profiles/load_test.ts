@@ -1,12 +1,6 @@
 import assert from "node:assert/strict";
 import { MlagentError } from "../../agent/core/errors.ts";
 import {
-  jsonPointerLocations,
-  locateJsonError,
-  locatePointer,
-  parseJsonLocated,
-} from "../../agent/core/json_location.ts";
-import {
   canonicalJson,
   findProfile,
   listProfiles,
@@ -195,38 +189,4 @@ Deno.test("canonicalJson() sorts keys at every depth and drops undefined", () =>
     canonicalJson({ b: [{ d: 1, c: 2 }], a: undefined, e: null }),
     '{"b":[{"c":2,"d":1}],"e":null}',
   );
-});
-
-Deno.test("locateJsonError() finds the line and column of the first syntax error", () => {
-  const rows: [string, number, number, RegExp][] = [
-    ['{"a": 1,}', 1, 9, /trailing comma before \}/],
-    ["[1, 2,]\n", 1, 7, /trailing comma before \]/],
-    ['{\n  "a" 1\n}', 2, 7, /expected ':'/],
-    ['{"a": tru}', 1, 7, /unexpected "t"/],
-    ['{"a": "x\ny"}', 1, 9, /control character/],
-    ["{} {}", 1, 4, /after the JSON value/],
-    ['{"a": 01}', 1, 8, /expected ',' or '\}'/],
-    ["", 1, 1, /end of input/],
-    ["\n\n  // comment\n{}", 3, 3, /expected a value/],
-  ];
-  for (const [text, line, column, msg] of rows) {
-    const e = locateJsonError(text);
-    assert.ok(e, JSON.stringify(text));
-    assert.deepEqual([e.line, e.column], [line, column], JSON.stringify(text));
-    assert.match(e.message, msg, JSON.stringify(text));
-  }
-  assert.equal(locateJsonError('{"a": [1, -2.5e3, "\\u00e9", true, null]}'), null);
-  assert.deepEqual(parseJsonLocated("[1]"), { ok: true, value: [1] });
-});
-
-Deno.test("jsonPointerLocations() places members at their key and a missing field at its parent", () => {
-  const text =
-    '{\n  "name": "x",\n  "stages": [\n    {"name": "a", "packages": ["p>=1", "q==2"]}\n  ],\n  "g": -1.5e3\n}';
-  const at = jsonPointerLocations(text);
-  assert.deepEqual(at.get("/name"), { line: 2, column: 3 });
-  assert.deepEqual(at.get("/stages/0"), { line: 4, column: 5 });
-  assert.deepEqual(at.get("/stages/0/packages/1"), { line: 4, column: 40 });
-  assert.deepEqual(at.get("/g"), { line: 6, column: 3 });
-  assert.deepEqual(locatePointer(at, "/stages/0/no_deps"), { line: 4, column: 5 });
-  assert.equal(jsonPointerLocations("{").size, 0);
 });
