@@ -5,7 +5,7 @@
  */
 import type { Env } from "./core/env.ts";
 import { EXIT, usageError } from "./core/errors.ts";
-import { closestMatch } from "./core/jsonschema.ts";
+import { closestMatch } from "./core/did_you_mean.ts";
 import type { Outcome } from "./core/output.ts";
 
 export const VERSION = "0.1.0";

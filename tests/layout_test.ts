@@ -10,6 +10,8 @@ interface Edge {
   from: string;
   to: string;
   typeOnly: boolean;
+  /** import("./x.ts"): loaded only when reached. */
+  dynamic: boolean;
 }
 
 function sourceFiles(dir: string): string[] {
@@ -40,7 +42,7 @@ function importEdges(): Edge[] {
     const pattern = /^(?:import|export)\s+(type\s+)?[^;]*?from\s+"(\.[^"]+)"|import\(\s*"(\.[^"]+)"\s*\)/gm;
     for (const m of text.matchAll(pattern)) {
       const spec = m[2] ?? m[3];
-      edges.push({ from: file, to: normalize(`${dir}/${spec}`), typeOnly: !!m[1] });
+      edges.push({ from: file, to: normalize(`${dir}/${spec}`), typeOnly: !!m[1], dynamic: !!m[3] });
     }
   }
   return edges;
@@ -92,6 +94,30 @@ Deno.test("no module loads itself through a circle of imports", () => {
   };
   for (const node of graph.keys()) visit(node, []);
   assert.deepEqual(cycles, []);
+});
+
+Deno.test("start-up loads no library: the modules main.ts imports statically use only Deno, node: and each other", () => {
+  const statically = new Map<string, string[]>();
+  for (const e of EDGES.filter((e) => !e.typeOnly && !e.dynamic)) {
+    statically.set(e.from, [...(statically.get(e.from) ?? []), e.to]);
+  }
+  const seen = new Set<string>();
+  const stack = ["main.ts"];
+  while (stack.length) {
+    const f = stack.pop()!;
+    if (seen.has(f)) continue;
+    seen.add(f);
+    stack.push(...(statically.get(f) ?? []));
+  }
+  const libraries: string[] = [];
+  for (const file of seen) {
+    const text = Deno.readTextFileSync(`${REPO_ROOT}/${file}`);
+    for (const m of text.matchAll(/^import\s+(?!type\s)[^;]*?from\s+"([^".][^"]*)"/gm)) {
+      if (!m[1].startsWith("node:")) libraries.push(`${file}: ${m[1]}`);
+    }
+  }
+  assert.ok(seen.size > 5, `only ${seen.size} modules seen from main.ts`);
+  assert.deepEqual(libraries, []);
 });
 
 Deno.test("only main.ts reads Deno.args, and nothing outside main.ts and core/env.ts ends the process", () => {

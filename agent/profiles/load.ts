@@ -1,7 +1,7 @@
 /** Finding and loading profiles: built-in names, MLAGENT_PROFILE_PATH, and paths; bad input names the file, line and column. */
 import type { Env } from "../core/env.ts";
 import { badInput } from "../core/errors.ts";
-import { closestMatch } from "../core/jsonschema.ts";
+import { closestMatch } from "../core/did_you_mean.ts";
 import { jsonPointerLocations, locatePointer, parseJsonLocated } from "../core/json_location.ts";
 import { absolute } from "../core/paths.ts";
 import { describeFsError, jsonNestingDepth, readBoundedText } from "../core/files.ts";
