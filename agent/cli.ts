@@ -15,6 +15,8 @@ export interface Command {
   name: string;
   /** Full help text for `mlagent NAME --help`. */
   help: string;
+  /** Help for `mlagent NAME SUB --help`, by subcommand (commands with subcommands). */
+  subcommands?: Record<string, string>;
   run(env: Env, argv: string[]): Promise<Outcome>;
 }
 
@@ -80,7 +82,10 @@ export async function dispatch(argv: string[], table: readonly CommandEntry[]): 
   if (rest.includes("--help") || rest.includes("-h")) {
     const dd = rest.indexOf("--");
     const h = Math.max(rest.indexOf("--help"), rest.indexOf("-h"));
-    if (dd === -1 || h < dd) return { kind: "help", text: command.help };
+    if (dd === -1 || h < dd) {
+      const sub = rest[0] && !rest[0].startsWith("-") ? command.subcommands?.[rest[0]] : undefined;
+      return { kind: "help", text: sub ?? command.help };
+    }
   }
   return { kind: "command", command, argv: rest };
 }

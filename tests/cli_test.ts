@@ -47,3 +47,13 @@ Deno.test("mlagent --version and --help exit 0", async () => {
   assert.equal(h.code, 0);
   assert.match(h.stdout, /Exit codes: 0 ok, 1 the job failed, 2 usage/);
 });
+
+Deno.test("`mlagent CMD SUB --help` shows that subcommand's usage", async () => {
+  const heal = await runMlagent(["cache", "heal", "--help"]);
+  assert.equal(heal.code, 0);
+  assert.match(heal.stdout, /^Usage: mlagent cache heal \[--dry-run\] \[--max-size SIZE\]/);
+  const lint = await runMlagent(["profiles", "lint", "--help"]);
+  assert.match(lint.stdout, /^Usage: mlagent profiles lint/);
+  const whole = await runMlagent(["cache", "--help"]);
+  assert.match(whole.stdout, /^Usage: mlagent cache <info\|heal\|clean>/);
+});

@@ -51,9 +51,34 @@ uses its node-local cache instead).
 
 Exit codes: 0 ok (heal: also when busy), 1 failed, 2 bad cache path or flag, 3 clean: the cache is in use.`;
 
+const SUBCOMMANDS: Record<string, string> = {
+  info: `Usage: mlagent cache info [--json]
+
+Where the node-local installer cache is and why (MLAGENT_CACHE_DIR, else a private dir under TMPDIR, else
+/tmp), its filesystem, size, entry counts, corrupt and unknown entries, and the last heal. Changes nothing.
+
+Environment: MLAGENT_CACHE_DIR, TMPDIR, UV_CACHE_DIR, PIP_CACHE_DIR. Exit codes: 0 ok, 2 unusable cache dir.`,
+  heal: `Usage: mlagent cache heal [--dry-run] [--max-size SIZE] [--root DIR] [--json]
+
+For cron: takes the cache lock without waiting (an install holds it: says "busy", exits 0), removes exactly
+the corrupt entries, stale mlagent locks and the records of dead installs, and with --max-size prunes the
+least recently used entries down to SIZE (20G, 500M, 1.5GiB, bytes). One JSON line per run goes to the heal
+log in MLAGENT_STATE_DIR. A second run finds nothing to do.
+
+Environment: MLAGENT_CACHE_DIR, MLAGENT_ROOT, MLAGENT_STATE_DIR. Exit codes: 0 healed, nothing, or busy;
+1 failed; 2 bad flag or unusable cache dir.`,
+  clean: `Usage: mlagent cache clean [--yes] [--json]
+
+Removes the whole cache (moved aside first, so running readers keep their files); a dry run unless --yes.
+Refuses while an install holds the cache (exit 3).
+
+Environment: MLAGENT_CACHE_DIR. Exit codes: 0 ok, 2 bad flag, 3 the cache is in use.`,
+};
+
 export const cacheCommand: Command = {
   name: "cache",
   help: HELP,
+  subcommands: SUBCOMMANDS,
   run: async (env, argv) => {
     const { values, positionals } = parseCommandArgs("cache", argv, {
       "dry-run": { type: "boolean" },

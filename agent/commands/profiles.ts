@@ -42,9 +42,33 @@ Environment:
 
 Exit codes: 0 ok (lint: no errors; warnings allowed), 2 unknown profile, malformed file or lint errors.`;
 
+const SUBCOMMANDS: Record<string, string> = {
+  list: `Usage: mlagent profiles list [--json]
+
+Every profile mlagent finds by name, in lookup order: MLAGENT_PROFILE_PATH directories (each sorted by
+name), then the built-ins; a name found twice is marked shadowed, an unreadable or invalid file is listed
+with its error.
+
+Environment: MLAGENT_PROFILE_PATH. Exit codes: 0 ok, 2 bad flag or an unusable MLAGENT_PROFILE_PATH entry.`,
+  show: `Usage: mlagent profiles show NAME|FILE [--json]
+
+One profile in full: Python constraint, GPU needs, CUDA variants, stages with their pins, verify steps,
+models and sources. NAME is a built-in, a name in MLAGENT_PROFILE_PATH, or a profile installed from a file.
+
+Environment: MLAGENT_PROFILE_PATH. Exit codes: 0 ok, 2 unknown profile or malformed file.`,
+  lint: `Usage: mlagent profiles lint FILE|NAME... [--json]
+
+Checks profile files: JSON syntax (line and column), the schema (field path and rule, with a did-you-mean
+for unknown fields), every requirement pinned, stage names unique, include/exclude patterns that can match,
+models with a pinned revision and required files (warnings). A built-in name checks what ships.
+
+Exit codes: 0 no errors (warnings allowed), 2 errors in any file.`,
+};
+
 export const profilesCommand: Command = {
   name: "profiles",
   help: HELP,
+  subcommands: SUBCOMMANDS,
   run: runProfilesCommand,
 };
 
