@@ -122,8 +122,8 @@ export function evaluateCuda(
         profile.gpu.required ? "fail" : "warn",
         pick.error,
         driver
-          ? "Upgrade the NVIDIA driver, or add an older CUDA variant to the profile"
-          : "Run on a GPU node, or set MLAGENT_CUDA_VARIANT to build for another node",
+          ? "upgrade the NVIDIA driver, or add an older CUDA variant to the profile"
+          : "run on a GPU node, or set MLAGENT_CUDA_VARIANT to build for another node",
       );
     } else {
       chosen = pick.variant;
@@ -133,7 +133,7 @@ export function evaluateCuda(
         `installs will use ${pick.variant.name} (CUDA ${pick.variant.cuda}): ${pick.reason}`,
         pick.support === "yes"
           ? null
-          : "Upgrade the driver, or force an older variant with MLAGENT_CUDA_VARIANT",
+          : "upgrade the driver, or force an older variant with MLAGENT_CUDA_VARIANT",
         { cuda_variant: { name: pick.variant.name, cuda: pick.variant.cuda, support: pick.support } },
       );
     }
@@ -149,7 +149,7 @@ export function evaluateCuda(
         } builds CUDA extensions`
         : "nvcc not found; only needed by profiles that build CUDA extensions (PyTorch wheels bring their own CUDA runtime)",
       needsNvcc
-        ? `Load a CUDA toolkit${
+        ? `load a CUDA toolkit${
           chosen ? ` matching ${chosen.name} (CUDA ${chosen.cuda})` : ""
         } (e.g. \`module load cuda\`) or set CUDA_HOME to its install dir`
         : null,
@@ -160,7 +160,7 @@ export function evaluateCuda(
       "cuda.toolkit",
       needsNvcc ? "fail" : "warn",
       `${facts.nvcc} (via ${facts.found_via}): ${facts.problem}`,
-      "Check the toolkit install; run `nvcc --version` by hand",
+      "check the toolkit install; run `nvcc --version` by hand",
       cudaFacts,
     ));
   } else {
@@ -175,7 +175,7 @@ export function evaluateCuda(
         msg +=
           `; PyTorch's ${chosen.name} wheels were built with CUDA ${chosen.cuda}: extensions built with CUDA ${facts.release} will not load`;
         remedy =
-          `Use a CUDA ${wMajor}.x toolkit (e.g. \`module load cuda/${chosen.cuda}\`) and set CUDA_HOME to it`;
+          `use a CUDA ${wMajor}.x toolkit (e.g. \`module load cuda/${chosen.cuda}\`) and set CUDA_HOME to it`;
       } else if (cudaMajorMinor(facts.release) !== cudaMajorMinor(chosen.cuda)) {
         status = "warn";
         msg +=
@@ -205,7 +205,7 @@ export function evaluateCuda(
         "cuda.driver_compat",
         "warn",
         `CUDA ${facts.release} toolkit is newer than ${drv}: ${explainMinorCompat(facts.release, driver)}`,
-        `Upgrade the driver to >= ${min ?? "the toolkit's release"}, or use a CUDA ${
+        `upgrade the driver to >= ${min ?? "the toolkit's release"}, or use a CUDA ${
           driverCuda ?? "older"
         } toolkit`,
       ));
@@ -220,7 +220,7 @@ export function evaluateCuda(
         }; ${drv} cannot run it${
           unused ? ` (profile ${profile!.name} builds no extensions, so it does not need it)` : ""
         }`,
-        `Use a toolkit no newer than CUDA ${driverCuda ?? "the driver supports"}, or upgrade the driver`,
+        `use a toolkit no newer than CUDA ${driverCuda ?? "the driver supports"}, or upgrade the driver`,
       ));
     }
   }

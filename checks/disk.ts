@@ -110,7 +110,7 @@ export function evaluateDisk(facts: DiskFacts, ctx: Pick<CheckContext, "profile"
       "disk.space",
       "warn",
       `free space unknown: ${facts.problem ?? "df gave nothing"}`,
-      "Check `df -h` by hand",
+      "check `df -h` by hand",
       diskFacts,
     );
   }
@@ -135,7 +135,7 @@ export function evaluateDisk(facts: DiskFacts, ctx: Pick<CheckContext, "profile"
       "disk.space",
       short,
       msg,
-      "Free space (`mlagent cache clean --yes`, old venvs), or point MLAGENT_ROOT / MLAGENT_CACHE_DIR at a larger filesystem",
+      "free space (`mlagent cache clean --yes`, old venvs), or point MLAGENT_ROOT / MLAGENT_CACHE_DIR at a larger filesystem",
       diskFacts,
     );
   }

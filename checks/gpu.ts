@@ -851,7 +851,7 @@ export function evaluateGpu(facts: GpuFacts, ctx: Pick<CheckContext, "profile">)
             missingStatus,
             `no NVIDIA driver: nvidia-smi is not on PATH and ${"/proc/driver/nvidia/version"} does not exist${need}`,
             required
-              ? "Run on a GPU node (e.g. `srun --gres=gpu:1` or `bsub -gpu num=1`), or install the NVIDIA driver"
+              ? "run on a GPU node (e.g. `srun --gres=gpu:1` or `bsub -gpu num=1`), or install the NVIDIA driver"
               : "Nothing to do on a CPU node; run on a GPU node to use GPUs",
           );
         break;
@@ -864,7 +864,7 @@ export function evaluateGpu(facts: GpuFacts, ctx: Pick<CheckContext, "profile">)
           }${need}`,
           km
             ? "The driver is loaded but not answering: check `dmesg | grep -i -e nvrm -e xid`, then reload the nvidia modules or reboot the node"
-            : "Load the driver (`modprobe nvidia`) or install it matching this kernel; on a CPU node nothing to do",
+            : "load the driver (`modprobe nvidia`) or install it matching this kernel; on a CPU node nothing to do",
         );
         break;
       case "no-devices":
@@ -872,7 +872,7 @@ export function evaluateGpu(facts: GpuFacts, ctx: Pick<CheckContext, "profile">)
           "gpu.driver",
           missingStatus,
           `the NVIDIA driver is installed but reports no GPUs ("No devices were found")${need}`,
-          "Check the job's GPU allocation (CUDA_VISIBLE_DEVICES, cgroup device access) and `lspci | grep -i nvidia`; a GPU missing from lspci has fallen off the bus",
+          "check the job's GPU allocation (CUDA_VISIBLE_DEVICES, cgroup device access) and `lspci | grep -i nvidia`; a GPU missing from lspci has fallen off the bus",
         );
         break;
       case "nvml-mismatch":
@@ -900,7 +900,7 @@ export function evaluateGpu(facts: GpuFacts, ctx: Pick<CheckContext, "profile">)
           `nvidia-smi answered but no output form could be read (tried ${facts.tried.join("; ")}): ${
             f.output.split("\n")[0] || "no output"
           }`,
-          "Run `nvidia-smi -q -x` by hand; if a site wrapper replaces nvidia-smi, put the real one first on PATH",
+          "run `nvidia-smi -q -x` by hand; if a site wrapper replaces nvidia-smi, put the real one first on PATH",
         );
         break;
     }
@@ -960,7 +960,7 @@ export function evaluateGpu(facts: GpuFacts, ctx: Pick<CheckContext, "profile">)
         `${big} of ${n} GPUs have >= ${minMem} MiB; profile ${profile.name} needs ${
           Math.max(1, minCount)
         } (${list})`,
-        "Run on a node with larger GPUs (or a full GPU instead of a MIG slice)",
+        "run on a node with larger GPUs (or a full GPU instead of a MIG slice)",
       );
     }
   }
@@ -1008,7 +1008,7 @@ export function evaluateHealth(
           const e = devices.find((d) => d.index === i)!.errors;
           return `GPU ${i} reports ERR! in ${e.slice(0, 4).join(", ")}${e.length > 4 ? ", ..." : ""}`;
         }).join("; "),
-      remedy: "Drain the node and check `dmesg` for Xid errors; reset the GPU (`nvidia-smi -r`) or reboot",
+      remedy: "drain the node and check `dmesg` for Xid errors; reset the GPU (`nvidia-smi -r`) or reboot",
     },
     {
       level: "fail",
@@ -1019,7 +1019,7 @@ export function evaluateHealth(
             devices.find((d) => d.index === i)!.ecc_uncorrected_volatile
           } uncorrectable ECC errors since the driver loaded`
         ).join("; "),
-      remedy: "Drain the node and reset the GPU; report it to the admins if the errors recur",
+      remedy: "drain the node and reset the GPU; report it to the admins if the errors recur",
     },
     {
       level: "fail",
@@ -1031,7 +1031,7 @@ export function evaluateHealth(
           return `GPU ${i} (${d.name}) reports ${s.mib} MiB total, a healthy one ${s.model_mib} MiB`;
         }).join("; "),
       remedy:
-        "Drain the node: a GPU showing far less memory than its model has lost memory to a fault or a setting; check `nvidia-smi -q -d MEMORY,ROW_REMAPPER,PAGE_RETIREMENT` and `dmesg`, then reset the GPU or have it replaced",
+        "drain the node: a GPU showing far less memory than its model has lost memory to a fault or a setting; check `nvidia-smi -q -d MEMORY,ROW_REMAPPER,PAGE_RETIREMENT` and `dmesg`, then reset the GPU or have it replaced",
     },
     {
       level: "fail",

@@ -80,8 +80,8 @@ export function evaluateInstallers(facts: InstallerFacts): CheckResult {
       "fail",
       `${pick.error} (${seen})`,
       facts.forced
-        ? "Install uv (https://docs.astral.sh/uv/) or unset MLAGENT_INSTALLER"
-        : "Fix the interpreter's ensurepip (see python.venv) or install uv",
+        ? "install uv (https://docs.astral.sh/uv/) or unset MLAGENT_INSTALLER"
+        : "fix the interpreter's ensurepip (see python.venv) or install uv",
       f,
     );
   }

@@ -453,8 +453,8 @@ export function evaluatePython(facts: PythonFacts, ctx: Pick<CheckContext, "prof
         ? `MLAGENT_PYTHON=${facts.forced} does not run as a Python 3 interpreter`
         : "no Python 3 interpreter found (looked for python3, python3.X, python on PATH, pyenv versions, uv)",
       facts.forced
-        ? "Point MLAGENT_PYTHON at a working interpreter (a path or a name on PATH), or unset it"
-        : "Install Python 3 (`uv python install 3.11`, `pyenv install 3.11`, or the OS package) or put it on PATH",
+        ? "point MLAGENT_PYTHON at a working interpreter (a path or a name on PATH), or unset it"
+        : "install Python 3 (`uv python install 3.11`, `pyenv install 3.11`, or the OS package) or put it on PATH",
       {
         python: {
           executable: null,
@@ -493,7 +493,7 @@ export function evaluatePython(facts: PythonFacts, ctx: Pick<CheckContext, "prof
       "python.interpreter",
       "fail",
       `no interpreter meets ${constraint} (profile ${profile!.name}); found ${list}`,
-      `Install a matching Python: \`uv python install '${constraint}'\` or \`pyenv install <version>\`, then run doctor again`,
+      `install a matching Python: \`uv python install '${constraint}'\` or \`pyenv install <version>\`, then run doctor again`,
       pyFacts,
     ));
   } else {

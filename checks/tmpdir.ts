@@ -73,7 +73,7 @@ export function evaluatePlacement(
       "tmpdir",
       "warn",
       `TMPDIR=${tmp.tmpdir} ${tmp.problem}; falling back to /tmp`,
-      `Create it (\`mkdir -p "${tmp.tmpdir}"\`) or unset TMPDIR; builds that honour TMPDIR will otherwise fail`,
+      `create it (\`mkdir -p "${tmp.tmpdir}"\`) or unset TMPDIR; builds that honour TMPDIR will otherwise fail`,
       placement,
     ));
   } else {
@@ -90,7 +90,7 @@ export function evaluatePlacement(
       "cache.fs",
       "fail",
       cache.problem,
-      cache.hint ?? "Set MLAGENT_CACHE_DIR to a directory of your own on a local disk",
+      cache.hint ?? "set MLAGENT_CACHE_DIR to a directory of your own on a local disk",
     ));
   } else if (cache.mount?.network) {
     out.push(result(
@@ -99,7 +99,7 @@ export function evaluatePlacement(
       `installer cache ${cache.path} (${cache.reason}) is on a network filesystem (${
         describeMount(cache.mount)
       }): uv and pip cache locks fail or stall there`,
-      "Point MLAGENT_CACHE_DIR at node-local disk (e.g. under /tmp or local scratch)",
+      "point MLAGENT_CACHE_DIR at node-local disk (e.g. under /tmp or local scratch)",
     ));
   } else {
     const notes = userCaches.filter((u) => u.mount?.network).map((u) =>

@@ -50,7 +50,7 @@ export async function installLocked(
       `${venvDir} exists and is not a venv (${
         plural(found.entries, "entry", "entries")
       }); mlagent will not delete it`,
-      `Move it away, or install under another root (--root or MLAGENT_ROOT)`,
+      `move it away, or install under another root (--root or MLAGENT_ROOT)`,
     );
   }
   if (prev?.status === "installing" && ownerDead(env, prev)) {
@@ -180,7 +180,7 @@ export async function installLocked(
   const interrupted = () =>
     interruptedError(
       `install ${plan.profile.name}: interrupted (${interrupt.signal.reason}); the venv is marked failed`,
-      "Run the install again to finish it",
+      "run the install again to finish it",
     );
   try {
     // Recorded before the venv exists, so a run killed while creating it is seen as unfinished.

@@ -74,7 +74,7 @@ const CACHE_UNUSABLE: Rule[] = [
     cause:
       "cross-device link (Errno 18): the installer's temp dir or cache is on another filesystem than the venv",
     remedy:
-      "Set TMPDIR to a directory on the venv's filesystem and install without hard links (uv --link-mode=copy)",
+      "set TMPDIR to a directory on the venv's filesystem and install without hard links (uv --link-mode=copy)",
   },
   {
     kind: "cache-unusable",
@@ -88,7 +88,7 @@ const CACHE_UNUSABLE: Rule[] = [
     kind: "cache-unusable",
     test: /Failed to (?:clone|hardlink|reflink|copy) `[^`]*` to `[^`]*`[\s\S]{0,200}?os error \d+/,
     cause: "the installer could not link or clone files from its cache into the venv",
-    remedy: "Install with uv --link-mode=copy (UV_LINK_MODE=copy) or with no cache",
+    remedy: "install with uv --link-mode=copy (UV_LINK_MODE=copy) or with no cache",
   },
   {
     kind: "cache-unusable",
@@ -96,7 +96,7 @@ const CACHE_UNUSABLE: Rule[] = [
       /Failed to write to the distribution cache|Permission denied[^\n]*(?:\.cache\/(?:pip|uv)|cache-dir)|cache directory .* is not (?:owned|writable)/,
     cause: "the installer cache is not writable",
     remedy:
-      "Fix the cache directory's permissions or point UV_CACHE_DIR / PIP_CACHE_DIR at a directory you own",
+      "fix the cache directory's permissions or point UV_CACHE_DIR / PIP_CACHE_DIR at a directory you own",
   },
 ];
 
@@ -109,7 +109,7 @@ const CACHE_CORRUPT: Rule[] = [
     test: /THESE PACKAGES DO NOT MATCH THE HASHES|[Hh]ash mismatch for `?[^`\n]+`?/,
     cause: "downloaded file does not match its expected hash (truncated or corrupt download or cache entry)",
     remedy:
-      "Remove the cached file and download it again; if it repeats, the index serves a different file than the hashes expect",
+      "remove the cached file and download it again; if it repeats, the index serves a different file than the hashes expect",
   },
   {
     kind: "cache-corrupt",
@@ -168,27 +168,27 @@ const BUILD: Rule[] = [
       /nvcc was not found|nvcc: (?:command )?not found|No such file or directory: '[^']*\/nvcc'|Could not find nvcc|nvcc not found/,
     cause: "nvcc not found",
     remedy:
-      "Load a CUDA toolkit that matches torch's CUDA (e.g. `module load cuda/12.1`) so nvcc is on PATH and CUDA_HOME is set, or build on a node with the toolkit installed",
+      "load a CUDA toolkit that matches torch's CUDA (e.g. `module load cuda/12.1`) so nvcc is on PATH and CUDA_HOME is set, or build on a node with the toolkit installed",
   },
   {
     kind: "build",
     test: /CUDA_HOME environment variable is not set/,
     cause: "CUDA_HOME unset",
     remedy:
-      "Set CUDA_HOME to the CUDA toolkit root (the directory holding bin/nvcc), e.g. via `module load cuda`",
+      "set CUDA_HOME to the CUDA toolkit root (the directory holding bin/nvcc), e.g. via `module load cuda`",
   },
   {
     kind: "build",
     test: /Python\.h: No such file or directory|fatal error: Python\.h|Python\.h' file not found/,
     cause: "Python.h missing",
     remedy:
-      "Install the Python development headers for the venv's interpreter (Debian/Ubuntu: python3.X-dev; RHEL: python3-devel), or use an interpreter that ships them",
+      "install the Python development headers for the venv's interpreter (Debian/Ubuntu: python3.X-dev; RHEL: python3-devel), or use an interpreter that ships them",
   },
   {
     kind: "build",
     test: /Ninja is required|No such file or directory: 'ninja'|ninja: (?:command )?not found/,
     cause: "ninja missing",
-    remedy: "Install ninja in an earlier stage (the build runs without isolation and uses the venv's ninja)",
+    remedy: "install ninja in an earlier stage (the build runs without isolation and uses the venv's ninja)",
   },
   {
     kind: "build",
@@ -203,25 +203,25 @@ const BUILD: Rule[] = [
     test:
       /(?:command|execute) '[^']*(?:gcc|g\+\+|cc|c\+\+|clang|clang\+\+)' failed: No such file or directory|unable to execute '[^']*(?:gcc|g\+\+|cc|c\+\+|clang)'|(?:gcc|g\+\+|cc|c\+\+): (?:command )?not found|No CMAKE_C(?:XX)?_COMPILER could be found|error: linker `cc` not found/,
     cause: "C/C++ compiler missing",
-    remedy: "Install gcc and g++ (build-essential / gcc-c++) or load a compiler module",
+    remedy: "install gcc and g++ (build-essential / gcc-c++) or load a compiler module",
   },
   {
     kind: "build",
     test: /No module named 'torch'/,
     cause: "torch is not importable in the build environment (build isolation hides the venv's torch)",
-    remedy: "Set no_build_isolation on this stage and install torch in an earlier stage",
+    remedy: "set no_build_isolation on this stage and install torch in an earlier stage",
   },
   {
     kind: "build",
     test: /invalid command 'bdist_wheel'|No module named 'wheel'/,
     cause: "the wheel package is missing for a build without isolation",
-    remedy: "Install wheel (and setuptools) in an earlier stage before building without isolation",
+    remedy: "install wheel (and setuptools) in an earlier stage before building without isolation",
   },
   {
     kind: "build",
     test: /No module named 'setuptools'|No module named 'packaging'|No module named 'psutil'/,
     cause: "a build dependency is missing for a build without isolation",
-    remedy: "Install the build dependencies (setuptools, packaging, psutil, wheel) in an earlier stage",
+    remedy: "install the build dependencies (setuptools, packaging, psutil, wheel) in an earlier stage",
   },
 ];
 
@@ -240,7 +240,7 @@ const NETWORK: Rule[] = [
       /SSLError|SSLCertVerificationError|CERTIFICATE_VERIFY_FAILED|certificate verify failed|invalid peer certificate|UnknownIssuer|tls handshake|TLS handshake/i,
     cause: "TLS failed (certificate not trusted, or a proxy intercepting HTTPS)",
     remedy:
-      "Give the installer the site's CA bundle (PIP_CERT / SSL_CERT_FILE / REQUESTS_CA_BUNDLE) or use the site mirror via MLAGENT_INDEX_URL",
+      "give the installer the site's CA bundle (PIP_CERT / SSL_CERT_FILE / REQUESTS_CA_BUNDLE) or use the site mirror via MLAGENT_INDEX_URL",
   },
   {
     kind: "network",
@@ -249,7 +249,7 @@ const NETWORK: Rule[] = [
       /Temporary failure in name resolution|Name or service not known|nodename nor servname|getaddrinfo failed|dns error|failed to lookup address information|No address associated with hostname|No such host is known/i,
     cause: "DNS lookup failed",
     remedy:
-      "Check DNS on this node (compute nodes often cannot resolve outside names); use the site mirror via MLAGENT_INDEX_URL",
+      "check DNS on this node (compute nodes often cannot resolve outside names); use the site mirror via MLAGENT_INDEX_URL",
   },
   {
     kind: "network",
@@ -275,7 +275,7 @@ const NETWORK: Rule[] = [
       /Connection refused|Failed to establish a new connection|tcp connect error|client error \(Connect\)|Network is unreachable|No route to host|Could not connect, are you offline|ProxyError|Cannot connect to proxy/i,
     cause: "could not connect to the index",
     remedy:
-      "Check that this node can reach the index (proxy settings, firewall); use the site mirror via MLAGENT_INDEX_URL",
+      "check that this node can reach the index (proxy settings, firewall); use the site mirror via MLAGENT_INDEX_URL",
   },
   {
     kind: "network",
@@ -291,7 +291,7 @@ const NETWORK: Rule[] = [
     test:
       /\b40[13] (?:Client Error|Unauthorized|Forbidden)|HTTP (?:error|status) 40[13]|status(?: code)?:? 40[13]/i,
     cause: "the index refused the request (401/403: credentials or access rules)",
-    remedy: "Check the index credentials (netrc / keyring) or the mirror's access rules",
+    remedy: "check the index credentials (netrc / keyring) or the mirror's access rules",
   },
 ];
 
@@ -306,7 +306,7 @@ const RESOLUTION: Rule[] = [
     cause:
       "no matching distribution: the version does not exist on the index, or has no wheel for this Python/platform",
     remedy:
-      "Check the pin and the stage's index (CUDA wheels live on the variant's index); the Python version may be outside what the package supports",
+      "check the pin and the stage's index (CUDA wheels live on the variant's index); the Python version may be outside what the package supports",
   },
   {
     kind: "resolution",
@@ -327,20 +327,20 @@ const OTHER: Rule[] = [
     kind: "cache-unusable",
     test: /Waiting to acquire lock for .*(?:cache|\.lock)/,
     cause: "another process holds a lock in the shared installer cache",
-    remedy: "Give each node its own cache (UV_CACHE_DIR on local disk), or install with no cache",
+    remedy: "give each node its own cache (UV_CACHE_DIR on local disk), or install with no cache",
   },
   {
     kind: "unknown",
     test: /ensurepip is not\s+available|No module named ensurepip/,
     cause: "ensurepip unavailable: the interpreter cannot create venvs (python3-venv missing)",
     remedy:
-      "Install the venv package for this interpreter (Debian/Ubuntu: python3.X-venv) or choose another interpreter",
+      "install the venv package for this interpreter (Debian/Ubuntu: python3.X-venv) or choose another interpreter",
   },
   {
     kind: "unknown",
     test: /No space left on device|os error 28\b|Errno 28\b|Disk quota exceeded|os error 122\b/,
     cause: "no space left on device (or quota exceeded)",
-    remedy: "Free space where the venv, the cache and TMPDIR live, or point them at a bigger filesystem",
+    remedy: "free space where the venv, the cache and TMPDIR live, or point them at a bigger filesystem",
   },
 ];
 
@@ -409,7 +409,7 @@ function verdict(text: string, rule: Rule, m: RegExpExecArray): FailureVerdict {
   if (rule.kind === "unknown" && /ensurepip/.test(m[0])) {
     const apt = /apt(?:-get)? install (python3[\w.]*-venv)/.exec(text);
     if (apt) {
-      remedy = `Install the venv package: apt install ${apt[1]} (needs root), or choose another interpreter`;
+      remedy = `install the venv package: apt install ${apt[1]} (needs root), or choose another interpreter`;
     }
   }
   if (
@@ -457,7 +457,7 @@ export function redactUrl(url: string): string {
 function findUrl(text: string, at: number): string | null {
   const clean = (u: string) => redactUrl(u.replace(/[`'"),.;:]+$/, ""));
   const window = text.slice(Math.max(0, text.lastIndexOf("\n", at - 1) - 2000), at + 2000);
-  // pip: "Could not fetch URL https://host/simple/x/: ..."; uv: "Failed to fetch: `URL`", "request for url (URL)"
+  // pip: "could not fetch URL https://host/simple/x/: ..."; uv: "Failed to fetch: `URL`", "request for url (URL)"
   const explicit =
     /Could not fetch URL (\S+?):? |Failed to fetch:?\s*(?:\n\s*│\s*)?`([^`]+)`|for url \(?(\S+?)\)?(?:\s|$)|for url: (\S+)/
       .exec(
@@ -534,7 +534,7 @@ function findPackage(text: string, kind: FailureKind, at: number, url: string | 
       new RegExp(`Failed building wheel for (${NAME})`),
       new RegExp(`Failed to (?:download and )?build \`(${NAME})`),
       new RegExp(`Building wheel for (${NAME}) \\(`),
-      new RegExp(`Could not build wheels for (${NAME})`),
+      new RegExp(`could not build wheels for (${NAME})`),
       new RegExp(`pip-install-[^/]+/(${NAME}?)_[0-9a-f]{32}/`),
     ]);
     if (!name) {

@@ -26,7 +26,7 @@ export function chooseInstaller(env: Env): InstallerChoice {
       throw badInput(`MLAGENT_INSTALLER must be "uv" or "pip", got "${forced}"`);
     }
     if (forced === "uv" && !uv) {
-      throw badInput("MLAGENT_INSTALLER=uv but uv is not on PATH", "Install uv, or unset MLAGENT_INSTALLER");
+      throw badInput("MLAGENT_INSTALLER=uv but uv is not on PATH", "install uv, or unset MLAGENT_INSTALLER");
     }
     return { kind: forced, uv: forced === "uv" ? uv : null, reason: "forced by MLAGENT_INSTALLER" };
   }

@@ -44,7 +44,7 @@ export async function chooseInterpreter(
   throw failed(
     `install ${profile.name}: no Python interpreter meets ${profile.python}` +
       (rejected.length ? `; found ${rejected.join(", ")}` : "; none found on PATH"),
-    "Load a matching Python (module load python/3.11, pyenv, uv python install) or set MLAGENT_PYTHON",
+    "load a matching Python (module load python/3.11, pyenv, uv python install) or set MLAGENT_PYTHON",
   );
 }
 

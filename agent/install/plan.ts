@@ -54,7 +54,7 @@ export async function planInstall(
     throw failed(
       `install ${profile.name}: the node is not ready (nothing was written):\n` +
         failing.map((c) => `  ${c.id}: ${c.message}${c.remedy ? `\n    fix: ${c.remedy}` : ""}`).join("\n"),
-      `Fix the checks above, then run the install again (mlagent doctor --profile ${profile.name} shows them all)`,
+      `fix the checks above, then run the install again (mlagent doctor --profile ${profile.name} shows them all)`,
       { checks: failing.map(checkJson) },
     );
   }
@@ -78,7 +78,7 @@ export async function planInstall(
       if (profile.gpu.required) {
         throw failed(
           `install ${profile.name}: ${choice.error}`,
-          "Update the NVIDIA driver, or build for another node with --cuda VARIANT",
+          "update the NVIDIA driver, or build for another node with --cuda VARIANT",
         );
       }
       // GPU optional and no usable driver: CUDA builds of torch run on the CPU too; take the newest.

@@ -88,14 +88,14 @@ export async function checkIndexes(env: Env, plan: InstallPlan, stages: PlannedS
       }).catch((e: { kind: ReachFailure; message: string }) => e);
       if (last) {
         throw failed(
-          `Cannot reach the package index ${idx}: ${REACH_WORDS[last.kind]} (${last.message})`,
+          `cannot reach the package index ${idx}: ${REACH_WORDS[last.kind]} (${last.message})`,
           last.kind === "dns"
-            ? "Check the host name and the node's DNS; on an isolated node set MLAGENT_INDEX_URL to the site mirror"
+            ? "check the host name and the node's DNS; on an isolated node set MLAGENT_INDEX_URL to the site mirror"
             : last.kind === "tls"
-            ? "Check the node's CA bundle (SSL_CERT_FILE, PIP_CERT) or the proxy's certificate"
+            ? "check the node's CA bundle (SSL_CERT_FILE, PIP_CERT) or the proxy's certificate"
             : last.kind === "http"
             ? "The index is failing; try again later or set MLAGENT_INDEX_URL to a mirror"
-            : "Check the network or proxy (HTTPS_PROXY); on an isolated node set MLAGENT_INDEX_URL to the site mirror",
+            : "check the network or proxy (HTTPS_PROXY); on an isolated node set MLAGENT_INDEX_URL to the site mirror",
           { stage: st.name, index_url: idx, reach_failure: last.kind },
         );
       }

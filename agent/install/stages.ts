@@ -162,7 +162,7 @@ export async function runStage(
       ? {
         ...UNKNOWN,
         cause: `the installer did not finish within ${Math.round(r.afterMs / 1000)} s`,
-        remedy: `Raise the stage's timeout_s, or check for a build that hangs`,
+        remedy: `raise the stage's timeout_s, or check for a build that hangs`,
       }
       : classifyInstallFailure(output);
     verdict = await reconsiderAsNetwork(env, verdict, output, ps.indexes);
@@ -227,7 +227,7 @@ export async function runStage(
           `install ${plan.profile.name}: stage "${ps.name}" conflicts with an earlier pin: ${
             describeConflict(conflict)
           }`,
-          `Pin a version of ${conflict.required_by} that accepts ${conflict.pin} in stage "${ps.name}", ` +
+          `pin a version of ${conflict.required_by} that accepts ${conflict.pin} in stage "${ps.name}", ` +
             `or change the pin in stage "${conflict.pinned_by_stage}"`,
           { stage: ps.name, package: conflict.required_by, kind: "resolution", conflict, output_tail: tail },
         ),
@@ -278,7 +278,7 @@ async function reconsiderAsNetwork(
         kind: "network",
         package: m[1].toLowerCase(),
         cause: `the index did not answer for ${m[1]}: ${bad.message}`,
-        remedy: "Check the network or the index; set MLAGENT_INDEX_URL to a reachable mirror",
+        remedy: "check the network or the index; set MLAGENT_INDEX_URL to a reachable mirror",
         detail: REACH_DETAIL[bad.kind],
         url: null,
         retry: "backoff",

@@ -131,7 +131,7 @@ async function createVenvWith(
     ? `${system.hint} (${system.message.split(" (")[0]} at ${venvDir})`
     : /No module named (venv|ensurepip)|ensurepip is not available|python3-venv/.test(tail)
     ? "The interpreter lacks the venv/ensurepip modules (Debian: apt install python3-venv)"
-    : "Check that the interpreter runs and the directory is writable";
+    : "check that the interpreter runs and the directory is writable";
   throw failed(
     `could not create the venv at ${venvDir}: ${describeRun(r)}${tail ? `\n${indentBlock(tail)}` : ""}`,
     hint,

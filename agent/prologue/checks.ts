@@ -97,7 +97,7 @@ const xidTask: PrologueTask = {
       return [check("kernel.xid", "fail", `${node.length} GPU fault(s) ${window}: ${list(node)}`, {
         fault: "node",
         remedy:
-          "Drain the node; see NVIDIA's Xid catalogue for the code; reset the GPU or reboot, and report recurring ones",
+          "drain the node; see NVIDIA's Xid catalogue for the code; reset the GPU or reboot, and report recurring ones",
       })];
     }
     if (other.length) {
@@ -146,7 +146,7 @@ const tmpdirAndDiskTask: PrologueTask = {
           `; at least ${formatBytes(minFree)} needed`,
         {
           fault: "node",
-          remedy: "Free space on the node (old job dirs under TMPDIR, `mlagent cache clean --yes`)",
+          remedy: "free space on the node (old job dirs under TMPDIR, `mlagent cache clean --yes`)",
         },
       ));
     } else {

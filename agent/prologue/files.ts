@@ -34,8 +34,8 @@ export function venvCheck(v: VenvReport, running: boolean, pyProblem: string | n
   return check("venv.ready", "fail", `${where}${v.condition}: ${v.message}`, {
     fault: interpreterGone ? "node" : "job",
     remedy: v.condition === "installing"
-      ? "Wait for the running install, or submit with a dependency on the install job"
-      : `Run \`mlagent install ${v.profile ?? v.name}\` once (or add --install to the prologue)`,
+      ? "wait for the running install, or submit with a dependency on the install job"
+      : `run \`mlagent install ${v.profile ?? v.name}\` once (or add --install to the prologue)`,
   });
 }
 
@@ -65,7 +65,7 @@ export function modelsCheck(models: ModelReport[]): PrologueCheck {
     ).join("; "),
     {
       fault: "job",
-      remedy: "Run `mlagent install PROFILE` (fetches models) or `mlagent download REPO --local-dir DIR`",
+      remedy: "run `mlagent install PROFILE` (fetches models) or `mlagent download REPO --local-dir DIR`",
     },
   );
 }

@@ -189,7 +189,7 @@ export function evaluateJobGpus(
         {
           fault: "node",
           remedy:
-            "Check `nvidia-smi -L` against the scheduler's GPU count for this node (gres.conf / lsf.shared); on a MIG node each slice counts as one",
+            "check `nvidia-smi -L` against the scheduler's GPU count for this node (gres.conf / lsf.shared); on a MIG node each slice counts as one",
         },
       ),
     );
@@ -200,7 +200,7 @@ export function evaluateJobGpus(
       `cannot check MIG device${unverified.length > 1 ? "s" : ""} ${unverified.join(", ")}${src}: ${
         facts.mig_list_error ?? "nvidia-smi -L listed no MIG UUIDs"
       }`,
-      { remedy: "Run `nvidia-smi -L` on the node; the MIG devices it lists are the ones a job can use" },
+      { remedy: "run `nvidia-smi -L` on the node; the MIG devices it lists are the ones a job can use" },
     ));
   } else {
     const slices = matched.filter((u) => u.mig).length;
@@ -255,7 +255,7 @@ function hiddenGpusCheck(request: GpuRequest, profile: Profile, needs: number): 
     {
       fault: "job",
       remedy:
-        "Remove CUDA_VISIBLE_DEVICES=-1 from the job script and submit with GPUs (`sbatch --gres=gpu:N`, `bsub -gpu num=N`), or use a profile that runs on CPU",
+        "remove CUDA_VISIBLE_DEVICES=-1 from the job script and submit with GPUs (`sbatch --gres=gpu:N`, `bsub -gpu num=N`), or use a profile that runs on CPU",
     },
   );
 }
@@ -303,7 +303,7 @@ export function evaluateJobMemory(
       {
         fault: "node",
         remedy:
-          "Drain the node: a GPU showing far less memory than its model has lost memory to a fault or a setting; check `nvidia-smi -q -d MEMORY,ROW_REMAPPER` and `dmesg`, then reset the GPU or have it replaced",
+          "drain the node: a GPU showing far less memory than its model has lost memory to a fault or a setting; check `nvidia-smi -q -d MEMORY,ROW_REMAPPER` and `dmesg`, then reset the GPU or have it replaced",
       },
     );
   }
@@ -326,7 +326,7 @@ export function evaluateJobMemory(
       "gpu.memory",
       "warn",
       `${unknown.map((j) => say(j.u, j.v)).join("; ")}; the job needs ${want}`,
-      { remedy: "Run `nvidia-smi -q -x` on the node: it prints each GPU's and MIG slice's memory" },
+      { remedy: "run `nvidia-smi -q -x` on the node: it prints each GPU's and MIG slice's memory" },
     );
   }
   return check("gpu.memory", "pass", `${used.map((j) => say(j.u, j.v)).join("; ")}; the job needs ${want}`);
@@ -357,7 +357,7 @@ export function evaluateDriverCompat(
     if (s === "no") {
       return check("cuda.wheels", "fail", `${what}: the driver is too old`, {
         fault: "node",
-        remedy: "Run on a node with a newer driver, or reinstall the venv for this node's driver",
+        remedy: "run on a node with a newer driver, or reinstall the venv for this node's driver",
       });
     }
     return check(
@@ -370,7 +370,7 @@ export function evaluateDriverCompat(
   if ("error" in pick) {
     return check("cuda.wheels", profile.gpu.required ? "fail" : "warn", pick.error, {
       fault: "node",
-      remedy: "Run on a node with a newer NVIDIA driver",
+      remedy: "run on a node with a newer NVIDIA driver",
     });
   }
   return check(

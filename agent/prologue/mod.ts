@@ -74,7 +74,7 @@ export async function runPrologue(env: Env, opts: PrologueOptions): Promise<Prol
       check(id, "fail", `${role} ${p} did not answer a stat within ${probeMs()} ms (dead network mount?)`, {
         fault: "node",
         remedy:
-          "Check the mount (`mount | grep`, `dmesg` for NFS 'not responding'); drain the node until it answers",
+          "check the mount (`mount | grep`, `dmesg` for NFS 'not responding'); drain the node until it answers",
         timedOut: true,
       }),
     settled: (id) => running.get(id) ?? Promise.resolve(),

@@ -1009,7 +1009,7 @@ Deno.test("gpu.health fails a GPU that reports clearly less memory than its mode
   const h = evaluateHealth(bad);
   assert.equal(h.status, "fail");
   assert.match(h.message, /GPU 5 \(NVIDIA H100 80GB HBM3\) reports 40960 MiB total, a healthy one 81559 MiB/);
-  assert.match(h.remedy ?? "", /Drain the node/);
+  assert.match(h.remedy ?? "", /drain the node/);
   assert.equal(evaluateHealth(h100).status, "pass", "81559 MiB is what a healthy H100 80GB reports");
   assert.equal(modelMemoryMib("NVIDIA GH200 480GB"), null, "GH200 is not an H200");
 });

@@ -142,7 +142,7 @@ Deno.test("mlagent doctor text output lists each check and fails on a GPU report
   assert.equal(r.code, 1);
   assert.match(r.stdout, /^ok {3}gpu\.driver +driver 525\.85\.12, CUDA 12\.0 \(nvidia-smi table\)$/m);
   assert.match(r.stdout, /^FAIL gpu\.health +GPU 3 reports ERR!/m);
-  assert.match(r.stdout, /fix: Drain the node/);
+  assert.match(r.stdout, /fix: drain the node/);
   assert.match(r.stdout, /FAILED: .* 1 failed/);
 });
 

@@ -260,7 +260,7 @@ Deno.test("install of an unreachable index exits 1 naming the URL and the connec
   assert.equal(err.index_url, "http://127.0.0.1:9/simple/");
   assert.match(
     r.stderr,
-    /Cannot reach the package index http:\/\/127\.0\.0\.1:9\/simple\/: the connection failed/,
+    /cannot reach the package index http:\/\/127\.0\.0\.1:9\/simple\/: the connection failed/,
   );
   assert.equal(await exists(`${dir}/venvs`), false);
 });
