@@ -28,8 +28,10 @@ export async function resolveProfile(env: Env, ref: string, root?: string): Prom
   } catch (e) {
     if (!(e instanceof MlagentError) || !PROFILE_NAME_PATTERN.test(ref) || !("known" in e.details)) throw e;
     const st = await readVenvState(env, venvDirOf(env, ref, root));
-    const source = st.kind === "ok" ? st.value.plan.profile_source : undefined;
-    if (!source || source.startsWith("builtin:")) throw e;
+    // Any JSON may be there (a corrupt or foreign state file): only a string source is a recorded one.
+    const source = st.kind === "ok" ? st.value?.plan?.profile_source : undefined;
+    if (typeof source !== "string") throw e;
+    if (source.startsWith("builtin:")) throw e;
     let found: ResolvedProfile;
     try {
       found = await findProfile(env, source);

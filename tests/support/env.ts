@@ -5,6 +5,10 @@ export const REPO_ROOT = new URL("../../", import.meta.url).pathname.replace(/\/
 /** Captured real outputs, copied into the repository (see tests/fixtures/SOURCES.md). */
 export const FIXTURES = `${REPO_ROOT}/tests/fixtures`;
 
+/** The Deno cache of this test run (DENO_DIR, else XDG_CACHE_HOME/deno, else ~/.cache/deno). */
+const DENO_DIR = Deno.env.get("DENO_DIR") ||
+  `${Deno.env.get("XDG_CACHE_HOME") || `${Deno.env.get("HOME")}/.cache`}/deno`;
+
 /**
  * Variables for anything a test runs: the machine's global pip configuration, uv settings and Hub settings
  * are dropped so installs and downloads go only where the test points them.
@@ -18,6 +22,9 @@ export function hermeticVars(extra: Record<string, string | undefined> = {}): Re
     vars[k] = v;
   }
   vars.PIP_CONFIG_FILE = "/dev/null";
+  // Deno's own cache follows XDG_CACHE_HOME and HOME, which tests set to hostile values for mlagent's sake:
+  // pin it to the cache this test run uses, so the runtime still finds its modules.
+  vars.DENO_DIR = DENO_DIR;
   vars.PIP_DISABLE_PIP_VERSION_CHECK = "1";
   vars.PIP_NO_INPUT = "1";
   vars.NO_COLOR = "1";
