@@ -127,11 +127,18 @@ function summarize(env: Env, r: DownloadReport) {
       ...r.partial.map((m) => `  partial  ${m}`),
     ];
     if (r.ok) env.log.info(lines.join("\n"));
-    else env.log.error(lines.join("\n"));
+    else {
+      env.log.error(
+        [
+          ...lines,
+          "hint: run it without HF_HUB_OFFLINE where the Hub can be reached to fetch what is missing",
+        ]
+          .join("\n"),
+      );
+    }
     return;
   }
   const rate = r.fetched_bytes ? `, ${formatBytes(r.throughput_bytes_per_s)}/s` : "";
-  const fetchedWhole = r.files_fetched - r.files_resumed;
   const parts = [
     `fetched ${r.files_fetched} of ${r.files} files (${formatBytes(r.fetched_bytes)} over the network)`,
     r.files_reused
@@ -147,7 +154,7 @@ function summarize(env: Env, r: DownloadReport) {
     [
       `downloaded ${r.repo}@${r.revision} (${r.commit?.slice(0, 12)}) into ${r.local_dir}`,
       `  ${parts.join("; ")}`,
-      `  ${formatBytes(r.total_bytes)} in all, ${fetchedWhole} files fetched whole, ${r.retries} retries, ${
+      `  ${formatBytes(r.total_bytes)} in all, ${r.retries} ${r.retries === 1 ? "retry" : "retries"}, ${
         formatDuration(r.duration_ms)
       }${rate}`,
     ].join("\n"),
