@@ -334,3 +334,64 @@ Deno.test("mlagent download --verify --deep re-hashes every file with progress o
   const lone = await runMlagent(["download", server.repo, "--deep"], { env });
   assert.equal(lone.code, 2);
 });
+
+Deno.test(
+  "a killed multi-range download keeps every finished range: the rerun asks only for the unfinished one",
+  opts,
+  async () => {
+    const MiB = 1024 * 1024;
+    const size = 8 * MiB;
+    await using server = new HubServer({
+      files: [{ path: "weights.safetensors", content: { size, seed: 8 }, lfs: true }],
+    });
+    await using dir = await tempDir();
+    // One stream stalls after 1 MiB; judged slow after a second, the rest goes to parallel ranges that finish.
+    server.addFault({
+      path: "weights.safetensors",
+      on: "body",
+      fault: { kind: "stall", afterBytes: MiB, ms: 120_000 },
+    });
+    const env = vars(server, dir.path + "/hf", { MLAGENT_DOWNLOAD_RANGE_MIN_MIB: "1" });
+    const [cmd, ...args] = mlagentArgv(["download", server.repo, "--local-dir", dir.path]);
+    const child = new Deno.Command(cmd, {
+      args,
+      env: hermeticVars(env),
+      clearEnv: true,
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    const state = `${dir.path}/.cache/huggingface/download/weights.safetensors.incomplete.json`;
+    const finishedRanges = async () => {
+      try {
+        const s = JSON.parse(await Deno.readTextFile(state)) as {
+          segments: { start: number; end: number; pos: number }[];
+        };
+        return s.segments.filter((g) => g.start > 0 && g.pos === g.end).length;
+      } catch {
+        return 0;
+      }
+    };
+    const deadline = Date.now() + 60_000;
+    while (server.sent("weights.safetensors") < size - 2 * MiB && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    // The moment the other ranges are on record, before any periodic save could have caught up.
+    while ((await finishedRanges()) < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    child.kill("SIGKILL");
+    await child.status;
+    const before = server.requests.length;
+    const sentBefore = server.sent("weights.safetensors");
+
+    const r = await runMlagent(["download", server.repo, "--local-dir", dir.path, "--json"], { env });
+    assert.equal(r.code, 0, r.stderr);
+    const j = r.json<{ files_resumed: number; resumed_bytes: number; fetched_bytes: number }>();
+    assert.equal(j.files_resumed, 1);
+    const rerun = server.requests.slice(before).filter((q) =>
+      q.method === "GET" && q.path.startsWith("/cdn/")
+    );
+    assert.deepEqual(rerun.map((q) => q.range), [`bytes=${MiB}-${3 * MiB - 1}`]);
+    assert.equal(server.sent("weights.safetensors") - sentBefore, 2 * MiB);
+    assert.equal(j.resumed_bytes, 6 * MiB);
+    assert.equal(j.fetched_bytes, 2 * MiB);
+  },
+);
