@@ -98,7 +98,8 @@ export const downloadCommand: Command = {
     });
     summarize(env, report);
     // stdout carries the result a script uses: the dir, and only when it holds what was asked for.
-    return { exitCode: exitFor(report.ok), json: { ...report }, text: report.ok ? report.local_dir : "" };
+    const dir = report.ok ? report.local_dir : "";
+    return { exitCode: exitFor(report.ok), json: { ...report }, text: dir, quietText: dir || undefined };
   },
 };
 
