@@ -1,19 +1,28 @@
 /** `mlagent download REPO`: a Hugging Face repo into a local dir, resumably and verified. */
 import type { Command } from "../cli.ts";
+import type { Env } from "../core/env.ts";
 import { parseCommandArgs, parseNumberFlag } from "./args.ts";
-import { downloadRepo, type DownloadReport, verifyLocalModel } from "../download/mod.ts";
-import { validateRepoId } from "../download/hub.ts";
-import { exitFor } from "../core/errors.ts";
-import { usageError } from "../core/errors.ts";
+import {
+  downloadRepo,
+  type DownloadReport,
+  validateRepoId,
+  validateRevision,
+  verifyLocalModel,
+  type VerifyResult,
+} from "../download/mod.ts";
+import { exitFor, usageError } from "../core/errors.ts";
 import { formatBytes, formatDuration } from "../core/output.ts";
 import { modelsRoot } from "../core/paths.ts";
 
-const HELP = `Usage: mlagent download REPO [options]
+const HELP =
+  `Usage: mlagent download REPO [--revision REV] [--include GLOB]... [--exclude GLOB]... [--local-dir DIR]
+                        [--parallel N] [--stall-timeout S] [--verify [--deep]] [--json] [-q]
 
 Downloads a Hugging Face model repo (owner/name) into a local dir that \`hf download --local-dir\` also
-understands. A cut or killed download resumes from the bytes already on disk; every file is checked against
-its size and every LFS file against its sha256 before it is put in place. Two jobs downloading into one dir
-take turns (the second finds the files done).
+understands, and prints that dir on stdout (so \`dir=$(mlagent download REPO)\` works, as with \`hf download\`);
+the summary goes to stderr. A cut or killed download resumes from the bytes already on disk; every file is
+checked against its size and hash before it is put in place. Two jobs downloading into one dir take turns
+(the second finds the files done).
 
 Options:
   --revision REV        branch, tag or commit (default: main)
@@ -22,16 +31,22 @@ Options:
   --local-dir DIR       target dir (default: $MLAGENT_MODELS_DIR/OWNER/NAME)
   --parallel N          files fetched at once (default 8)
   --stall-timeout S     seconds without a byte before a transfer is aborted and resumed (default 60)
-  --verify              only check what is on disk (offline), list what is missing
+  --verify              only check what is on disk (offline), the same check status and prologue make:
+                        every listed file there, at its size, with its hash on record; list what is not
+  --deep                with --verify: also re-hash every file (sha256, or git blob sha1 for small files)
   --json                one JSON document on stdout
+  -q, --quiet           no summary; errors only
 
 Environment:
   HF_ENDPOINT           the Hub (default https://huggingface.co)
-  HF_TOKEN              access token (else $HF_HOME/token); sent only to the Hub host, never printed
+  HF_TOKEN              access token (else the file HF_TOKEN_PATH, default $HF_HOME/token, cleaned as hf
+                        cleans it); sent only to the Hub host, never printed
   HF_HUB_OFFLINE=1      no network: verify what is present and list what is missing
-  MLAGENT_STALL_TIMEOUT_S, MLAGENT_DOWNLOAD_BACKOFF_MS, MLAGENT_DOWNLOAD_RANGE_MIN_MIB
+  MLAGENT_MODELS_DIR, MLAGENT_STALL_TIMEOUT_S, MLAGENT_DOWNLOAD_BACKOFF_MS, MLAGENT_DOWNLOAD_RANGE_MIN_MIB
 
-Exit codes: 0 done, 1 failed (or files missing offline), 2 bad repo id / flag / hostile listing / target is a file.`;
+Exit codes: 0 done (or complete, with --verify); 1 failed, or files missing or unproven (--verify, offline);
+2 bad repo id, revision, flag or token, a hostile listing or redirect target, a target that is a file, a
+.cache that leads out of the dir.`;
 
 export const downloadCommand: Command = {
   name: "download",
@@ -45,6 +60,7 @@ export const downloadCommand: Command = {
       parallel: { type: "string" },
       "stall-timeout": { type: "string" },
       verify: { type: "boolean" },
+      deep: { type: "boolean" },
     });
     if (positionals.length !== 1) {
       throw usageError("download: give exactly one REPO (owner/name)", "see: mlagent download --help");
@@ -52,6 +68,11 @@ export const downloadCommand: Command = {
     const repo = positionals[0];
     const bad = validateRepoId(repo);
     if (bad) throw usageError(`download: ${bad}`, "a repo id looks like tencent/HunyuanVideo-I2V");
+    const badRev = values.revision === undefined ? null : validateRevision(values.revision);
+    if (badRev) throw usageError(`download: ${badRev}`, "a revision is a branch, a tag or a commit hash");
+    if (values.deep && !values.verify) {
+      throw usageError("download: --deep goes with --verify", "mlagent download REPO --verify --deep");
+    }
     const parallel = parseNumberFlag("download", "parallel", values.parallel, { min: 1, integer: true });
     const stall = parseNumberFlag("download", "stall-timeout", values["stall-timeout"], { min: 1 });
     const localDir = values["local-dir"] ?? `${modelsRoot(env)}/${repo}`;
@@ -62,22 +83,9 @@ export const downloadCommand: Command = {
         localDir,
         include: values.include,
         exclude: values.exclude,
-        deep: true,
+        deep: values.deep ?? false,
       });
-      const lines = [
-        `${v.complete ? "complete" : "INCOMPLETE"}: ${repo} in ${v.local_dir} (${v.files} files, ${
-          formatBytes(v.bytes)
-        })`,
-        ...(v.reason ? [`  ${v.reason}`] : []),
-        ...v.missing.map((m) => `  missing  ${m}`),
-        ...v.partial.map((m) => `  partial  ${m}`),
-        ...v.corrupt.map((m) => `  corrupt  ${m}`),
-      ];
-      return {
-        exitCode: exitFor(v.complete),
-        json: { ok: v.complete, ...v },
-        text: lines.join("\n"),
-      };
+      return { exitCode: exitFor(v.complete), json: { ok: v.complete, ...v }, text: renderVerify(v) };
     }
     const report = await downloadRepo(env, {
       repo,
@@ -88,25 +96,68 @@ export const downloadCommand: Command = {
       parallel,
       stallTimeoutMs: stall === undefined ? undefined : stall * 1000,
     });
-    return { exitCode: exitFor(report.ok), json: { ...report }, text: renderReport(report) };
+    summarize(env, report);
+    // stdout carries the result a script uses: the dir, and only when it holds what was asked for.
+    const dir = report.ok ? report.local_dir : "";
+    return { exitCode: exitFor(report.ok), json: { ...report }, text: dir, quietText: dir || undefined };
   },
 };
 
-function renderReport(r: DownloadReport): string {
+function renderVerify(v: Required<VerifyResult>): string {
+  return [
+    `${v.complete ? "complete" : "INCOMPLETE"}: ${v.repo} in ${v.local_dir} (${v.files} files, ${
+      formatBytes(v.bytes)
+    }${v.hashed_files ? `, ${v.hashed_files} hashed` : ""})`,
+    ...(v.reason ? [`  ${v.reason}`] : []),
+    ...v.missing.map((m) => `  missing     ${m}`),
+    ...v.partial.map((m) => `  partial     ${m}`),
+    ...v.corrupt.map((m) => `  corrupt     ${m}`),
+    ...v.unverified.map((m) => `  unverified  ${m}`),
+  ].join("\n");
+}
+
+/** The summary for people, on stderr: what was fetched, what was reused and what was resumed, in words. */
+function summarize(env: Env, r: DownloadReport) {
   if (r.offline) {
-    const head = `${
-      r.ok ? "complete" : "INCOMPLETE"
-    } (offline): ${r.repo} in ${r.local_dir}, ${r.files} files`;
-    return [head, ...r.missing.map((m) => `  missing  ${m}`), ...r.partial.map((m) => `  partial  ${m}`)]
-      .join("\n");
+    const lines = [
+      `${
+        r.ok ? "complete" : "INCOMPLETE"
+      } (offline, HF_HUB_OFFLINE is set): ${r.repo} in ${r.local_dir}, ${r.files} files`,
+      ...(r.reason ? [`  ${r.reason}`] : []),
+      ...r.missing.map((m) => `  missing  ${m}`),
+      ...r.partial.map((m) => `  partial  ${m}`),
+    ];
+    if (r.ok) env.log.info(lines.join("\n"));
+    else {
+      env.log.error(
+        [
+          ...lines,
+          "hint: run it without HF_HUB_OFFLINE where the Hub can be reached to fetch what is missing",
+        ]
+          .join("\n"),
+      );
+    }
+    return;
   }
   const rate = r.fetched_bytes ? `, ${formatBytes(r.throughput_bytes_per_s)}/s` : "";
-  return [
-    `downloaded ${r.repo}@${r.revision} (${r.commit?.slice(0, 12)}) into ${r.local_dir}`,
-    `  ${r.files} files, ${formatBytes(r.total_bytes)}: fetched ${r.files_fetched} (${
-      formatBytes(r.fetched_bytes)
-    }), ` +
-    `already there ${r.files_reused}, resumed ${r.files_resumed} (${formatBytes(r.reused_bytes)} reused), ` +
-    `${r.retries} retries, ${formatDuration(r.duration_ms)}${rate}`,
-  ].join("\n");
+  const parts = [
+    `fetched ${r.files_fetched} of ${r.files} files (${formatBytes(r.fetched_bytes)} over the network)`,
+    r.files_reused
+      ? `${r.files_reused} already complete and reused (${formatBytes(r.reused_bytes - r.resumed_bytes)})`
+      : "",
+    r.files_resumed
+      ? `${r.files_resumed} resumed from an earlier run's partial download (${
+        formatBytes(r.resumed_bytes)
+      } kept, not fetched again)`
+      : "",
+  ].filter(Boolean);
+  env.log.info(
+    [
+      `downloaded ${r.repo}@${r.revision} (${r.commit?.slice(0, 12)}) into ${r.local_dir}`,
+      `  ${parts.join("; ")}`,
+      `  ${formatBytes(r.total_bytes)} in all, ${r.retries} ${r.retries === 1 ? "retry" : "retries"}, ${
+        formatDuration(r.duration_ms)
+      }${rate}`,
+    ].join("\n"),
+  );
 }

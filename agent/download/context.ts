@@ -68,7 +68,10 @@ export interface Ctx {
   signal: AbortSignal;
   retries: number;
   fetched: number;
+  /** Bytes not fetched: complete files found done, plus `resumed`. */
   reused: number;
+  /** Bytes of partial files an earlier run left, kept and resumed from. */
+  resumed: number;
   filesResumed: number;
   active: Set<Job>;
   /** Dirs known to exist (saves a mkdir per file). */

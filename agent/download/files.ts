@@ -1,7 +1,10 @@
 /** Where a download keeps its parts and records in the local dir (the layout `hf download --local-dir` uses), and reading them. */
+import { createHash } from "node:crypto";
 import type { Env } from "../core/env.ts";
-import type { Manifest } from "./types.ts";
+import { hasControlChar } from "./hub.ts";
+import type { ListedFile, Manifest } from "./types.ts";
 
+export const RECORD_DIR = ".cache/huggingface";
 export const META_DIR = ".cache/huggingface/download";
 export const MANIFEST = ".cache/huggingface/mlagent_manifest.json";
 
@@ -19,6 +22,7 @@ export const parentOf = (p: string) => p.slice(0, p.lastIndexOf("/"));
 /** Pure: why a listed path may not be written under the local dir, or null if it is safe. */
 export function hostilePathReason(path: string): string | null {
   if (path === "" || path.includes("\0")) return "is empty or contains a NUL byte";
+  if (hasControlChar(path)) return "contains a control character";
   if (path.startsWith("/")) return "is absolute";
   if (path.includes("\\")) return "contains a backslash";
   const parts = path.split("/");
@@ -26,6 +30,70 @@ export function hostilePathReason(path: string): string | null {
   if (parts.some((p) => p === "" || p === ".")) return "has an empty or '.' component";
   if (path === ".cache/huggingface" || path.startsWith(".cache/huggingface/")) {
     return "would overwrite the download records in .cache/huggingface";
+  }
+  return null;
+}
+
+/**
+ * Where huggingface_hub (since PR #4228) downloads a file before moving it into place: beside the record,
+ * `<urlsafe-base64(sha1("<name>.metadata"))>.<etag>.incomplete` (_local_folder.py `incomplete_path`).
+ */
+export function hfPartPath(localDir: string, path: string, etag: string): string {
+  const rec = metadataPath(localDir, path);
+  const name = rec.slice(rec.lastIndexOf("/") + 1);
+  const short = createHash("sha1").update(name).digest("base64").replace(/\+/g, "-").replace(/\//g, "_");
+  return `${parentOf(rec)}/${short}.${etag}.incomplete`;
+}
+
+/**
+ * huggingface_hub's listing of a commit in a local dir, `.cache/huggingface/trees/<commit>.json` (format 1,
+ * written by snapshot_download before it fetches: _tree_cache.py @ ee0a4510), or null if there is none or
+ * it is not one this reader knows.
+ */
+export async function readHfTree(
+  env: Env,
+  localDir: string,
+  commit: string,
+): Promise<Record<string, ListedFile> | null> {
+  if (!/^[0-9a-f]{40}$/.test(commit)) return null;
+  try {
+    const data = JSON.parse(await env.fs.readTextFile(`${localDir}/${RECORD_DIR}/trees/${commit}.json`));
+    if (data?.format_version !== 1 || typeof data.files !== "object" || data.files === null) return null;
+    const out: Record<string, ListedFile> = {};
+    for (const [path, info] of Object.entries(data.files as Record<string, Record<string, unknown>>)) {
+      if (!Number.isSafeInteger(info?.size) || typeof info.blob_id !== "string") return null;
+      const sha = typeof info.lfs_sha256 === "string" ? info.lfs_sha256 : undefined;
+      out[path] = { size: info.size as number, etag: sha ?? info.blob_id, ...(sha ? { sha256: sha } : {}) };
+    }
+    return out;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Pure-ish: why the record folder `.cache/huggingface` (or a folder on the way to it) cannot be trusted, or
+ * null: a symlink that leads out of the local dir would put records, parts and the manifest elsewhere.
+ */
+export async function recordDirProblem(env: Env, localDir: string): Promise<string | null> {
+  let root: string;
+  try {
+    root = await env.fs.realPath(localDir);
+  } catch {
+    return null; // No dir yet: nothing in it can be a symlink.
+  }
+  for (const rel of [".cache", RECORD_DIR, META_DIR]) {
+    const full = `${localDir}/${rel}`;
+    const lst = await env.fs.lstat(full).catch(() => null);
+    if (!lst) return null;
+    if (lst.isSymlink) {
+      const real = await env.fs.realPath(full).catch(() => null);
+      if (!real || (real !== root && !real.startsWith(root + "/"))) {
+        return `${full} is a symlink to ${real ?? "a path that does not exist"}, outside ${localDir}`;
+      }
+    } else if (!lst.isDirectory) {
+      return `${full} is not a directory`;
+    }
   }
   return null;
 }

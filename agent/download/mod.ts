@@ -13,9 +13,13 @@ import {
   hubEndpoint,
   type HubFile,
   HubHttpError,
+  networkHint,
+  quote,
   readToken,
   redact,
+  REFUSED_REDIRECT,
   validateRepoId,
+  validateRevision,
 } from "./hub.ts";
 import { downloadLockSpec, withLock } from "../lock/mod.ts";
 import { formatBytes } from "../core/output.ts";
@@ -28,6 +32,7 @@ import {
   META_DIR,
   readManifest,
   readMetadata,
+  recordDirProblem,
   scanFiles,
   statOrNull,
   writeMetadata,
@@ -47,21 +52,30 @@ export { contiguousEnd } from "./transfer.ts";
 export type { DownloadReport, VerifyResult } from "./types.ts";
 export { verifyLocalModel } from "./verify.ts";
 
-export { validateRepoId } from "./hub.ts";
+export { cleanToken, readToken, validateRepoId, validateRevision } from "./hub.ts";
 
 export async function downloadRepo(env: Env, opts: DownloadOptions): Promise<DownloadReport> {
   const started = env.now();
   const bad = validateRepoId(opts.repo);
   if (bad) throw badInput(bad, "a repo id looks like tencent/HunyuanVideo-I2V");
   const revision = opts.revision ?? "main";
+  const badRev = validateRevision(revision);
+  if (badRev) throw badInput(badRev, "a revision is a branch, a tag or a commit hash");
   const localDir = absolute(env, opts.localDir);
   const st = await statOrNull(env, localDir);
   if (st && !st.isDirectory) throw badInput(`target ${localDir} exists and is not a directory`);
+  const recordDir = await recordDirProblem(env, localDir);
+  if (recordDir) {
+    throw badInput(
+      `${recordDir}: the download records and parts would be written there`,
+      `remove it (or make it a plain directory) and run again; nothing was written`,
+    );
+  }
 
   const offline = ["1", "on", "yes", "true"].includes((env.vars.HF_HUB_OFFLINE ?? "").toLowerCase());
   if (offline) {
     const v = await verifyLocalModel(env, { ...opts, localDir });
-    const missing = [...v.missing, ...v.corrupt];
+    const missing = [...v.missing, ...v.corrupt, ...v.unverified];
     return {
       ok: v.complete,
       repo: opts.repo,
@@ -76,11 +90,13 @@ export async function downloadRepo(env: Env, opts: DownloadOptions): Promise<Dow
       total_bytes: v.bytes,
       fetched_bytes: 0,
       reused_bytes: v.bytes,
+      resumed_bytes: 0,
       retries: 0,
       duration_ms: env.now() - started,
       throughput_bytes_per_s: 0,
       missing,
       partial: v.partial,
+      reason: v.reason,
     };
   }
 
@@ -108,6 +124,7 @@ export async function downloadRepo(env: Env, opts: DownloadOptions): Promise<Dow
     retries: 0,
     fetched: 0,
     reused: 0,
+    resumed: 0,
     filesResumed: 0,
     active: new Set(),
     dirs: new Set(),
@@ -127,7 +144,7 @@ export async function downloadRepo(env: Env, opts: DownloadOptions): Promise<Dow
     const why = hostilePathReason(f.path);
     if (why) {
       throw badInput(
-        `${opts.repo}@${revision} lists a file path that ${why}: ${JSON.stringify(f.path)}`,
+        `${opts.repo}@${revision} lists a file path that ${why}: ${quote(f.path)}`,
         "refused; nothing was written",
       );
     }
@@ -142,7 +159,7 @@ export async function downloadRepo(env: Env, opts: DownloadOptions): Promise<Dow
   const absent = (opts.requiredFiles ?? []).filter((r) => !byPath.has(r));
   if (absent.length) {
     throw failed(
-      `${opts.repo}@${revision} has no file ${absent.map((a) => JSON.stringify(a)).join(", ")}`,
+      `${opts.repo}@${revision} has no file ${absent.map((a) => quote(a)).join(", ")}`,
       "check the profile's model files against the repo",
     );
   }
@@ -190,6 +207,9 @@ export async function downloadRepo(env: Env, opts: DownloadOptions): Promise<Dow
         }
       }
       if (!opts.skipDiskCheck) await checkFreeSpace(env, localDir, jobs);
+      // The whole listing goes to disk before the first byte: a run killed from here on leaves a dir whose
+      // missing files are named by it, never one that looks complete because it lacks the files not fetched.
+      await writeManifest(env, localDir, opts.repo, revision, ctx.commit, [], mtimes, listed, false);
       const stopProgress = startProgress(ctx, jobs);
       try {
         const parallel = opts.parallel ?? 8;
@@ -199,7 +219,7 @@ export async function downloadRepo(env: Env, opts: DownloadOptions): Promise<Dow
         stopProgress();
       }
       for (const j of jobs) mtimes.set(j.file.path, j.mtimeMs ?? 0);
-      await writeManifest(env, localDir, opts.repo, revision, ctx.commit, wanted, mtimes, listed);
+      await writeManifest(env, localDir, opts.repo, revision, ctx.commit, wanted, mtimes, listed, true);
       const duration = Math.max(1, env.now() - started);
       return {
         ok: true,
@@ -215,11 +235,13 @@ export async function downloadRepo(env: Env, opts: DownloadOptions): Promise<Dow
         total_bytes: wanted.reduce((a, f) => a + f.size, 0),
         fetched_bytes: ctx.fetched,
         reused_bytes: ctx.reused,
+        resumed_bytes: ctx.resumed,
         retries: ctx.retries,
         duration_ms: duration,
         throughput_bytes_per_s: Math.round(ctx.fetched / (duration / 1000)),
         missing: [],
         partial: [],
+        reason: null,
       };
     });
   } catch (e) {
@@ -237,6 +259,12 @@ export async function downloadRepo(env: Env, opts: DownloadOptions): Promise<Dow
 function toMlagentError(e: unknown, repo: string, revision: string, client: HubClient): unknown {
   if (e instanceof MlagentError) return e;
   if (e instanceof HubHttpError) {
+    if (e.errorCode === REFUSED_REDIRECT) {
+      return badInput(
+        e.message,
+        "the Hub (or something posing as it) sent a hostile redirect; nothing from it was written",
+      );
+    }
     const gated = e.errorCode === "GatedRepo";
     if (gated) {
       return failed(
@@ -260,6 +288,12 @@ function toMlagentError(e: unknown, repo: string, revision: string, client: HubC
           ? `check the repo id, and that the token's account can read ${repo} (private repos need an invited account; fine-grained tokens need read access to it)`
           : `if ${repo} is private or gated, set HF_TOKEN (or run \`hf auth login\`) with a token that can read it`,
       );
+    }
+    if (e.reach) {
+      return failed(e.message, networkHint(e.reach, client.endpoint), {
+        reach_failure: e.reach,
+        endpoint: client.endpoint,
+      });
     }
     return failed(
       e.message,
@@ -300,7 +334,7 @@ async function refuseSymlinkEscapes(env: Env, localDir: string, paths: string[])
         const real = await env.fs.realPath(full).catch(() => null);
         if (!real || (real !== root && !real.startsWith(root + "/"))) {
           throw badInput(
-            `${JSON.stringify(p)} would be written outside ${localDir} through the symlink ${rel}`,
+            `${quote(p)} would be written outside ${localDir} through the symlink ${rel}`,
             "refused; nothing was written",
           );
         }
@@ -360,6 +394,11 @@ async function checkFreeSpace(env: Env, localDir: string, jobs: Job[]) {
   }
 }
 
+/**
+ * Records the listing of `commit` and the files verified so far (atomically: a reader sees the old manifest
+ * or the new one). Before the transfers `files` is empty and only the entries an earlier run of the same
+ * commit verified are kept; at the end the run's files join them and `completed_at` is set.
+ */
 async function writeManifest(
   env: Env,
   localDir: string,
@@ -369,6 +408,7 @@ async function writeManifest(
   files: HubFile[],
   mtimes: Map<string, number>,
   listed: HubFile[],
+  completed: boolean,
 ) {
   const old = await readManifest(env, localDir);
   const entries: Manifest["files"] = old && old.commit === commit && old.repo === repo
@@ -382,12 +422,14 @@ async function writeManifest(
       mtime_ms: mtimes.get(f.path) ?? 0,
     };
   }
+  const now = new Date(env.now()).toISOString();
   const m: Manifest = {
-    schema_version: 1,
+    schema_version: 2,
     repo,
     revision,
     commit,
-    completed_at: new Date(env.now()).toISOString(),
+    listed_at: old && old.commit === commit && old.repo === repo && old.listed_at ? old.listed_at : now,
+    completed_at: completed ? now : null,
     files: entries,
     listing: Object.fromEntries(
       listed.map((f) => [f.path, {
@@ -397,7 +439,7 @@ async function writeManifest(
       }]),
     ),
   };
-  await writeText(env, `${localDir}/${MANIFEST}`, JSON.stringify(m, null, 2) + "\n");
+  await writeText(env, `${localDir}/${MANIFEST}`, JSON.stringify(m) + "\n");
 }
 
 /** Runs `work` over `items` with at most `n` at once; the first failure aborts the rest. */

@@ -1,6 +1,6 @@
 /** Moving one file's bytes: HEAD, GET (whole or in ranges, resumed), hashing as they land, verify, rename, record. */
 import { failed } from "../core/errors.ts";
-import { type FileMetadata, HubHttpError } from "./hub.ts";
+import { type FileMetadata, HubHttpError, networkHint } from "./hub.ts";
 import { formatBytes, formatDuration } from "../core/output.ts";
 import {
   type Ctx,
@@ -76,6 +76,7 @@ export async function fetchFile(ctx: Ctx, job: Job): Promise<void> {
       if (verifyAttempt === 1 && already > 0) {
         job.resumedFrom = already;
         ctx.reused += already;
+        ctx.resumed += already;
         ctx.filesResumed++;
         env.log.info(`${path}: resuming at ${formatBytes(already)} of ${formatBytes(meta.size)}`);
       }
@@ -161,6 +162,10 @@ async function fetchSegments(ctx: Ctx, job: Job, state: PartState, url: string) 
             fileAbort.abort(e);
             throw e;
           });
+          // A finished range is on record at once: a kill before the next periodic save refetches none of it.
+          if (multi() && queue.length + state.segments.filter((s) => s.pos < s.end).length > 0) {
+            await saveState(ctx, job, state).catch(() => {});
+          }
         }
       })());
     }
@@ -259,9 +264,13 @@ async function fetchSegment(
       if (signal.aborted || !isRetriable(e)) throw e;
       failures = seg.pos > before ? 1 : failures + 1;
       if (failures >= ctx.maxRetries) {
+        const reach = e instanceof HubHttpError ? e.reach : undefined;
         throw failed(
           `${job.file.path}: ${errText(e, ctx.token)}, ${failures} attempts in a row without progress`,
-          "run the same command again to resume from the bytes already fetched",
+          `${
+            reach ? `${networkHint(reach, ctx.client.endpoint)}; then ` : ""
+          }run the same command again to resume from the bytes already fetched`,
+          reach ? { reach_failure: reach } : undefined,
         );
       }
       ctx.retries++;
@@ -275,6 +284,13 @@ async function fetchSegment(
       await ctx.env.sleep(delay, signal);
     }
   }
+}
+
+function tooLong(job: Job, what: string) {
+  return failed(
+    `${job.file.path}: the server ${what}, but the Hub lists the file at ${job.size} bytes; refused`,
+    "the Hub or a proxy is serving something other than the listed file; nothing past the listed size was kept",
+  );
 }
 
 function isExpiredCdnLink(ctx: Ctx, e: unknown, url: string): boolean {
@@ -327,6 +343,12 @@ async function streamOnce(
         throw new RestartFile(`the server answered a different range (${res.headers.get("content-range")})`);
       }
     }
+    // The body may not be longer than the part of the listed size asked for: a server that says or sends
+    // more is lying about the file, and its surplus is never written.
+    const announced = Number(res.headers.get("content-length") ?? NaN);
+    if (announced > requestedEnd - seg.pos) {
+      throw tooLong(job, `announced ${announced} bytes for bytes ${seg.pos}-`);
+    }
     if (!res.body) throw new HubHttpError(`${job.file.path}: empty body`, res.status, true);
     file = await ctx.env.fs.open(incompletePath(ctx.localDir, job.file.path), {
       write: true,
@@ -345,7 +367,13 @@ async function streamOnce(
         buf = value.buffer as ArrayBuffer;
         last = ctx.env.now();
         let chunk = value;
-        if (seg.pos + chunk.length > seg.end) chunk = chunk.subarray(0, seg.end - seg.pos);
+        if (seg.pos + chunk.length > seg.end) {
+          if (seg.end === requestedEnd) {
+            throw tooLong(job, `sent more than the ${requestedEnd - seg.pos} bytes left`);
+          }
+          // A split shortened this segment: the rest of this body belongs to the ranges that took over.
+          chunk = chunk.subarray(0, seg.end - seg.pos);
+        }
         // Synchronous: a page-cache write is faster than another trip through the event loop. Measured on a
         // 2-core node: async writes double-buffered on Deno's pool took 30-60% longer for 1 GiB, and 1 MiB
         // BYOB buffers 2-3x the system time of 256 KiB ones (each read hands the buffer over).
@@ -356,9 +384,6 @@ async function streamOnce(
         job.done += chunk.length;
         ctx.fetched += chunk.length;
         if (seg.end < requestedEnd && seg.pos >= seg.end) break;
-        if (chunk.length < value.length) {
-          throw new RestartFile(`the server sent more bytes than the ${job.size} expected`);
-        }
       }
     } finally {
       reader.cancel().catch(() => {});

@@ -51,12 +51,17 @@ export interface DownloadReport {
   files_resumed: number;
   total_bytes: number;
   fetched_bytes: number;
+  /** Bytes not fetched by this run: files already complete plus the kept parts of resumed files. */
   reused_bytes: number;
+  /** The part of reused_bytes that came from partial files an earlier run left (resumed, not refetched). */
+  resumed_bytes: number;
   retries: number;
   duration_ms: number;
   throughput_bytes_per_s: number;
   missing: string[];
   partial: string[];
+  /** Offline: why the dir is not complete when that is not a file list (another repo or revision, ...). */
+  reason: string | null;
 }
 
 export interface VerifyOptions {
@@ -66,7 +71,7 @@ export interface VerifyOptions {
   requiredFiles?: string[];
   include?: string[];
   exclude?: string[];
-  /** Re-hash every LFS file even if size and mtime match what was verified (slow on big models). */
+  /** Re-hash every file (sha256 for LFS files, git blob sha1 for the others) against its recorded hash. */
   deep?: boolean;
 }
 
@@ -81,24 +86,53 @@ export interface VerifyResult {
   missing: string[];
   /** Files with an `.incomplete` download or a wrong size. */
   partial: string[];
-  /** Files whose bytes no longer match the recorded sha256. */
+  /** Files whose bytes no longer match the recorded hash. */
   corrupt: string[];
-  /** Why the dir is not a finished download of this repo, if so. */
+  // The three fields below are always set by verifyLocalModel; optional only so that reports built on this
+  // type elsewhere (status's ModelReport) need not carry them.
+  /**
+   * Files present at the listed size that nothing proves: no record of their hash, a record of other bytes
+   * (another revision's), or changed since their record with no hash to check them against.
+   */
+  unverified?: string[];
+  /**
+   * Where the list of expected files came from: mlagent's manifest, huggingface_hub's
+   * `.cache/huggingface/trees/<commit>.json`, or "unknown" (only per-file records, or nothing).
+   */
+  listing?: "mlagent" | "hf" | "unknown";
+  /** Files whose bytes were hashed by this check (all of them with `deep`). */
+  hashed_files?: number;
+  /** Why the dir is not complete, in words, whenever it is not (the lists above name the files). */
   reason: string | null;
 }
 
-/** What mlagent records about a finished download; huggingface_hub ignores it. */
+/** One file as the Hub lists it: size, etag (git blob sha1, or the sha256 of an LFS file), sha256 if LFS. */
+export interface ListedFile {
+  size: number;
+  etag: string;
+  sha256?: string;
+}
+
+/**
+ * What mlagent records about a download; huggingface_hub ignores it. Written (atomically) with the whole
+ * listing before the first byte of a run is fetched, and again when the run ends: a run killed in between
+ * leaves a listing against which the missing files are named.
+ */
 export interface Manifest {
-  schema_version: 1;
+  /** 2 since the listing is written first; 1 (written only at the end of a run) is still read. */
+  schema_version: 1 | 2;
   repo: string;
   revision: string;
   commit: string;
-  completed_at: string;
-  /** The files downloaded (and verified) so far, with their mtime at that moment. */
-  files: Record<string, { size: number; etag: string; sha256?: string; mtime_ms: number }>;
+  /** When the listing was recorded. */
+  listed_at?: string;
+  /** When a run last finished every file it was asked for; null while one runs (or after it was killed). */
+  completed_at: string | null;
+  /** Files mlagent verified and finished, with their mtime at that moment (a later change is then seen). */
+  files: Record<string, ListedFile & { mtime_ms: number }>;
   /**
    * Every file of the revision, downloaded or not, so a later check with a wider include knows what the
-   * repo has beyond what an earlier, narrower download fetched.
+   * repo has beyond what an earlier, narrower download fetched. Absent in schema 1 manifests of old runs.
    */
-  listing?: Record<string, { size: number; etag: string; sha256?: string }>;
+  listing?: Record<string, ListedFile>;
 }

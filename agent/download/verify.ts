@@ -1,24 +1,30 @@
 /** Hashing files and judging a local model dir against its records, without the network. */
 import { createHash } from "node:crypto";
 import type { Env } from "../core/env.ts";
+import { formatBytes, formatDuration } from "../core/output.ts";
 import { absolute } from "../core/paths.ts";
 import {
+  hfPartPath,
   hostilePathReason,
-  incompletePath,
+  MANIFEST,
   META_DIR,
+  readHfTree,
   readManifest,
   readMetadata,
+  recordDirProblem,
   scanFiles,
   statOrNull,
 } from "./files.ts";
 import { filterPaths } from "./glob.ts";
-import type { VerifyOptions, VerifyResult } from "./types.ts";
+import { quote } from "./hub.ts";
+import type { ListedFile, Manifest, VerifyOptions, VerifyResult } from "./types.ts";
 
 export async function hashFile(
   env: Env,
   path: string,
   algo: "sha256" | "git-sha1",
   signal?: AbortSignal,
+  onRead?: (bytes: number) => void,
 ): Promise<string> {
   const h = createHash(algo === "sha256" ? "sha256" : "sha1");
   const file = await env.fs.open(path, { read: true });
@@ -30,6 +36,7 @@ export async function hashFile(
       const n = await file.read(buf);
       if (n === null) break;
       h.update(buf.subarray(0, n));
+      onRead?.(n);
     }
   } finally {
     file.close();
@@ -40,16 +47,27 @@ export async function hashFile(
 export const isSha256 = (s: string | undefined) => !!s && /^[0-9a-f]{64}$/.test(s);
 export const isSha1 = (s: string | undefined) => !!s && /^[0-9a-f]{40}$/.test(s);
 
+/** Pure: the hash an etag is (sha256 of an LFS file, git blob sha1 of a regular one), or null if neither. */
+export const algoOf = (etag: string | undefined): "sha256" | "git-sha1" | null =>
+  isSha256(etag) ? "sha256" : isSha1(etag) ? "git-sha1" : null;
+
+/** Pure: whether a glob is a plain file name (no fnmatch special character, no trailing "/"). */
+const isLiteral = (glob: string) => !/[*?[]/.test(glob) && !glob.endsWith("/");
+
 // ---------------------------------------------------------------------------------------------- verify
 
 /**
- * Offline: is `localDir` a finished download of `repo` (at `revision`)? Uses mlagent's manifest (sizes and
- * sha256 checked at download time; a file whose size or mtime changed since is re-hashed), else the
- * `.metadata` records huggingface_hub writes. Never touches the network.
+ * Offline: is `localDir` a finished download of `repo` (at `revision`)? The one judgement status, prologue,
+ * `download --verify` and install's model step share. The expected files are the listing of the commit the
+ * dir holds (mlagent's manifest, else huggingface_hub's `trees/<commit>.json`) after include/exclude, plus
+ * the required files; each must be there at its listed size with a record (`.metadata`) that vouches for its
+ * hash and that it has not changed since. A `.incomplete` part, a missing file, a wrong size, a file nothing
+ * vouches for, or no listing at all (only per-file records) keeps the dir incomplete. A file changed since its
+ * record is hashed; with `deep` every file is. Never touches the network.
  */
-export async function verifyLocalModel(env: Env, opts: VerifyOptions): Promise<VerifyResult> {
+export async function verifyLocalModel(env: Env, opts: VerifyOptions): Promise<Required<VerifyResult>> {
   const localDir = absolute(env, opts.localDir);
-  const result: VerifyResult = {
+  const result: Required<VerifyResult> = {
     complete: false,
     repo: opts.repo,
     commit: null,
@@ -59,71 +77,213 @@ export async function verifyLocalModel(env: Env, opts: VerifyOptions): Promise<V
     missing: [],
     partial: [],
     corrupt: [],
+    unverified: [],
+    listing: "unknown",
+    hashed_files: 0,
     reason: null,
   };
+  const untrusted = await recordDirProblem(env, localDir);
+  if (untrusted) {
+    result.reason = `${untrusted}; its download records are not trusted`;
+    return result;
+  }
+  const reasons: string[] = [];
+  const recordDir = await scanFiles(env, `${localDir}/${META_DIR}`);
+  const recorded = [...recordDir].filter((p) => p.endsWith(".metadata")).map((p) =>
+    p.slice(0, -".metadata".length)
+  );
   const manifest = await readManifest(env, localDir);
-  const expected = new Map<string, { size?: number; etag?: string; sha256?: string; mtime_ms?: number }>();
+  let listing: Record<string, ListedFile> | null = null;
+  let verified: Manifest["files"] = {};
   if (manifest) {
+    result.listing = "mlagent";
     result.commit = manifest.commit;
-    if (manifest.repo !== opts.repo) result.reason = `the dir holds ${manifest.repo}, not ${opts.repo}`;
-    else if (opts.revision && opts.revision !== manifest.revision && opts.revision !== manifest.commit) {
-      result.reason = `the dir holds revision ${manifest.revision} (${
-        manifest.commit.slice(0, 12)
-      }), not ${opts.revision}`;
+    listing = manifest.listing ?? manifest.files;
+    verified = manifest.files;
+    if (manifest.repo !== opts.repo) reasons.push(`the dir holds ${manifest.repo}, not ${opts.repo}`);
+    else if (opts.revision && !revisionMatches(opts.revision, manifest.revision, manifest.commit)) {
+      reasons.push(
+        `the dir holds revision ${quote(manifest.revision)} (commit ${manifest.commit.slice(0, 12)}), not ${
+          quote(opts.revision)
+        }`,
+      );
     }
-    const all = manifest.listing ?? manifest.files;
-    for (const p of filterPaths(Object.keys(all), opts.include, opts.exclude)) {
-      // Not in `files`: listed but never fetched here; no mtime, so the checks below treat it as unverified.
-      expected.set(p, manifest.files[p] ?? all[p]);
+  } else if (recorded.length) {
+    // Filled by `hf download --local-dir`: its records name the commit each file came from.
+    const commit = await heldCommit(env, localDir, recorded, opts.revision);
+    result.commit = commit.commit;
+    if (commit.other) reasons.push(commit.other);
+    const tree = commit.commit ? await readHfTree(env, localDir, commit.commit) : null;
+    if (tree) {
+      result.listing = "hf";
+      listing = tree;
     }
   } else {
-    // Downloaded by `hf download --local-dir`: trust its records (commit and etag), check what we can.
-    for (const p of filterPaths(await listRecords(env, localDir), opts.include, opts.exclude)) {
-      const rec = await readMetadata(env, localDir, p);
-      if (!rec) continue;
-      result.commit ??= rec.commit;
-      expected.set(p, { etag: rec.etag, ...(isSha256(rec.etag) ? { sha256: rec.etag } : {}) });
+    reasons.push(`nothing has been downloaded to ${localDir}`);
+  }
+
+  const expected = new Map<string, ListedFile | undefined>();
+  if (listing) {
+    for (const p of filterPaths(Object.keys(listing), opts.include, opts.exclude)) {
+      expected.set(p, listing[p]);
     }
-    if (expected.size === 0 && !(opts.requiredFiles?.length)) {
-      result.reason = "nothing has been downloaded there";
+  } else {
+    for (const p of filterPaths(recorded, opts.include, opts.exclude)) expected.set(p, undefined);
+    // Named one by one, a file must be there whether or not a record says so.
+    const named = (opts.include ?? []).filter(isLiteral);
+    for (const p of filterPaths(named, undefined, opts.exclude)) expected.set(p, undefined);
+  }
+  for (const r of opts.requiredFiles ?? []) {
+    if (expected.has(r)) continue;
+    expected.set(r, listing?.[r]);
+    if (listing && !listing[r] && result.commit) {
+      reasons.push(`commit ${result.commit.slice(0, 12)} has no file ${quote(r)}`);
     }
   }
-  for (const r of opts.requiredFiles ?? []) if (!expected.has(r)) expected.set(r, {});
-  for (const [path, want] of [...expected].sort(([a], [b]) => a.localeCompare(b))) {
+
+  // First every file's size and record (stat only), then the hashing that those leave to do.
+  const toHash: { path: string; size: number; etag: string; algo: "sha256" | "git-sha1" }[] = [];
+  for (const [path, want] of [...expected].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
     result.files++;
     if (hostilePathReason(path)) {
       result.missing.push(path);
       continue;
     }
     const st = await statOrNull(env, `${localDir}/${path}`);
-    if (!st || !st.isFile) {
-      if (await statOrNull(env, incompletePath(localDir, path))) result.partial.push(path);
-      else result.missing.push(path);
+    if (!st?.isFile) {
+      const part = recordDir.has(`${path}.incomplete`) ||
+        (want &&
+          recordDir.has(hfPartPath(localDir, path, want.etag).slice(localDir.length + META_DIR.length + 2)));
+      (part ? result.partial : result.missing).push(path);
       continue;
     }
-    if (!(await readMetadata(env, localDir, path))) {
-      // A file without a record was not finished by either tool (or was copied in): not trusted.
-      result.missing.push(path);
-      continue;
-    }
-    if (want.size !== undefined && st.size !== want.size) {
+    if (want && st.size !== want.size) {
       result.partial.push(path);
       continue;
     }
     result.bytes += st.size;
-    const changed = want.mtime_ms === undefined || (st.mtime?.getTime() ?? 0) !== want.mtime_ms;
-    if (want.sha256 && (opts.deep || (manifest && changed))) {
-      if ((await hashFile(env, `${localDir}/${path}`, "sha256")) !== want.sha256) result.corrupt.push(path);
+    const rec = await readMetadata(env, localDir, path);
+    const etag = want ? (want.sha256 ?? want.etag) : rec?.etag;
+    const algo = algoOf(etag);
+    const mtime = st.mtime?.getTime() ?? 0;
+    const known = verified[path];
+    // mlagent saw the file when it verified it; another mtime means it was rewritten since (even with the
+    // mtime set back, which huggingface_hub's timestamp rule alone would miss).
+    const untouched = !known || (known.sha256 ?? known.etag) !== etag || known.mtime_ms === mtime;
+    const vouched = !!rec && rec.etag === etag && mtime / 1000 - 1 <= rec.timestamp && untouched;
+    if (algo && etag && (opts.deep || (!vouched && rec?.etag === etag))) {
+      toHash.push({ path, size: st.size, etag, algo });
+    } else if (!vouched) {
+      result.unverified.push(path);
     }
   }
-  result.complete = result.reason === null && result.missing.length === 0 && result.partial.length === 0 &&
-    result.corrupt.length === 0;
+  await hashAll(env, localDir, toHash, result, opts.deep ?? false);
+
+  if (result.unverified.length) {
+    reasons.push(
+      `${result.unverified.length} file(s) present without a record of their hash: ${
+        result.unverified.slice(0, 3).join(", ")
+      }${result.unverified.length > 3 ? ", ..." : ""}`,
+    );
+  }
+  const filesOk = result.missing.length + result.partial.length + result.corrupt.length +
+      result.unverified.length === 0;
+  if (!listing && recorded.length && filesOk && !provableWithoutListing(opts)) {
+    reasons.push(
+      `the file list of ${
+        result.commit ? `commit ${result.commit.slice(0, 12)}` : "this download"
+      } is not recorded there (no ${MANIFEST} or .cache/huggingface/trees/<commit>.json: an older hf, or files named one by one), so files beyond the ${result.files} present cannot be ruled out; run \`mlagent download ${opts.repo} --local-dir ${localDir}\` once online to record it (the files there are reused)`,
+    );
+  }
+  result.reason = reasons.length ? reasons.join("; ") : null;
+  result.complete = reasons.length === 0 && filesOk;
   return result;
 }
 
-/** Paths that have a `.metadata` record under the dir. */
-async function listRecords(env: Env, localDir: string): Promise<string[]> {
-  return [...await scanFiles(env, `${localDir}/${META_DIR}`)]
-    .filter((p) => p.endsWith(".metadata"))
-    .map((p) => p.slice(0, -".metadata".length));
+/** Without a listing, only a selection made of file names (each checked above) is known in full. */
+function provableWithoutListing(opts: VerifyOptions): boolean {
+  return (opts.include?.length ?? 0) > 0 && opts.include!.every(isLiteral);
+}
+
+/** Whether `asked` names what the manifest holds: its revision, its commit, or a prefix of it (7+ hex). */
+function revisionMatches(asked: string, revision: string, commit: string): boolean {
+  return asked === revision || asked === commit ||
+    (/^[0-9a-f]{7,40}$/.test(asked) && commit.startsWith(asked));
+}
+
+/**
+ * The commit an hf-filled dir holds: the asked one when it is a commit hash, else the one named by the
+ * newest record (hf rewrites every record of a snapshot when it moves to a new commit).
+ */
+async function heldCommit(
+  env: Env,
+  localDir: string,
+  recorded: string[],
+  revision: string | undefined,
+): Promise<{ commit: string | null; other: string | null }> {
+  let newest: { commit: string; timestamp: number } | null = null;
+  const commits = new Set<string>();
+  for (const p of recorded) {
+    const rec = await readMetadata(env, localDir, p);
+    if (!rec) continue;
+    commits.add(rec.commit);
+    if (!newest || rec.timestamp > newest.timestamp) newest = rec;
+  }
+  if (revision && /^[0-9a-f]{40}$/.test(revision)) {
+    if (commits.has(revision)) return { commit: revision, other: null };
+    return {
+      commit: newest?.commit ?? null,
+      other: newest
+        ? `the dir holds commit ${newest.commit.slice(0, 12)}, not ${revision.slice(0, 12)}`
+        : null,
+    };
+  }
+  return { commit: newest?.commit ?? null, other: null };
+}
+
+/** Hashes the files that need it, with progress on stderr (redrawn on a terminal, a heartbeat elsewhere). */
+async function hashAll(
+  env: Env,
+  localDir: string,
+  files: { path: string; size: number; etag: string; algo: "sha256" | "git-sha1" }[],
+  result: Required<VerifyResult>,
+  deep: boolean,
+) {
+  if (files.length === 0) return;
+  const total = files.reduce((a, f) => a + f.size, 0);
+  const t0 = env.now();
+  let done = 0;
+  let current = "";
+  let index = 0;
+  let lastBeat = t0;
+  if (deep) env.log.info(`re-hashing ${files.length} files (${formatBytes(total)}) in ${localDir}`);
+  const line = () =>
+    `hashed ${index}/${files.length} files, ${formatBytes(done)} of ${formatBytes(total)}${
+      current ? `: ${current}` : ""
+    }`;
+  const stop = env.every(1000, () => {
+    if (env.stderrIsTerminal) env.log.progress(line());
+    else if (env.now() - lastBeat >= 30_000) {
+      lastBeat = env.now();
+      env.log.info(line());
+    }
+  });
+  try {
+    for (const f of files) {
+      current = f.path;
+      const got = await hashFile(env, `${localDir}/${f.path}`, f.algo, undefined, (n) => (done += n));
+      index++;
+      result.hashed_files++;
+      if (got !== f.etag) result.corrupt.push(f.path);
+    }
+  } finally {
+    stop();
+  }
+  if (deep) {
+    env.log.info(
+      `hashed ${files.length} files (${formatBytes(total)}) in ${formatDuration(env.now() - t0)}: ${
+        result.corrupt.length ? `${result.corrupt.length} do not match` : "all match"
+      }`,
+    );
+  }
 }

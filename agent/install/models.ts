@@ -1,8 +1,27 @@
+/**
+ * The install's model step: each model of the profile judged by the one check status and prologue use
+ * (verifyLocalModel); anything short of complete (a file missing, a part left by a killed run, a file nothing
+ * vouches for) is fetched, resuming parts, whether or not the venv was rebuilt.
+ */
 import type { Env } from "../core/env.ts";
 import { MlagentError } from "../core/errors.ts";
 import type { Profile } from "../profiles/types.ts";
-import { downloadRepo, verifyLocalModel } from "../download/mod.ts";
+import { downloadRepo, verifyLocalModel, type VerifyResult } from "../download/mod.ts";
 import type { InstallPlan, InstallReport } from "./types.ts";
+
+/** Pure: the first reasons a model dir is not complete, in a few words. */
+function whyIncomplete(v: Required<VerifyResult>): string {
+  const n = (k: string, list: string[]) =>
+    list.length
+      ? `${list.length} ${k} (${list.slice(0, 2).join(", ")}${list.length > 2 ? ", ..." : ""})`
+      : "";
+  return [
+    n("missing", v.missing),
+    n("partial", v.partial),
+    n("corrupt", v.corrupt),
+    v.reason ?? "",
+  ].filter(Boolean).join("; ") || "not complete";
+}
 
 export async function fetchModels(
   env: Env,
@@ -25,7 +44,7 @@ export async function fetchModels(
         out.push({ repo: m.repo, local_dir: m.local_dir, ok: true, skipped: false, files: have.files });
         continue;
       }
-      env.log.info(`model ${m.repo}: fetching into ${m.local_dir}`);
+      env.log.info(`model ${m.repo}: ${whyIncomplete(have)}; fetching into ${m.local_dir}`);
       const r = await downloadRepo(env, {
         repo: m.repo,
         revision: m.revision,

@@ -39,6 +39,12 @@ export function venvCheck(v: VenvReport, running: boolean, pyProblem: string | n
   });
 }
 
+/** "2 missing (a.bin, b.bin)": how many, and the first few by name. */
+const named = (files: string[], what: string) =>
+  files.length
+    ? `${files.length} ${what} (${files.slice(0, 3).join(", ")}${files.length > 3 ? ", ..." : ""})`
+    : "";
+
 export function modelsCheck(models: ModelReport[]): PrologueCheck {
   const bad = models.filter((m) => !m.complete);
   if (models.length === 0) return check("models.complete", "skip", "the profile names no models");
@@ -56,9 +62,9 @@ export function modelsCheck(models: ModelReport[]): PrologueCheck {
       `${m.repo} at ${m.local_dir}: ${
         [
           m.reason,
-          m.missing.length ? `${m.missing.length} missing` : "",
-          m.partial.length ? `${m.partial.length} partial` : "",
-          m.corrupt.length ? `${m.corrupt.length} corrupt` : "",
+          named(m.missing, "missing"),
+          named(m.partial, "partial"),
+          named(m.corrupt, "corrupt"),
         ]
           .filter(Boolean).join(", ") || "incomplete"
       }`

@@ -200,3 +200,198 @@ Deno.test(
     assert.ok(server.sent("weights.safetensors") < size * 1.1);
   },
 );
+
+Deno.test(
+  "mlagent download prints the local dir as its only stdout line; the summary goes to stderr, -q silences it",
+  opts,
+  async () => {
+    await using server = smallRepo({ lfsSize: 2_000_000 });
+    await using dir = await tempDir();
+    const env = vars(server, dir.path + "/hf");
+    const target = `${dir.path}/m`;
+    server.addFault({ path: "model.safetensors", on: "body", fault: { kind: "cut", afterBytes: 600_000 } });
+    const r = await runMlagent(["download", server.repo, "--local-dir", target], { env });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, `${target}\n`);
+    assert.match(r.stderr, /downloaded acme\/tiny-model@main \([0-9a-f]{12}\) into /);
+    assert.match(r.stderr, /fetched 5 of 5 files \(.* over the network\)/);
+    const again = await runMlagent(["download", server.repo, "--local-dir", target], { env });
+    assert.equal(again.stdout, `${target}\n`);
+    assert.match(again.stderr, /fetched 0 of 5 files .*; 5 already complete and reused/);
+    const quiet = await runMlagent(["download", server.repo, "--local-dir", target, "-q"], { env });
+    assert.equal(quiet.code, 0);
+    assert.equal(quiet.stdout, `${target}\n`);
+    assert.equal(quiet.stderr, "");
+  },
+);
+
+Deno.test(
+  "a resumed download's summary says what was kept from the earlier run and what was fetched",
+  opts,
+  async () => {
+    const size = 3_000_000;
+    await using server = new HubServer({
+      files: [
+        { path: "config.json", content: new TextEncoder().encode("{}\n"), lfs: false },
+        { path: "weights.safetensors", content: { size, seed: 5 }, lfs: true },
+      ],
+    });
+    await using dir = await tempDir();
+    const env = vars(server, dir.path + "/hf", { MLAGENT_STALL_TIMEOUT_S: "0.3" });
+    server.addFault({
+      path: "weights.safetensors",
+      on: "body",
+      fault: { kind: "cut", afterBytes: 1_000_000 },
+    });
+    server.addFault({
+      path: "weights.safetensors",
+      on: "body",
+      fault: { kind: "status", status: 500 },
+      times: 10,
+    });
+    const first = await runMlagent(["download", server.repo, "--local-dir", dir.path], { env });
+    assert.equal(first.code, 1);
+    assert.equal(first.stdout, "", "nothing for a script to use when the download failed");
+    server.faults.length = 0;
+    const r = await runMlagent(["download", server.repo, "--local-dir", dir.path], { env });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stderr,
+      /fetched 1 of 2 files \(1\.9 MiB over the network\); 1 already complete and reused \(3 B\); 1 resumed from an earlier run's partial download \(976\.6 KiB kept, not fetched again\)/,
+    );
+  },
+);
+
+Deno.test("a Hub that cannot be reached is named with what failed and where to look", opts, async () => {
+  // A port that was just free: the connection is refused.
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  await using dir = await tempDir();
+  const base = { HF_HOME: dir.path + "/hf", MLAGENT_DOWNLOAD_BACKOFF_MS: "1" };
+  const refused = await runMlagent(["download", "acme/tiny", "--local-dir", dir.path, "--json"], {
+    env: { ...base, HF_ENDPOINT: `http://127.0.0.1:${port}` },
+  });
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /cannot reach 127\.0\.0\.1:\d+: the connection was refused or dropped/);
+  assert.match(
+    refused.stderr,
+    /hint: .*check HF_ENDPOINT \(now http:\/\/127\.0\.0\.1:\d+\).*HF_HUB_OFFLINE=1/,
+  );
+  const doc = refused.json<{ error: { reach_failure: string } }>();
+  assert.equal(doc.error.reach_failure, "connection");
+  const dns = await runMlagent(["download", "acme/tiny", "--local-dir", dir.path], {
+    env: { ...base, HF_ENDPOINT: "http://no-such-hub.invalid" },
+  });
+  assert.equal(dns.code, 1);
+  assert.match(dns.stderr, /cannot reach no-such-hub\.invalid: DNS lookup failed/);
+  assert.match(
+    dns.stderr,
+    /hint: DNS lookup failed: check HF_ENDPOINT .* and the host name and the node's DNS/,
+  );
+});
+
+Deno.test(
+  "offline, download names the revision the dir holds instead of a bare INCOMPLETE",
+  opts,
+  async () => {
+    await using server = smallRepo();
+    await using dir = await tempDir();
+    const env = vars(server, dir.path + "/hf");
+    assert.equal((await runMlagent(["download", server.repo, "--local-dir", dir.path], { env })).code, 0);
+    const r = await runMlagent(["download", server.repo, "--local-dir", dir.path, "--revision", "v2.0"], {
+      env: { ...env, HF_HUB_OFFLINE: "1" },
+    });
+    assert.equal(r.code, 1);
+    assert.equal(r.stdout, "");
+    assert.match(r.stderr, /INCOMPLETE \(offline, HF_HUB_OFFLINE is set\)/);
+    assert.match(r.stderr, /the dir holds revision "main" \(commit [0-9a-f]{12}\), not "v2\.0"/);
+  },
+);
+
+Deno.test("mlagent download --verify --deep re-hashes every file with progress on stderr", opts, async () => {
+  await using server = smallRepo();
+  await using dir = await tempDir();
+  const env = vars(server, dir.path + "/hf");
+  assert.equal((await runMlagent(["download", server.repo, "--local-dir", dir.path], { env })).code, 0);
+  const path = `${dir.path}/tokenizer/vocab.txt`;
+  const st = await Deno.stat(path);
+  const text = await Deno.readTextFile(path);
+  await Deno.writeTextFile(path, "z" + text.slice(1));
+  await Deno.utime(path, st.atime!, st.mtime!);
+  const fast = await runMlagent(["download", server.repo, "--local-dir", dir.path, "--verify"], { env });
+  assert.equal(fast.code, 0, "same size and mtime: only a re-hash can tell");
+  const deep = await runMlagent(["download", server.repo, "--local-dir", dir.path, "--verify", "--deep"], {
+    env,
+  });
+  assert.equal(deep.code, 1);
+  assert.match(
+    deep.stdout,
+    /INCOMPLETE: acme\/tiny-model in .* \(5 files, .*, 5 hashed\)\n {2}corrupt +tokenizer\/vocab\.txt/,
+  );
+  assert.match(deep.stderr, /re-hashing 5 files/);
+  assert.match(deep.stderr, /hashed 5 files .*: 1 do not match/);
+  const lone = await runMlagent(["download", server.repo, "--deep"], { env });
+  assert.equal(lone.code, 2);
+});
+
+Deno.test(
+  "a killed multi-range download keeps every finished range: the rerun asks only for the unfinished one",
+  opts,
+  async () => {
+    const MiB = 1024 * 1024;
+    const size = 8 * MiB;
+    await using server = new HubServer({
+      files: [{ path: "weights.safetensors", content: { size, seed: 8 }, lfs: true }],
+    });
+    await using dir = await tempDir();
+    // One stream stalls after 1 MiB; judged slow after a second, the rest goes to parallel ranges that finish.
+    server.addFault({
+      path: "weights.safetensors",
+      on: "body",
+      fault: { kind: "stall", afterBytes: MiB, ms: 120_000 },
+    });
+    const env = vars(server, dir.path + "/hf", { MLAGENT_DOWNLOAD_RANGE_MIN_MIB: "1" });
+    const [cmd, ...args] = mlagentArgv(["download", server.repo, "--local-dir", dir.path]);
+    const child = new Deno.Command(cmd, {
+      args,
+      env: hermeticVars(env),
+      clearEnv: true,
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    const state = `${dir.path}/.cache/huggingface/download/weights.safetensors.incomplete.json`;
+    const finishedRanges = async () => {
+      try {
+        const s = JSON.parse(await Deno.readTextFile(state)) as {
+          segments: { start: number; end: number; pos: number }[];
+        };
+        return s.segments.filter((g) => g.start > 0 && g.pos === g.end).length;
+      } catch {
+        return 0;
+      }
+    };
+    const deadline = Date.now() + 60_000;
+    while (server.sent("weights.safetensors") < size - 2 * MiB && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    // The moment the other ranges are on record, before any periodic save could have caught up.
+    while ((await finishedRanges()) < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    child.kill("SIGKILL");
+    await child.status;
+    const before = server.requests.length;
+    const sentBefore = server.sent("weights.safetensors");
+
+    const r = await runMlagent(["download", server.repo, "--local-dir", dir.path, "--json"], { env });
+    assert.equal(r.code, 0, r.stderr);
+    const j = r.json<{ files_resumed: number; resumed_bytes: number; fetched_bytes: number }>();
+    assert.equal(j.files_resumed, 1);
+    const rerun = server.requests.slice(before).filter((q) =>
+      q.method === "GET" && q.path.startsWith("/cdn/")
+    );
+    assert.deepEqual(rerun.map((q) => q.range), [`bytes=${MiB}-${3 * MiB - 1}`]);
+    assert.equal(server.sent("weights.safetensors") - sentBefore, 2 * MiB);
+    assert.equal(j.resumed_bytes, 6 * MiB);
+    assert.equal(j.fetched_bytes, 2 * MiB);
+  },
+);

@@ -331,20 +331,24 @@ Deno.test("verifyLocalModel() reads hf download records, catches a truncated fil
   await using dir = await tempDir();
   const env = envFor(server);
   await downloadRepo(env, { repo: server.repo, localDir: dir.path, ...FAST });
-  // Files finished by `hf download` only: no mlagent manifest, just the .metadata records.
+  // Files finished by `hf download` only: no mlagent manifest, the .metadata records and hf's own listing.
   await Deno.remove(`${dir.path}/.cache/huggingface/mlagent_manifest.json`);
+  await Deno.mkdir(`${dir.path}/.cache/huggingface/trees`);
+  await Deno.writeTextFile(`${dir.path}/.cache/huggingface/trees/${server.commit}.json`, server.hfTreeJson());
   let v = await verifyLocalModel(env, {
     repo: server.repo,
     localDir: dir.path,
     requiredFiles: ["config.json"],
   });
   assert.equal(v.complete, true, JSON.stringify(v));
+  assert.equal(v.listing, "hf");
   v = await verifyLocalModel(env, {
     repo: server.repo,
     localDir: dir.path,
     requiredFiles: ["vae/missing.bin"],
   });
   assert.deepEqual(v.missing, ["vae/missing.bin"]);
+  assert.match(v.reason ?? "", /has no file "vae\/missing\.bin"/);
 
   await using dir2 = await tempDir();
   await downloadRepo(env, { repo: server.repo, localDir: dir2.path, ...FAST });

@@ -32,7 +32,19 @@ export type Fault =
   /** After `afterBytes`, send nothing for `ms` (or until the client gives up). */
   | { kind: "stall"; afterBytes: number; ms: number }
   /** Flip one byte at `offset` of the file. */
-  | { kind: "wrong-bytes"; offset: number };
+  | { kind: "wrong-bytes"; offset: number }
+  /**
+   * A hostile Hub: answer with a redirect to `location` (any scheme). On "head" it looks like an LFS file's
+   * answer (X-Linked-Etag and X-Linked-Size of the real file); on "body" a plain 302.
+   */
+  | { kind: "redirect"; location: string }
+  /** A hostile Hub: an API answer ("revision" or "tree") that never ends. */
+  | { kind: "endless" }
+  /**
+   * A hostile Hub: the file body followed by `bytes` more; `announce` says so in Content-Length, else the
+   * body is sent chunked with no length.
+   */
+  | { kind: "extra-bytes"; bytes: number; announce: boolean };
 
 export interface QueuedFault {
   /** File path, or "*" for any. */
@@ -67,6 +79,8 @@ export interface HubServerOptions {
    * for some repos (resolve_head_samples.txt [B]).
    */
   resolveCache?: boolean;
+  /** Serve https with this certificate (PEM; it must name 127.0.0.1 and localhost). */
+  tls?: { cert: string; key: string };
 }
 
 const PERIOD = 1_048_573; // prime, so a misplaced range never lines up with the pattern
@@ -146,6 +160,8 @@ export class HubServer implements AsyncDisposable {
   readonly requests: RequestLog[] = [];
   /** Body bytes sent per file path (hub and CDN together). */
   readonly bytesSent = new Map<string, number>();
+  /** Bytes of endless API answers sent so far. */
+  endlessBytesSent = 0;
   readonly faults: QueuedFault[] = [];
   /** Extra raw entries in the tree listing (hostile paths). */
   readonly extraEntries: Record<string, unknown>[] = [];
@@ -164,10 +180,14 @@ export class HubServer implements AsyncDisposable {
     this.gated = opts.gated ?? false;
     this.resolveCache = opts.resolveCache ?? false;
     for (const f of opts.files ?? []) this.setFile(f);
-    this.server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => this.handle(req));
+    this.server = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen() {}, ...(opts.tls ?? {}) },
+      (req) => this.handle(req),
+    );
     this.port = (this.server.addr as Deno.NetAddr).port;
-    this.url = `http://127.0.0.1:${this.port}`;
-    this.cdnUrl = `http://localhost:${this.port}`;
+    const scheme = opts.tls ? "https" : "http";
+    this.url = `${scheme}://127.0.0.1:${this.port}`;
+    this.cdnUrl = `${scheme}://localhost:${this.port}`;
   }
 
   /** Adds or replaces a file; the repo gets a new commit (as a push would). */
@@ -185,6 +205,22 @@ export class HubServer implements AsyncDisposable {
 
   entry(path: string): Entry | undefined {
     return this.entries.get(path);
+  }
+
+  /**
+   * The listing as huggingface_hub caches it in a local dir, `.cache/huggingface/trees/<commit>.json`
+   * (format 1: _tree_cache.py @ ee0a4510), for tests of dirs `hf download` filled.
+   */
+  hfTreeJson(): string {
+    const files: Record<string, unknown> = {};
+    for (const [path, e] of [...this.entries].sort(([a], [b]) => a.localeCompare(b))) {
+      files[path] = {
+        size: e.size,
+        blob_id: e.oid,
+        ...(e.sha256 ? { lfs_sha256: e.sha256, lfs_size: e.size } : {}),
+      };
+    }
+    return JSON.stringify({ format_version: 1, files }, null, 1);
   }
 
   addFault(f: QueuedFault) {
@@ -266,6 +302,7 @@ export class HubServer implements AsyncDisposable {
       const rev = decodeURIComponent(rawRev ?? "");
       const fault = this.takeFault("*", kind === "tree" ? "tree" : "revision");
       if (fault?.kind === "status") return this.statusFault(fault);
+      if (fault?.kind === "endless") return this.endless();
       if (rev !== "main" && rev !== this.commit) {
         return this.hubError(404, "RevisionNotFound", `Invalid rev id: ${rev}`);
       }
@@ -301,6 +338,18 @@ export class HubServer implements AsyncDisposable {
       if (fault?.kind === "stall") {
         const ms = fault.ms;
         return new Promise<void>((r) => setTimeout(r, ms)).then(() => this.route(req, u, host));
+      }
+      if (fault?.kind === "redirect") {
+        return new Response(null, {
+          status: 302,
+          headers: {
+            ...common,
+            location: fault.location,
+            "x-linked-etag": `"${e.sha256 ?? e.oid}"`,
+            "x-linked-size": String(e.size),
+            etag: `W/"redirect-${e.oid.slice(0, 8)}"`,
+          },
+        });
       }
     }
     if (this.resolveCache && !viaCache && !e.sha256) {
@@ -338,6 +387,33 @@ export class HubServer implements AsyncDisposable {
     const headers: Record<string, string> = {};
     if (f.retryAfterS !== undefined) headers["retry-after"] = String(f.retryAfterS);
     return new Response(`fault ${f.status}`, { status: f.status, headers });
+  }
+
+  /** An answer that starts like a JSON list of files and never ends; sends only as fast as it is read. */
+  private endless(): Response {
+    const entry = new TextEncoder().encode(
+      JSON.stringify({ type: "file", oid: "0".repeat(40), size: 1, path: "x".repeat(200) }) + ",",
+    );
+    let first = true;
+    let cancelled = false;
+    const body = new ReadableStream<Uint8Array>({
+      pull: (ctl) => {
+        if (cancelled) return;
+        const chunk = new Uint8Array(entry.length * 256 + (first ? 1 : 0));
+        let o = 0;
+        if (first) chunk[o++] = 0x5b; // "["
+        first = false;
+        for (let i = 0; i < 256; i++, o += entry.length) chunk.set(entry, o);
+        this.endlessBytesSent += chunk.length;
+        ctl.enqueue(chunk);
+      },
+      cancel: () => {
+        cancelled = true;
+      },
+    }, { highWaterMark: 0 });
+    return new Response(body, {
+      headers: { "content-type": "application/json", "x-repo-commit": this.commit },
+    });
   }
 
   private tree(u: URL): Response {
@@ -386,6 +462,9 @@ export class HubServer implements AsyncDisposable {
     const range = req.headers.get("range");
     let fault = this.takeFault(path, "body", (f) => f.kind !== "416" || range !== null);
     if (fault?.kind === "status") return this.statusFault(fault);
+    if (fault?.kind === "redirect") {
+      return new Response("Found", { status: 302, headers: { location: fault.location } });
+    }
     let start = 0;
     let end = size; // exclusive
     let status = 200;
@@ -408,6 +487,12 @@ export class HubServer implements AsyncDisposable {
     };
     if (!cdn) headers["x-repo-commit"] = this.commit;
     if (status === 206) headers["content-range"] = `bytes ${start}-${end - 1}/${size}`;
+    let extra = 0;
+    if (fault?.kind === "extra-bytes") {
+      extra = fault.bytes;
+      if (fault.announce) headers["content-length"] = String(end - start + extra);
+      else delete headers["content-length"];
+    }
     const content = e.file.content;
     let pos = start;
     let sentHere = 0;
@@ -417,6 +502,12 @@ export class HubServer implements AsyncDisposable {
     const body = new ReadableStream<Uint8Array>({
       pull: async (ctl) => {
         if (cancelled) return;
+        if (pos >= end && extra > 0) {
+          const more = new Uint8Array(Math.min(extra, 64 * 1024)).fill(0x41);
+          extra -= more.length;
+          this.bytesSent.set(path, (this.bytesSent.get(path) ?? 0) + more.length);
+          return ctl.enqueue(more);
+        }
         if (pos >= end) return ctl.close();
         if (f?.kind === "cut" && sentHere >= f.afterBytes) {
           // Give the bytes a moment to leave, then drop the connection mid-body.
