@@ -31,6 +31,7 @@ import { checkIndexes } from "./reach.ts";
 import { baseReport, planReport } from "./report.ts";
 import type { InstallOptions, InstallPlan, InstallReport } from "./types.ts";
 import { checkIntegrity, describeIntegrity, pinnedDistributions } from "./integrity.ts";
+import { modelNeed, requireSpace } from "./space.ts";
 
 export { pythonSatisfies } from "./interpreter.ts";
 export { planInstall } from "./plan.ts";
@@ -66,7 +67,13 @@ export async function install(env: Env, opts: InstallOptions): Promise<InstallRe
       ? prior.value.stages.filter((s) => s.status === "done").map((s) => s.fingerprint)
       : [],
   );
-  await checkIndexes(env, plan, plan.stages.filter((s) => !done.has(s.fingerprint)));
+  const pending = plan.stages.filter((s) => !done.has(s.fingerprint));
+  // Room for the venv, the cache and the models, before anything is written (the models' sizes from the Hub).
+  const models = opts.noModels
+    ? []
+    : await Promise.all(plan.models.map((m, i) => modelNeed(env, profile.models[i], m)));
+  await requireSpace(env, plan, { venvAndCache: pending.length > 0, models });
+  await checkIndexes(env, plan, pending);
 
   const report = await withLock(
     env,

@@ -59,6 +59,8 @@ export interface ModelSpec {
   exclude?: string[];
   /** Files that must exist for the model to count as installed. */
   required_files?: string[];
+  /** Its size on disk, for the space check when the Hub cannot be asked (offline); the listing wins. */
+  size_gib?: number;
 }
 
 export interface Profile {
