@@ -64,7 +64,7 @@ const PIP_CHECK_YOLO = "ultralytics 8.3.0 requires opencv-python, which is not i
 
 Deno.test({
   name:
-    "rehearsal: every built-in installs ready with every pin held, with and without cross-stage constraints",
+    "rehearsal: every built-in installs ready with every pin held, and hunyuan's pins hold even without constraints",
   ignore: !PYTHONS_OK,
   async fn() {
     await using dir = await tempDir("mlagent-rehearsal-");
@@ -74,9 +74,12 @@ Deno.test({
     const started = performance.now();
     // The three profiles install side by side (venv creation and pip are mostly waiting); each switch value
     // gets its own venv root, so the second run resolves afresh instead of finding the venv ready.
-    for (const constraints of ["1", "0"]) {
+    // With constraints every built-in (what users get); without them the profile the facts warn about, whose
+    // pins must hold on their own (a resolver left alone moved its torch before). Four installs, not six:
+    // the suite's time on a 2-core CI machine is budgeted.
+    for (const [constraints, names] of [["1", NAMES], ["0", ["hunyuan-video-i2v"]]] as const) {
       const label = `MLAGENT_STAGE_CONSTRAINTS=${constraints}`;
-      await Promise.all(NAMES.map(async (name) => {
+      await Promise.all(names.map(async (name) => {
         const p = await builtin(name);
         // yolo runs on a CPU node and takes its CPU variant; the GPU profiles build for cu124 on an H100 node.
         const node = p.gpu.required ? gpuNode : cpuNode;
@@ -99,7 +102,11 @@ Deno.test({
         }
       }));
     }
-    console.log(`rehearsal of ${NAMES.length} built-ins x 2: ${Math.round(performance.now() - started)} ms`);
+    console.log(
+      `rehearsal of ${NAMES.length} built-ins (+1 unconstrained): ${
+        Math.round(performance.now() - started)
+      } ms`,
+    );
     assert.ok(
       !filesFetched(index).some((f) => f.startsWith("torch-2.6.0")),
       "no corrected profile reached torch 2.6.0",
