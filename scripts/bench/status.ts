@@ -1,5 +1,5 @@
 /**
- * The prologue's cost against its probes alone, and `status --json` over 20 venvs.
+ * The prologue's cost against its probes alone, and `status --json` over 200 venvs.
  *
  * Prologue: a fake node (fake nvidia-smi printing a real XML capture, fake dmesg, a ready venv whose
  * bin/python is the real interpreter) judged by runPrologue in this process, against the same probes spawned
@@ -7,7 +7,7 @@
  * side by side as the prologue runs them). Measured alternately, medians. The spawned `mlagent prologue` row
  * adds Deno's start-up and module loading, which a person waits for but the probes do not share.
  *
- * Status: 20 venvs in mixed states (ready, failed, outdated, installing, interpreter gone), `status --json`
+ * Status: 200 venvs in mixed states (ready, failed, outdated, installing, interpreter gone), `status --json`
  * spawned as a user runs it, and gatherStatus in process.
  */
 import type { BenchRow } from "../bench.ts";
@@ -21,6 +21,7 @@ import { mlagentArgv } from "../../tests/support/cli.ts";
 import { median, REPO_ROOT, spawnQuiet, timed } from "../bench_util.ts";
 
 const RUNS = 9;
+const VENVS = 200;
 const spawn = async (argv: string[], env: Record<string, string>) => (await spawnQuiet(argv, env)).code;
 
 export async function run(): Promise<BenchRow[]> {
@@ -80,11 +81,11 @@ export async function run(): Promise<BenchRow[]> {
       cli.push(await timed(prologueCli));
     }
 
-    // 20 venvs in mixed states.
+    // 200 venvs in mixed states.
     const kinds = ["ready", "failed", "outdated", "installing", "gone"] as const;
-    for (let i = 0; i < 20; i++) {
+    for (let i = 0; i < VENVS; i++) {
       const kind = kinds[i % kinds.length];
-      const p = testProfile(`v${String(i).padStart(2, "0")}`);
+      const p = testProfile(`v${String(i).padStart(3, "0")}`);
       await writeProfile(n, p);
       await writeVenv(n.root, p.name, {
         status: kind === "failed" ? "failed" : kind === "installing" ? "installing" : "ready",
@@ -115,8 +116,8 @@ export async function run(): Promise<BenchRow[]> {
         name: "prologue (in process) / its probes alone",
         value: ratio,
         unit: "x",
-        target: "<= 1.5",
-        met: ratio <= 1.5,
+        target: "<= 1.2",
+        met: ratio <= 1.2,
         detail: `${median(inProc).toFixed(0)} ms vs ${p.toFixed(0)} ms, median of ${RUNS}`,
       },
       {
@@ -128,14 +129,14 @@ export async function run(): Promise<BenchRow[]> {
         detail: `${median(cli).toFixed(0)} ms; \`mlagent --version\` alone ${median(version).toFixed(0)} ms`,
       },
       {
-        name: "mlagent status --json over 20 venvs (spawned)",
+        name: `mlagent status --json over ${VENVS} venvs (spawned)`,
         value: s,
         unit: "ms",
-        target: "< 300 ms",
-        met: s < 300,
-        detail: `in process ${median(sIn).toFixed(0)} ms; \`mlagent --version\` ${
+        target: "< 500 ms",
+        met: s < 500,
+        detail: `in process ${median(sIn).toFixed(0)} ms; start-up (\`mlagent --version\`) ${
           median(version).toFixed(0)
-        } ms`,
+        } ms, ${Math.round((100 * median(version)) / s)}% of it`,
       },
     ];
   } finally {

@@ -70,8 +70,15 @@ export async function writeProfile(node: FakeNode, p: Profile): Promise<string> 
   return path;
 }
 
-/** The real interpreter venvs link to, and its version. */
-export async function realPython(): Promise<{ executable: string; version: string }> {
+let realPythonOnce: Promise<{ executable: string; version: string }> | null = null;
+
+/** The real interpreter venvs link to, and its version (asked once per process). */
+export function realPython(): Promise<{ executable: string; version: string }> {
+  realPythonOnce ??= askRealPython();
+  return realPythonOnce;
+}
+
+async function askRealPython(): Promise<{ executable: string; version: string }> {
   const out = await new Deno.Command("python3", {
     args: [
       "-c",
