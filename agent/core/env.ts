@@ -113,17 +113,26 @@ export function makeLogger(write: (line: string) => void, opts: LogOptions): Log
 
 /**
  * The directory the user typed their paths against. `deno task` (the README's way of running) starts the
- * program in the project folder and passes the caller's directory as INIT_CWD; a binary run directly has
- * no INIT_CWD (or a stale one from an npm parent) and uses its own cwd.
+ * program in the project folder and passes the caller's directory as INIT_CWD. INIT_CWD counts only then:
+ * a binary, or a program started elsewhere, may inherit a stale one from an npm or deno parent (a test run
+ * under `deno task test` does), and its own cwd is the truth.
  */
 function callerDir(vars: Record<string, string>): string {
+  const cwd = Deno.cwd();
   const init = vars.INIT_CWD;
-  if (init?.startsWith("/")) {
-    try {
-      if (Deno.statSync(init).isDirectory) return init;
-    } catch { /* gone: fall back */ }
-  }
-  return Deno.cwd();
+  if (!init?.startsWith("/") || cwd !== projectDir()) return cwd;
+  try {
+    if (Deno.statSync(init).isDirectory) return init;
+  } catch { /* gone: fall back */ }
+  return cwd;
+}
+
+/** The folder main.ts was started from, when it runs from source (a compiled binary's is never a cwd). */
+function projectDir(): string | undefined {
+  const main = Deno.mainModule;
+  if (!main.startsWith("file://")) return undefined;
+  const path = decodeURIComponent(new URL(".", main).pathname).replace(/\/$/, "");
+  return path || "/";
 }
 
 /** Builds the real Env from the process. `overrides` lets tests and main.ts replace single seams. */

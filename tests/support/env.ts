@@ -11,12 +11,17 @@ const DENO_DIR = Deno.env.get("DENO_DIR") ||
 
 /**
  * Variables for anything a test runs: the machine's global pip configuration, uv settings and Hub settings
- * are dropped so installs and downloads go only where the test points them.
+ * are dropped so installs and downloads go only where the test points them. INIT_CWD too: `deno task test`
+ * sets it, and mlagent run from the repository would read paths against it instead of the test's cwd.
  */
 export function hermeticVars(extra: Record<string, string | undefined> = {}): Record<string, string> {
   const vars: Record<string, string> = {};
   for (const [k, v] of Object.entries(Deno.env.toObject())) {
-    if (/^(PIP_|UV_|HF_|HUGGING|MLAGENT_|CUDA_|LSB_|SLURM_|XDG_|VIRTUAL_ENV|PYTHON(HOME|PATH)$)/.test(k)) {
+    if (
+      /^(PIP_|UV_|HF_|HUGGING|MLAGENT_|CUDA_|LSB_|SLURM_|XDG_|VIRTUAL_ENV|INIT_CWD$|PYTHON(HOME|PATH)$)/.test(
+        k,
+      )
+    ) {
       continue;
     }
     vars[k] = v;
