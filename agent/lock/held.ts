@@ -18,6 +18,8 @@ export abstract class HeldLock implements LockHandle {
   private unwatch: (() => void)[] = [];
   protected commandPid: number | null = null;
   protected commandStart: number | null = null;
+  /** True for a shared hold (shared.ts). */
+  readonly shared: boolean = false;
 
   constructor(
     protected env: Env,
