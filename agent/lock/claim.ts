@@ -112,8 +112,18 @@ export async function tryClaim(env: Env, path: string, text: string): Promise<bo
   const tmp = sideName(env, path, "claim");
   await writeNew(env, tmp, text);
   try {
-    await env.fs.link(tmp, path);
-    return true;
+    for (let attempt = 1;; attempt++) {
+      try {
+        await env.fs.link(tmp, path);
+        return true;
+      } catch (e) {
+        if (!linkRefused(e)) throw e;
+        // SFTP has one generic failure code: sshfs reports a link onto a claim another mount just made as
+        // EPERM, not EEXIST. Only a refusal with nothing in the way, twice, means no hard links here.
+        if (await existsNow(env, path)) return false;
+        if (attempt === 2) throw e;
+      }
+    }
   } catch (e) {
     if (e instanceof Deno.errors.AlreadyExists) return false;
     if (linkRefused(e)) {
@@ -131,11 +141,15 @@ export async function tryClaim(env: Env, path: string, text: string): Promise<bo
   }
 }
 
+const existsNow = (env: Env, path: string) => env.fs.lstat(path).then(() => true, () => false);
+
 async function claimExclusive(env: Env, path: string, text: string): Promise<boolean> {
   try {
     await writeNew(env, path, text);
   } catch (e) {
     if (e instanceof Deno.errors.AlreadyExists) return false;
+    // As with link: a create that lost the race on another mount comes back from sshfs as EPERM.
+    if (linkRefused(e) && await existsNow(env, path)) return false;
     throw e;
   }
   // Stalled for a TTL between create and write, the claim may have been judged abandoned and moved aside.

@@ -3,6 +3,7 @@ import type { Env } from "../core/env.ts";
 import { isoTime } from "../core/output.ts";
 import type { SpawnedChild } from "../core/run.ts";
 import { claimMethod, putBack, sideName, tryClaim } from "./claim.ts";
+import { readFence } from "./fence.ts";
 import { checkLockPath, dirOf, readText, writeRecord } from "./files.ts";
 import { HeldLock } from "./held.ts";
 import { makeRecord, newToken, parseOwnerRecord } from "./record.ts";
@@ -184,12 +185,6 @@ export async function breakClaim(
   }
 }
 
-export async function readFence(env: Env, path: string): Promise<number> {
-  const text = await readText(env, `${path}.fence`).catch(() => null);
-  const n = Number(text?.trim());
-  return Number.isInteger(n) && n > 0 ? n : 0;
-}
-
 /** Takes the exclusive lease claim on `spec.path` (no shared holders considered: see shared.ts). */
 export async function acquireLease(
   env: Env,
@@ -199,10 +194,13 @@ export async function acquireLease(
   waiter: Waiter,
 ): Promise<HeldLock> {
   const token = newToken();
-  let brokenFencing = 0;
+  // The highest number seen on a claim while waiting: a network filesystem's client may serve an old
+  // `.fence` for a moment (sshfs with auto_cache does, for same-sized rewrites), and the claim we waited
+  // behind carries its own number.
+  let seenFencing = 0;
   for (;;) {
     await checkLockPath(env, spec.path);
-    const fencing = Math.max(await readFence(env, spec.path), brokenFencing) + 1;
+    const fencing = Math.max(await readFence(env, spec.path), seenFencing) + 1;
     const claim = await claimMethod(env, dirOf(spec.path));
     const record = makeRecord(env, spec, "lease", token, fencing, s, opts.command, { claim });
     const claimed = await tryClaim(env, spec.path, JSON.stringify(record, null, 2) + "\n");
@@ -218,6 +216,7 @@ export async function acquireLease(
       return new LeaseLock(env, spec, token, held.fencing, held, s);
     }
     if (!state || state.kind === "missing") continue;
+    seenFencing = Math.max(seenFencing, state.owner?.fencing ?? 0);
     const verdict = judgeState(env, state, s);
     if (verdict.status === "free" || verdict.status.startsWith("stale")) {
       const seen = state.kind === "lease" ? state.text : null;
@@ -228,7 +227,6 @@ export async function acquireLease(
         (text) => seen !== null ? text === seen : text.startsWith(FLOCK_MAGIC) || text === "",
       );
       if (removed) {
-        brokenFencing = Math.max(brokenFencing, verdict.owner?.fencing ?? 0);
         if (verdict.status !== "free") {
           env.log.warn(
             `broke stale lock "${spec.name}" (${verdict.status}: ${verdict.reason})${
