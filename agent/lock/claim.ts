@@ -25,6 +25,8 @@ import type { ClaimMethod } from "./types.ts";
 
 export const CLAIM_METHOD_FILE = ".mlagent-claim-method";
 const known = new Map<string, ClaimMethod>();
+/** Directories seen without a record (for display only; deciding always looks again). */
+const undecided = new Set<string>();
 
 /** link(2) errors that mean "this filesystem does not do hard links": EPERM, ENOSYS, EOPNOTSUPP. */
 export function linkRefused(e: unknown): boolean {
@@ -51,17 +53,19 @@ export function sideName(env: Env, path: string, what: string): string {
 export function recordedClaimMethod(env: Env, dir: string, { fresh = false } = {}): ClaimMethod | null {
   const cached = known.get(dir);
   if (cached === "exclusive" || (cached && !fresh)) return cached;
+  if (!fresh && undecided.has(dir)) return null;
   let method: ClaimMethod | null = null;
   try {
     method = parseMethod(env.fs.readTextFileSync(`${dir}/${CLAIM_METHOD_FILE}`));
   } catch { /* never decided here */ }
   if (method) known.set(dir, method);
+  else undecided.add(dir);
   return method ?? cached ?? null;
 }
 
 /** The claim method for `dir`: recorded, or probed once and recorded. */
 export async function claimMethod(env: Env, dir: string): Promise<ClaimMethod> {
-  const recorded = recordedClaimMethod(env, dir);
+  const recorded = recordedClaimMethod(env, dir, { fresh: !known.has(dir) });
   if (recorded) return recorded;
   return await settleClaimMethod(env, dir, await probeLink(env, dir));
 }

@@ -9,7 +9,7 @@
  */
 import type { Env } from "../core/env.ts";
 import { readText } from "./files.ts";
-import { describeOwner, parseOwnerRecord, type TokenScan } from "./record.ts";
+import { describeOwner, parseOwnerRecord, type ProcScan } from "./record.ts";
 import { judgeOwner, withHeartbeat } from "./state.ts";
 import type { LockVerdict, OwnerRecord, Settings } from "./types.ts";
 
@@ -72,11 +72,11 @@ export async function readHolders(env: Env, lockPath: string, { index = true } =
 }
 
 /** Judges each holder: same host by its processes, another host by how long this host saw it unchanged. */
-export function judgeHolders(env: Env, holders: Holder[], s: Settings, tokens?: TokenScan): JudgedHolder[] {
+export function judgeHolders(env: Env, holders: Holder[], s: Settings, procs?: ProcScan): JudgedHolder[] {
   return holders.map((h) => ({
     ...h,
     // Records are replaced by rename, never written in place: an unreadable one is garbage, not half-written.
-    verdict: judgeOwner(env, h.path, h.owner, h.signature, s.ttlMs, { tokens }),
+    verdict: judgeOwner(env, h.path, h.owner, h.signature, s.ttlMs, { procs }),
   }));
 }
 

@@ -1,5 +1,6 @@
 /** Inspecting and clearing locks (lock list / check / clear, cache heal) and the leftovers of killed lock operations. */
 import type { Env } from "../core/env.ts";
+import { mountForPath } from "../core/mounts.ts";
 import { localLockDir, venvRoot } from "../core/paths.ts";
 import { recordedClaimMethod, tryClaim } from "./claim.ts";
 import { readFence } from "./fence.ts";
@@ -16,7 +17,7 @@ import {
 } from "./holders.ts";
 import { breakClaim, removeClaimIf } from "./lease.ts";
 import { saveSightings } from "./observe.ts";
-import { makeRecord, newToken, parseOwnerRecord, TokenScan } from "./record.ts";
+import { makeRecord, newToken, parseOwnerRecord, ProcScan } from "./record.ts";
 import { lockModeFor, settings } from "./settings.ts";
 import { judgeState, parseFencingHeader, readLockState } from "./state.ts";
 import type { LockInfo, LockMode, LockOptions, LockSpec, LockVerdict, Settings } from "./types.ts";
@@ -52,11 +53,11 @@ async function flockHeld(env: Env, path: string): Promise<boolean> {
 }
 
 interface InspectContext {
-  tokens?: TokenScan;
-  /** Whether `X.lock.shared` exists, when the caller already listed the directory. */
-  hasShared?: boolean;
-  /** The caller listed the path as a plain file: no need to look again. */
-  plainFile?: boolean;
+  procs?: ProcScan;
+  /** Names in the lock's directory, when the caller listed it: sidecars not among them are not read. */
+  siblings?: Set<string>;
+  /** Read without the thread pool (a local disk). */
+  sync?: boolean;
 }
 
 /** The state of one lock file and its shared holders, judged as an acquirer would. */
@@ -67,7 +68,7 @@ export async function inspectLock(
   ctx: InspectContext = {},
 ): Promise<LockInfo> {
   const info = await inspectOne(env, spec, settings(env, opts), opts, ctx);
-  if (ctx.tokens === undefined) await saveSightings(env);
+  if (ctx.procs === undefined) await saveSightings(env);
   return info;
 }
 
@@ -78,25 +79,38 @@ async function inspectOne(
   opts: LockOptions,
   ctx: InspectContext,
 ): Promise<LockInfo> {
-  if (!ctx.plainFile) await checkLockPath(env, spec.path);
-  const tokens = ctx.tokens ?? new TokenScan(env);
-  const state = await readLockState(env, spec.path);
+  const base = spec.path.slice(spec.path.lastIndexOf("/") + 1);
+  const listed = ctx.siblings;
+  if (!listed) await checkLockPath(env, spec.path);
+  const procs = ctx.procs ?? new ProcScan(env);
+  const state = await readLockState(env, spec.path, {
+    listed: listed && ((suffix) => listed.has(base + suffix)),
+    sync: ctx.sync,
+  });
   const mode: LockMode = state.kind === "lease" ? "lease" : state.kind === "flock" ? "flock" : lockModeFor(
     env,
     spec.path,
     opts.mode,
   );
-  const kernelHeld = state.kind === "flock" && await flockHeld(env, spec.path);
-  // The kernel has the last word on flock locks; the record says who and whether a command outlived it.
-  let verdict = judgeState(env, state, s, { kernelLockFree: !kernelHeld, tokens });
-  const hasShared = ctx.hasShared ?? await env.fs.lstat(sharedDirOf(spec.path)).then(() => true, () => false);
+  let verdict = judgeState(env, state, s, { procs });
+  // The kernel has the last word on flock locks while the record says held (its owner may have let go) or
+  // says nothing (an acquirer about to write it, or shared holders); a dead owner's record is stale anyway.
+  const kernelHeld = state.kind === "flock" && (isHeld(verdict) || verdict.status === "free") &&
+    await flockHeld(env, spec.path);
+  if (state.kind === "flock" && !kernelHeld) {
+    verdict = judgeState(env, state, s, { kernelLockFree: true, procs });
+  }
+  const hasShared = listed ? listed.has(`${base}.shared`) : await env.fs.lstat(sharedDirOf(spec.path)).then(
+    () => true,
+    () => false,
+  );
   let holders: LockVerdict[] = [];
   if (hasShared) {
     const judged = judgeHolders(
       env,
       await readHolders(env, spec.path, { index: mode === "lease" }),
       s,
-      tokens,
+      procs,
     );
     holders = judged.map((h) => h.verdict);
     const sv = sharedVerdict(judged);
@@ -110,8 +124,7 @@ async function inspectOne(
     };
   }
   const claim = mode === "lease"
-    ? state.kind !== "missing" && state.owner?.claim ||
-      recordedClaimMethod(env, dirOf(spec.path))
+    ? (state.kind !== "missing" && state.owner?.claim) || recordedClaimMethod(env, dirOf(spec.path))
     : null;
   // Named by where it lies, not by what the record claims: the name then works with `lock check`.
   return { name: spec.name, path: spec.path, mode, claim: claim || null, holders, ...verdict };
@@ -133,12 +146,16 @@ async function mapPool<T, R>(items: T[], n: number, fn: (item: T) => Promise<R>)
 
 /**
  * Every lock that is not free in the given directories (`*.lock`, and `*.lock.shared` holders whose lock
- * file is gone), sorted by name. Judges many at once and scans /proc for command tokens only once: 20,000
- * records list in well under a second on a local disk.
+ * file is gone), sorted by name. Judges many at once, against one snapshot of this host's processes, and
+ * reads only the sidecars the directory listing shows: 20,000 records list in about a second on a local disk.
  */
-export async function listLocks(env: Env, dirs: LockDir[], opts: LockOptions = {}): Promise<LockInfo[]> {
+export async function listLocks(
+  env: Env,
+  dirs: LockDir[],
+  opts: LockOptions = {},
+  procs: ProcScan = new ProcScan(env),
+): Promise<LockInfo[]> {
   const s = settings(env, opts);
-  const tokens = new TokenScan(env);
   const out: LockInfo[] = [];
   for (const { dir, prefix } of dirs) {
     let entries: Deno.DirEntry[];
@@ -148,18 +165,20 @@ export async function listLocks(env: Env, dirs: LockDir[], opts: LockOptions = {
       continue;
     }
     const locks = new Map<string, Deno.DirEntry | null>();
-    const shared = new Set<string>();
     for (const e of entries) {
       if (e.name.startsWith(".")) continue;
       if (e.name.endsWith(".lock")) locks.set(e.name, e);
       else if (e.name.endsWith(".lock.shared") && e.isDirectory) {
         const base = e.name.slice(0, -7);
-        shared.add(base);
         if (!locks.has(base)) locks.set(base, null);
       }
     }
     const names = [...locks.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    const infos = await mapPool(names, 16, async (file): Promise<LockInfo | null> => {
+    const siblings = new Set(entries.map((e) => e.name));
+    // On a local disk, reading in place beats handing 20,000 small reads to the thread pool; on a network
+    // filesystem each read waits on the server, so many go at once.
+    const sync = !mountForPath(env, dir)?.network;
+    const infos = await mapPool(names, 32, async (file): Promise<LockInfo | null> => {
       const path = `${dir}/${file}`;
       const name = prefix + file.slice(0, -5);
       const e = locks.get(file);
@@ -175,11 +194,10 @@ export async function listLocks(env: Env, dirs: LockDir[], opts: LockOptions = {
           owner: null,
         };
       }
-      const info = await inspectOne(env, { name, path, purpose: "" }, s, opts, {
-        tokens,
-        hasShared: shared.has(file),
-        plainFile: !!e?.isFile,
-      }).catch(() => null);
+      const info = await inspectOne(env, { name, path, purpose: "" }, s, opts, { procs, siblings, sync })
+        .catch(
+          () => null,
+        );
       return info && info.status !== "free" ? info : null;
     });
     for (const i of infos) if (i) out.push(i);
@@ -194,14 +212,24 @@ const refused = (l: LockInfo) => l.reason.endsWith("; refused");
  * Removes one stale lock (or, with force, a live remote one), judging it again at the moment of removal,
  * with its shared holders' records. Returns false when it turned out to be held after all.
  */
-export async function clearLock(env: Env, info: LockInfo, { force = false } = {}): Promise<boolean> {
+export async function clearLock(
+  env: Env,
+  info: LockInfo,
+  { force = false, procs = new ProcScan(env) }: { force?: boolean; procs?: ProcScan } = {},
+): Promise<boolean> {
   const s = settings(env, {});
-  const removable = (v: LockVerdict) => v.status.startsWith("stale") || (force && v.status === "held-remote");
-  if (info.mode === "flock") return await clearFlockLock(env, info.path, s, removable);
+  // Only what was judged: a record that changed since (a new holder) is not this clear's to remove.
+  const listedToken = info.owner?.token;
+  const removable = (v: LockVerdict) =>
+    (v.status.startsWith("stale") || (force && v.status === "held-remote")) &&
+    (!v.owner || !listedToken || v.owner.token === listedToken);
+  // Owners are checked live at removal; the snapshot's token carriers stay valid for records already dead in it.
+  procs = procs.freshPids();
+  if (info.mode === "flock") return await clearFlockLock(env, info.path, s, removable, procs);
   const state = await readLockState(env, info.path);
   let removed = false;
   if (state.kind === "lease") {
-    const verdict = judgeState(env, state, s);
+    const verdict = judgeState(env, state, s, { procs });
     if (isHeld(verdict) && !removable(verdict)) return false;
     if (verdict.status !== "free") {
       removed = await breakClaim(env, info.path, s, (text) => text === state.text);
@@ -214,7 +242,7 @@ export async function clearLock(env: Env, info: LockInfo, { force = false } = {}
   } else if (state.kind === "flock") return false;
   const holders = await readHolders(env, info.path);
   if (!holders.length) return removed || state.kind === "missing";
-  return await clearLeaseHolders(env, info.path, s, removable) || removed;
+  return await clearLeaseHolders(env, info.path, s, removable, procs) || removed;
 }
 
 async function clearFlockLock(
@@ -222,6 +250,7 @@ async function clearFlockLock(
   path: string,
   s: Settings,
   removable: (v: LockVerdict) => boolean,
+  procs: ProcScan,
 ): Promise<boolean> {
   let file: Deno.FsFile;
   try {
@@ -232,9 +261,9 @@ async function clearFlockLock(
   try {
     // Held LOCK_EX: no one holds it, shared or not; a record can only be held by a command outliving its mlagent.
     if (!(await file.tryLock(true)) || !(await sameInode(env, path, file))) return false;
-    const verdict = judgeState(env, await readLockState(env, path), s, { kernelLockFree: true });
+    const verdict = judgeState(env, await readLockState(env, path), s, { kernelLockFree: true, procs });
     if (!removable(verdict) && verdict.status !== "free") return false;
-    const holders = judgeHolders(env, await readHolders(env, path, { index: false }), s);
+    const holders = judgeHolders(env, await readHolders(env, path, { index: false }), s, procs);
     if (holders.some((h) => isHeld(h.verdict) && !removable(h.verdict))) return false;
     for (const h of holders) await removeHolder(env, h);
     // The counter outlives the lock file, so fencing numbers keep growing after a clear.
@@ -261,6 +290,7 @@ async function clearLeaseHolders(
   path: string,
   s: Settings,
   removable: (v: LockVerdict) => boolean,
+  procs: ProcScan,
 ): Promise<boolean> {
   const token = newToken();
   const record = makeRecord(
@@ -274,7 +304,7 @@ async function clearLeaseHolders(
   );
   if (!(await tryClaim(env, path, JSON.stringify(record, null, 2) + "\n"))) return false;
   try {
-    const judged = judgeHolders(env, await readHolders(env, path), s);
+    const judged = judgeHolders(env, await readHolders(env, path), s, procs);
     const stale: Holder[] = judged.filter((h) => removable(h.verdict));
     for (const h of stale) await removeHolder(env, h);
     if (stale.length === judged.length) {
@@ -307,7 +337,9 @@ export async function clearStaleLocks(
   dirs: LockDir[],
   { force = false, dryRun = false }: { force?: boolean; dryRun?: boolean } = {},
 ): Promise<ClearResult> {
-  const locks = await listLocks(env, dirs);
+  // One snapshot of /proc serves the listing and every removal.
+  const procs = new ProcScan(env);
+  const locks = await listLocks(env, dirs, {}, procs);
   const candidates = locks.filter((l) =>
     !refused(l) && (l.status.startsWith("stale") || (force && l.status === "held-remote"))
   );
@@ -315,7 +347,7 @@ export async function clearStaleLocks(
   if (dryRun) return { candidates, removed: [], kept: [], held };
   const outcomes = await mapPool(candidates, 16, async (l) => {
     try {
-      return await clearLock(env, l, { force });
+      return await clearLock(env, l, { force, procs });
     } catch (e) {
       env.log.warn(`cannot clear stale lock ${l.path}: ${e instanceof Error ? e.message : e}`);
       return false;

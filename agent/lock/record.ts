@@ -1,7 +1,7 @@
 /** Owner records: making, parsing and judging them (same host by /proc, other hosts by heartbeat). */
 import type { Env } from "../core/env.ts";
 import { formatDuration, isoTime } from "../core/output.ts";
-import { bootId, isAlive, readProc, schedulerJob } from "../core/proc.ts";
+import { bootId, isAlive, type ProcIdentity, readProc, schedulerJob } from "../core/proc.ts";
 import {
   type ClaimMethod,
   DEFAULT_TTL_MS,
@@ -115,45 +115,84 @@ export function parseOwnerRecord(text: string): OwnerRecord | null {
 }
 
 /**
- * Live processes on this host carrying MLAGENT_LOCK_TOKEN (commands run under a lock, and their children),
- * read from /proc once and reused: judging 20,000 records must not read every process's environ 20,000 times.
+ * This host's processes as of one moment: which pids live, and which carry MLAGENT_LOCK_TOKEN (commands run
+ * under a lock, and their children). Judging 20,000 records must not read /proc 20,000 times, nor every
+ * process's environ once per record. Taken whole at first use, so a record whose owner was dead in the
+ * snapshot had started any command of its before it: that command is in the snapshot if it still ran.
+ * `freshPids()` gives a view that checks pids live (for removals) and keeps the carriers.
  */
-export class TokenScan {
+export class ProcScan {
+  private pids: Set<number> | null = null;
   private carriers: Map<string, number> | null = null;
-  constructor(private env: Env) {}
-  find(token: string): number | null {
-    this.carriers ??= scanTokens(this.env);
-    const pid = this.carriers.get(token);
+  private stats = new Map<number, ProcIdentity | null>();
+  constructor(private env: Env, private live = false) {}
+
+  private take() {
+    if (this.pids) return;
+    this.pids = new Set();
+    this.carriers = new Map();
+    let entries: Iterable<Deno.DirEntry> = [];
+    try {
+      entries = this.env.fs.readDirSync(this.env.procRoot);
+    } catch { /* no procfs: nothing carries a token */ }
+    const key = `${TOKEN_VAR}=`;
+    for (const e of entries) {
+      if (!/^\d+$/.test(e.name)) continue;
+      const pid = Number(e.name);
+      this.pids.add(pid);
+      if (pid === this.env.pid) continue;
+      let environ: string;
+      try {
+        environ = this.env.fs.readTextFileSync(`${this.env.procRoot}/${pid}/environ`);
+      } catch {
+        continue;
+      }
+      const i = environ.startsWith(key) ? 0 : environ.indexOf(`\0${key}`) + 1;
+      if (i === 0 && !environ.startsWith(key)) continue;
+      const end = environ.indexOf("\0", i);
+      const token = environ.slice(i + key.length, end < 0 ? undefined : end);
+      if (token && !this.carriers.has(token) && this.alive(pid)) this.carriers.set(token, pid);
+    }
+  }
+
+  /** /proc/PID/stat as of the snapshot (or now, for a fresh view). */
+  proc(pid: number): ProcIdentity | null {
+    if (this.live) return readProc(this.env, pid);
+    this.take();
+    if (!this.pids!.has(pid)) return null;
+    if (!this.stats.has(pid)) this.stats.set(pid, readProc(this.env, pid));
+    return this.stats.get(pid)!;
+  }
+
+  /** Like isAlive(): running, not a zombie, and (given a start time) the same process. */
+  alive(pid: number, startTime?: number | null): boolean {
+    const p = this.proc(pid);
+    if (!p || p.state === "Z" || p.state === "X") return false;
+    return startTime === undefined || startTime === null || p.startTime === startTime;
+  }
+
+  /** A live process carrying `token`, if any. */
+  carrier(token: string): number | null {
+    this.take();
+    const pid = this.carriers!.get(token);
     return pid !== undefined && isAlive(this.env, pid) ? pid : null;
+  }
+
+  freshPids(): ProcScan {
+    const view = new ProcScan(this.env, true);
+    this.take();
+    view.pids = this.pids;
+    view.carriers = this.carriers;
+    return view;
   }
 }
 
-function scanTokens(env: Env): Map<string, number> {
-  const out = new Map<string, number>();
-  let entries: Iterable<Deno.DirEntry>;
-  try {
-    entries = env.fs.readDirSync(env.procRoot);
-  } catch {
-    return out;
-  }
-  const key = `${TOKEN_VAR}=`;
-  for (const e of entries) {
-    if (!/^\d+$/.test(e.name)) continue;
-    const pid = Number(e.name);
-    if (pid === env.pid) continue;
-    let environ: string;
-    try {
-      environ = env.fs.readTextFileSync(`${env.procRoot}/${pid}/environ`);
-    } catch {
-      continue;
-    }
-    const i = environ.startsWith(key) ? 0 : environ.indexOf(`\0${key}`) + 1;
-    if (i === 0 && !environ.startsWith(key)) continue;
-    const end = environ.indexOf("\0", i);
-    const token = environ.slice(i + key.length, end < 0 ? undefined : end);
-    if (token && !out.has(token) && isAlive(env, pid)) out.set(token, pid);
-  }
-  return out;
+const hosts = new WeakMap<Env, string>();
+/** This host's name, asked once per Env (gethostname(2) is a system call, and listings ask per record). */
+export function myHost(env: Env): string {
+  let h = hosts.get(env);
+  if (h === undefined) hosts.set(env, h = env.hostname());
+  return h;
 }
 
 const boots = new WeakMap<Env, string | null>();
@@ -168,7 +207,7 @@ function myBootId(env: Env): string | null {
  */
 export function isRemoteRecord(env: Env, rec: OwnerRecord): boolean {
   const myBoot = myBootId(env);
-  return rec.host !== env.hostname() || (!!rec.boot_id && !!myBoot && rec.boot_id !== myBoot);
+  return rec.host !== myHost(env) || (!!rec.boot_id && !!myBoot && rec.boot_id !== myBoot);
 }
 
 export interface JudgeOptions {
@@ -179,8 +218,8 @@ export interface JudgeOptions {
    * this host's clock (observe.ts). Missing means never seen before: 0.
    */
   quietMs?: number;
-  /** A shared scan of /proc for MLAGENT_LOCK_TOKEN carriers (listing many records). */
-  tokens?: TokenScan;
+  /** One snapshot of this host's processes shared by many judgements (listing many records). */
+  procs?: ProcScan;
 }
 
 /**
@@ -199,7 +238,7 @@ export function judgeRecord(
   if (isRemoteRecord(env, rec)) {
     const ttl = Math.max(rec.ttl_ms, ttlMs ?? 0) || DEFAULT_TTL_MS;
     const quiet = Math.max(0, opts.quietMs ?? 0);
-    const otherBoot = rec.host === env.hostname();
+    const otherBoot = rec.host === myHost(env);
     const from = otherBoot ? `${rec.host} (another boot)` : rec.host;
     const ahead = Date.parse(rec.heartbeat_at) - now;
     const skew = ahead > 1000
@@ -224,20 +263,21 @@ export function judgeRecord(
       quietMs: quiet,
     };
   }
-  const ownerAlive = isAlive(env, rec.pid, rec.pid_start_time);
+  const procs = opts.procs ?? new ProcScan(env, true);
+  const ownerAlive = procs.alive(rec.pid, rec.pid_start_time);
   // A live flock owner holds the kernel lock; if the kernel says it is free, the owner let go.
   if (ownerAlive && !(opts.kernelLockFree && rec.mode === "flock")) {
     return { status: "held", reason: `owner pid ${rec.pid} is alive`, owner: rec };
   }
   if (rec.command) {
-    if (rec.command_pid && isAlive(env, rec.command_pid, rec.command_start_time)) {
+    if (rec.command_pid && procs.alive(rec.command_pid, rec.command_start_time)) {
       return {
         status: "held",
         reason: `owner pid ${rec.pid} is gone but its command pid ${rec.command_pid} still runs`,
         owner: rec,
       };
     }
-    const carrier = (opts.tokens ?? new TokenScan(env)).find(rec.token);
+    const carrier = procs.carrier(rec.token);
     if (carrier !== null) {
       return {
         status: "held",
@@ -246,7 +286,7 @@ export function judgeRecord(
       };
     }
   }
-  const proc = readProc(env, rec.pid);
+  const proc = procs.proc(rec.pid);
   const why = ownerAlive
     ? `owner pid ${rec.pid} no longer holds the kernel lock`
     : proc && proc.state !== "Z" && proc.state !== "X"

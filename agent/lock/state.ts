@@ -2,9 +2,9 @@
 import type { Env } from "../core/env.ts";
 import { formatDuration, isoTime } from "../core/output.ts";
 import { recordedClaimMethod } from "./claim.ts";
-import { dirOf, readText } from "./files.ts";
+import { dirOf, readText, readTextSync } from "./files.ts";
 import { quietFor } from "./observe.ts";
-import { isRemoteRecord, judgeRecord, parseOwnerRecord, type TokenScan } from "./record.ts";
+import { isRemoteRecord, judgeRecord, parseOwnerRecord, type ProcScan } from "./record.ts";
 import { FLOCK_MAGIC, type LockVerdict, type OwnerRecord, type Settings } from "./types.ts";
 
 export interface Heartbeat {
@@ -44,8 +44,9 @@ export async function withHeartbeat(
   env: Env,
   path: string,
   rec: OwnerRecord,
+  read: (path: string) => Promise<string | null> | string | null = (p) => readText(env, p),
 ): Promise<{ owner: OwnerRecord; heartbeat: string }> {
-  const text = await readText(env, `${path}.heartbeat`).catch(() => null);
+  const text = await Promise.resolve().then(() => read(`${path}.heartbeat`)).catch(() => null);
   if (!text) return { owner: rec, heartbeat: "" };
   try {
     const hb = JSON.parse(text) as Heartbeat;
@@ -80,12 +81,21 @@ function exclusiveDir(env: Env, path: string): boolean {
   return recordedClaimMethod(env, dirOf(path), { fresh: true }) === "exclusive";
 }
 
-/** What a lock file holds: a flock header (record in the sidecar) or a lease claim. */
-export async function readLockState(env: Env, path: string): Promise<LockState> {
-  const text = await readText(env, path);
+/**
+ * What a lock file holds: a flock header (record in the sidecar) or a lease claim. `listed` says which
+ * sidecars a directory listing just showed, so a listing of thousands reads no sidecar that is not there;
+ * `sync` reads without the thread pool (fastest for many small files on a local disk).
+ */
+export async function readLockState(
+  env: Env,
+  path: string,
+  { listed, sync = false }: { listed?: (suffix: string) => boolean; sync?: boolean } = {},
+): Promise<LockState> {
+  const read = (p: string) => sync ? readTextSync(env, p) : readText(env, p);
+  const text = await read(path);
   if (text === null) return { kind: "missing", path };
   if (text.startsWith(FLOCK_MAGIC) || (text === "" && !exclusiveDir(env, path))) {
-    const ownerText = await readText(env, `${path}.owner`);
+    const ownerText = !listed || listed(".owner") ? await read(`${path}.owner`) : null;
     return {
       kind: "flock",
       path,
@@ -102,7 +112,9 @@ export async function readLockState(env: Env, path: string): Promise<LockState> 
     const id = st ? `${st.ino}:${st.size}:${st.mtime?.getTime()}` : "";
     return { kind: "lease", path, owner: null, text, signature: `${text}\0${id}`, incomplete };
   }
-  const { owner, heartbeat } = await withHeartbeat(env, path, rec);
+  const { owner, heartbeat } = !listed || listed(".heartbeat")
+    ? await withHeartbeat(env, path, rec, read)
+    : { owner: rec, heartbeat: "" };
   return { kind: "lease", path, owner, text, signature: `${text}\0${heartbeat}`, incomplete: false };
 }
 
@@ -114,7 +126,7 @@ export function judgeState(
   env: Env,
   state: LockState,
   s: Settings,
-  { kernelLockFree = false, tokens }: { kernelLockFree?: boolean; tokens?: TokenScan } = {},
+  { kernelLockFree = false, procs }: { kernelLockFree?: boolean; procs?: ProcScan } = {},
 ): LockVerdict {
   if (state.kind === "missing") return { status: "free", reason: "no lock file", owner: null };
   if (state.kind === "flock" && !state.owner) {
@@ -143,7 +155,7 @@ export function judgeState(
   }
   return judgeOwner(env, state.path, state.owner, state.signature, s.ttlMs, {
     kernelLockFree: kernelLockFree && state.kind === "flock",
-    tokens,
+    procs,
   });
 }
 
@@ -154,7 +166,7 @@ export function judgeOwner(
   owner: OwnerRecord | null,
   signature: string,
   ttlMs: number,
-  opts: { kernelLockFree?: boolean; tokens?: TokenScan } = {},
+  opts: { kernelLockFree?: boolean; procs?: ProcScan } = {},
 ): LockVerdict {
   const quietMs = owner && isRemoteRecord(env, owner) ? quietFor(env, path, signature) : undefined;
   return judgeRecord(env, owner, ttlMs, { ...opts, quietMs });
