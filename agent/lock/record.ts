@@ -298,7 +298,7 @@ export function judgeRecord(
 /** "gpu-17 pid 4411 for 6m12s (install, job 123)" */
 export function describeOwner(env: Env, rec: OwnerRecord | null): string {
   if (!rec) return "an owner without a readable record (just acquiring, or it crashed)";
-  const who = isAlive(env, rec.pid, rec.pid_start_time) || rec.host !== env.hostname() || !rec.command_pid
+  const who = rec.host !== myHost(env) || !rec.command_pid || isAlive(env, rec.pid, rec.pid_start_time)
     ? `${rec.host} pid ${rec.pid}`
     : `${rec.host} pid ${rec.command_pid} (command of exited mlagent pid ${rec.pid})`;
   const extra = [rec.purpose, rec.job_id ? `job ${rec.job_id}` : ""].filter(Boolean).join(", ");
