@@ -165,8 +165,14 @@ Deno.test("acquire() breaks a crashed fast-clock host's lease after one TTL of t
   const { env, elapsed } = fakeClock(dir.path);
   await writeRemote(dir.path, "fast", HOUR);
   const spec = namedLockSpec(env, "fast", "test");
+  // When the break happened, on the fake clock (the new holder's heartbeat loop moves it on afterwards).
+  let waited = NaN;
+  const warn = env.log.warn;
+  env.log.warn = (m) => {
+    if (m.startsWith("broke stale lock")) waited = elapsed();
+    warn(m);
+  };
   const lock = await acquire(env, spec, { ttlMs: TTL, pollMs: 1000, handleSignals: false });
-  const waited = elapsed();
   await lock.release();
   assert.ok(waited > TTL && waited < TTL + 5_000, `acquired after ${waited} ms of this host's clock`);
   assert.equal(lock.fencing, 8, "fencing continues past the broken holder's");
