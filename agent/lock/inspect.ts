@@ -222,7 +222,7 @@ export async function clearLock(
   const listedToken = info.owner?.token;
   const removable = (v: LockVerdict) =>
     (v.status.startsWith("stale") || (force && v.status === "held-remote")) &&
-    (!v.owner || !listedToken || v.owner.token === listedToken);
+    (!v.owner || v.owner.shared || !listedToken || v.owner.token === listedToken);
   // Owners are checked live at removal; the snapshot's token carriers stay valid for records already dead in it.
   procs = procs.freshPids();
   if (info.mode === "flock") return await clearFlockLock(env, info.path, s, removable, procs);

@@ -278,29 +278,31 @@ export async function acquireSharedLease(
     { ...opts, command: undefined },
     waiter,
   );
+  const token = newToken();
+  const dir = sharedDirOf(spec.path);
+  const recordPath = `${dir}/${holderId(env, token)}.json`;
+  let record: OwnerRecord;
   try {
-    const token = newToken();
-    const id = holderId(env, token);
-    const dir = sharedDirOf(spec.path);
     const claim = await claimMethod(env, dirOf(spec.path));
-    const record = makeRecord(env, spec, "lease", token, joining.fencing, s, opts.command, {
-      shared: true,
-      claim,
-    });
+    record = makeRecord(env, spec, "lease", token, joining.fencing, s, opts.command, { shared: true, claim });
     await env.fs.mkdir(dir, { recursive: true, mode: 0o755 });
-    const recordPath = `${dir}/${id}.json`;
     await writeRecord(env, recordPath, record);
     // Under the claim no one else edits the index; ids whose records are gone are dropped on the way.
     const ids: string[] = [];
     for (const other of await readIndex(env, spec.path)) {
       if ((await readText(env, `${dir}/${other}.json`).catch(() => null)) !== null) ids.push(other);
     }
-    ids.push(id);
+    ids.push(holderId(env, token));
     await replaceText(env, `${dir}/${INDEX_FILE}`, ids.join("\n") + "\n");
-    return new SharedLeaseLock(env, spec, token, joining.fencing, record, s, recordPath);
+  } catch (e) {
+    // A record of ours left behind would hold the lock for as long as this process lives.
+    await env.fs.remove(recordPath).catch(() => {});
+    throw e;
   } finally {
     await joining.release();
   }
+  // Made after the claim is let go: both would count as this process's hold on the path.
+  return new SharedLeaseLock(env, spec, token, joining.fencing, record, s, recordPath);
 }
 
 /**
