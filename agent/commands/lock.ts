@@ -5,46 +5,55 @@ import type { Env } from "../core/env.ts";
 import { badInput, EXIT, exitForSignal, failed, MlagentError, usageError } from "../core/errors.ts";
 import {
   acquire,
+  acquireShared,
   cacheLockSpec,
   clearLock,
+  clearStaleLocks,
   describeOwner,
   downloadLockSpec,
   findLeftovers,
   inspectLock,
+  knownLockDirs,
   listLocks,
+  type LockDir,
   type LockHandle,
   type LockInfo,
   type LockSpec,
+  type LockVerdict,
   namedLockSpec,
   validateLockName,
   venvLockSpec,
 } from "../lock/mod.ts";
 import type { Outcome } from "../core/output.ts";
-import { absolute, localLockDir, venvDir, venvRoot } from "../core/paths.ts";
+import { absolute, venvDir } from "../core/paths.ts";
 import type { SpawnedChild } from "../core/run.ts";
 
 const HELP = `Usage: mlagent lock <list|check|clear|run> [options]
 
   mlagent lock list [--json]
       Every lock mlagent knows (the node-local lock dir, and *.lock beside venvs under the venv root) with
-      its status: held, held-remote, stale-dead, stale-expired, stale-no-owner, and its owner record.
+      its status: held, held-remote, stale-dead, stale-expired, stale-no-owner, its owner record, its
+      shared holders, and (lease mode) how leases are claimed there: link or exclusive.
   mlagent lock check NAME
       Exit 0 when NAME is free (or only stale), 3 when it is held. For scripts and job prologues.
   mlagent lock clear [--yes] [--force]
       Removes stale locks (and temp files of lock operations killed mid-way). A dry run unless --yes.
       --force also removes locks held by live holders on other hosts (only when you know they are gone:
       two holders may otherwise run at once).
-  mlagent lock run NAME [--timeout S] [--no-wait] [--ttl S] [--mode auto|flock|lease] -- COMMAND ARGS...
+  mlagent lock run NAME [--shared] [--timeout S] [--no-wait] [--ttl S] [--mode auto|flock|lease] -- COMMAND...
       Runs COMMAND holding the lock and passes its exit code through. The command keeps the lock while it
       runs, even if mlagent is killed. SIGINT/SIGTERM are forwarded to it; the lock is released after it ends.
+      --shared holds it shared (like flock -s): many at once, none while someone holds it exclusively.
 
 NAME is a plain name (letters, digits, . _ - :), or venv:PROFILE, cache:DIR, download:DIR for the locks
 install, cache heal and download take.
 
 Options:
+  --shared      (run) a shared hold instead of an exclusive one
   --timeout S   wait at most S seconds (default 1800)
   --no-wait     fail at once with exit code 3 when the lock is held
-  --ttl S       lease TTL in seconds (default 60): a holder on another host whose heartbeat is older is stale
+  --ttl S       lease TTL in seconds (default 60): a record from another host that this host has seen
+                unchanged for longer is stale (the times inside it are never compared with this clock)
   --mode M      auto (default: lease on network filesystems, flock elsewhere), flock or lease
   --root DIR    venv root to scan and to resolve venv:PROFILE (default MLAGENT_ROOT)
 
@@ -75,40 +84,59 @@ export function resolveLockName(env: Env, name: string, purpose: string, root?: 
   return namedLockSpec(env, name, purpose);
 }
 
-function lockDirs(env: Env, root?: string) {
-  return [{ dir: localLockDir(env), prefix: "" }, { dir: venvRoot(env, root), prefix: "venv:" }];
+/** The configured cache's lock, when it sits beside the cache rather than in one of `dirs`. */
+async function cacheLock(env: Env, dirs: LockDir[]): Promise<LockInfo[]> {
+  if (!env.vars.MLAGENT_CACHE_DIR) return [];
+  const spec = cacheLockSpec(env, absolute(env, env.vars.MLAGENT_CACHE_DIR), "");
+  if (dirs.some((d) => spec.path.slice(0, spec.path.lastIndexOf("/")) === d.dir)) return [];
+  const info = await inspectLock(env, spec).catch(() => null);
+  return info && info.status !== "free" ? [info] : [];
 }
 
 /** The locks in the node-local dir and beside venvs, plus the configured cache's lock where it sits beside it. */
 async function knownLocks(env: Env, root?: string): Promise<LockInfo[]> {
-  const locks = await listLocks(env, lockDirs(env, root));
-  if (env.vars.MLAGENT_CACHE_DIR) {
-    const spec = cacheLockSpec(env, absolute(env, env.vars.MLAGENT_CACHE_DIR), "");
-    if (!locks.some((l) => l.path === spec.path)) {
-      const info = await inspectLock(env, spec).catch(() => null);
-      if (info && info.status !== "free") locks.push(info);
-    }
-  }
-  return locks;
+  const dirs = knownLockDirs(env, root);
+  return [...await listLocks(env, dirs), ...await cacheLock(env, dirs)];
+}
+
+function verdictJson(env: Env, v: LockVerdict) {
+  const now = env.now();
+  return {
+    status: v.status,
+    reason: v.reason,
+    held_for_ms: v.owner ? Math.max(0, now - Date.parse(v.owner.acquired_at)) : null,
+    // Another host's record: how long this host has seen it unchanged (its clock is never trusted).
+    heartbeat_age_ms: v.quietMs ?? (v.owner ? Math.max(0, now - Date.parse(v.owner.heartbeat_at)) : null),
+    owner: v.owner,
+  };
 }
 
 function infoJson(env: Env, l: LockInfo) {
-  const now = env.now();
+  const { status, reason, held_for_ms, heartbeat_age_ms, owner } = verdictJson(env, l);
   return {
     name: l.name,
     path: l.path,
     mode: l.mode,
-    status: l.status,
-    reason: l.reason,
-    held_for_ms: l.owner ? Math.max(0, now - Date.parse(l.owner.acquired_at)) : null,
-    heartbeat_age_ms: l.owner ? Math.max(0, now - Date.parse(l.owner.heartbeat_at)) : null,
-    owner: l.owner,
+    claim: l.claim,
+    status,
+    reason,
+    held_for_ms,
+    heartbeat_age_ms,
+    owner,
+    holders: l.holders.map((h) => verdictJson(env, h)),
   };
 }
 
 function infoLine(env: Env, l: LockInfo): string {
-  const who = l.owner ? describeOwner(env, l.owner) : "no owner record";
-  return `${l.status.padEnd(14)} ${l.name}  ${who}  [${l.reason}]  ${l.path}`;
+  const who = l.owner ? describeOwner(env, l.owner) : l.holders.length ? "shared" : "no owner record";
+  const claim = l.claim ? ` claim=${l.claim}` : "";
+  const line = `${l.status.padEnd(14)} ${l.name}  ${who}  [${l.reason}]  ${l.path}${claim}`;
+  const holders = l.holders.map((h) =>
+    `  ${h.status.padEnd(14)} shared by ${
+      h.owner ? describeOwner(env, h.owner) : "an unreadable record"
+    }  [${h.reason}]`
+  );
+  return [line, ...holders].join("\n");
 }
 
 async function listCommand(env: Env, root?: string): Promise<Outcome> {
@@ -116,7 +144,10 @@ async function listCommand(env: Env, root?: string): Promise<Outcome> {
   return {
     exitCode: EXIT.ok,
     json: { ok: true, locks: locks.map((l) => infoJson(env, l)) },
-    text: locks.length ? locks.map((l) => infoLine(env, l)).join("\n") : "no locks held or left behind",
+    // Rendered only when asked for: with 20,000 locks the text costs as much as the listing.
+    get text() {
+      return locks.length ? locks.map((l) => infoLine(env, l)).join("\n") : "no locks held or left behind";
+    },
   };
 }
 
@@ -134,28 +165,34 @@ async function checkCommand(env: Env, name: string, root?: string): Promise<Outc
   };
 }
 
+const clearable = (l: LockInfo, force: boolean) =>
+  !l.reason.endsWith("; refused") && (l.status.startsWith("stale") || (force && l.status === "held-remote"));
+
 async function clearCommand(env: Env, yes: boolean, force: boolean, root?: string): Promise<Outcome> {
-  const locks = await knownLocks(env, root);
-  const targets = locks.filter((l) => l.status.startsWith("stale") || (force && l.status === "held-remote"));
-  const removed: LockInfo[] = [];
-  const kept: LockInfo[] = [];
-  for (const l of targets) {
-    if (l.status === "held-remote") {
-      env.log.warn(
-        `${yes ? "FORCIBLY REMOVING" : "would FORCIBLY remove"} lock "${l.name}" held by ${
-          describeOwner(env, l.owner)
-        } with a fresh heartbeat: if that holder is alive, two holders may run at once`,
-      );
-    }
-    if (!yes) continue;
-    if (await clearLock(env, l, { force })) removed.push(l);
-    else kept.push(l);
+  const dirs = knownLockDirs(env, root);
+  const listed = await clearStaleLocks(env, dirs, { force, dryRun: true });
+  const extra = await cacheLock(env, dirs);
+  for (const l of [...listed.candidates, ...extra]) {
+    if (!(force && l.status === "held-remote")) continue;
+    env.log.warn(
+      `${yes ? "FORCIBLY REMOVING" : "would FORCIBLY remove"} lock "${l.name}" held by ${
+        describeOwner(env, l.owner)
+      } with a fresh heartbeat: if that holder is alive, two holders may run at once`,
+    );
   }
-  const leftovers = await findLeftovers(env, lockDirs(env, root).map((d) => d.dir));
+  const result = yes ? await clearStaleLocks(env, dirs, { force }) : listed;
+  const extraTargets = extra.filter((l) => clearable(l, force));
+  const candidates = [...result.candidates, ...extraTargets];
+  const removed = [...result.removed];
+  const kept = [...result.kept];
+  if (yes) {
+    for (const l of extraTargets) (await clearLock(env, l, { force }) ? removed : kept).push(l);
+  }
+  const leftovers = await findLeftovers(env, dirs.map((d) => d.dir));
   if (yes) { for (const f of leftovers) await env.fs.remove(f).catch(() => {}); }
   const lines = !yes
     ? [
-      ...targets.map((l) => `would remove ${l.status} lock "${l.name}" (${l.reason})  ${l.path}`),
+      ...candidates.map((l) => `would remove ${l.status} lock "${l.name}" (${l.reason})  ${l.path}`),
       ...leftovers.map((f) => `would remove leftover temp file ${f}`),
     ]
     : [
@@ -163,15 +200,15 @@ async function clearCommand(env: Env, yes: boolean, force: boolean, root?: strin
       ...kept.map((l) => `kept lock "${l.name}": held again when rechecked  ${l.path}`),
       ...leftovers.map((f) => `removed leftover temp file ${f}`),
     ];
-  if (!yes && (targets.length || leftovers.length)) lines.push("dry run: pass --yes to remove them");
-  const held = locks.filter((l) => !targets.includes(l));
+  if (!yes && (candidates.length || leftovers.length)) lines.push("dry run: pass --yes to remove them");
+  const held = [...result.held, ...extra.filter((l) => !extraTargets.includes(l))];
   return {
     exitCode: EXIT.ok,
     json: {
       ok: true,
       dry_run: !yes,
       force,
-      candidates: targets.map((l) => infoJson(env, l)),
+      candidates: candidates.map((l) => infoJson(env, l)),
       removed: removed.map((l) => l.path),
       kept: kept.map((l) => l.path),
       leftovers,
@@ -191,6 +228,7 @@ async function runUnderLock(
     ttlMs?: number;
     mode?: "auto" | "flock" | "lease";
     root?: string;
+    shared: boolean;
   },
 ): Promise<Outcome> {
   const spec = resolveLockName(env, name, `lock run ${command[0]}`, opts.root);
@@ -210,7 +248,7 @@ async function runUnderLock(
   try {
     const waitStart = env.now();
     try {
-      lock = await acquire(env, spec, {
+      lock = await (opts.shared ? acquireShared : acquire)(env, spec, {
         timeoutMs: opts.timeoutMs,
         noWait: opts.noWait,
         ttlMs: opts.ttlMs,
@@ -271,6 +309,7 @@ async function runUnderLock(
         name: spec.name,
         path: spec.path,
         mode: held.mode ?? null,
+        shared: opts.shared,
         fencing: held.fencing,
         waited_ms: waitedMs,
         exit_code: r.code,
@@ -305,6 +344,7 @@ export const lockCommand: Command = {
       force: { type: "boolean" },
       timeout: { type: "string" },
       "no-wait": { type: "boolean" },
+      shared: { type: "boolean" },
       ttl: { type: "string" },
       mode: { type: "string" },
       root: { type: "string" },
@@ -341,6 +381,7 @@ export const lockCommand: Command = {
           ttlMs: ttl === undefined ? undefined : ttl * 1000,
           mode,
           root,
+          shared: values.shared ?? false,
         });
       }
       case undefined:

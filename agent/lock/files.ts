@@ -84,10 +84,15 @@ export async function writeNew(env: Env, path: string, text: string): Promise<vo
  * stale by boot id and pid anyway.
  */
 export async function writeRecord(env: Env, path: string, value: unknown): Promise<void> {
+  await replaceText(env, path, JSON.stringify(value, null, 2) + "\n");
+}
+
+/** Replaces `path` with `text` by rename from a temp name beside it (readers see old or new, never half). */
+export async function replaceText(env: Env, path: string, text: string): Promise<void> {
   const tmp = `${dirOf(path)}/.${path.slice(dirOf(path).length + 1)}.tmp-${env.pid}-${
     newToken().slice(0, 8)
   }`;
-  await writeNew(env, tmp, JSON.stringify(value, null, 2) + "\n");
+  await writeNew(env, tmp, text);
   try {
     await env.fs.rename(tmp, path);
   } catch (e) {
@@ -98,6 +103,17 @@ export async function writeRecord(env: Env, path: string, value: unknown): Promi
 
 // ---------------------------------------------------------------------------------------------------------
 // Reading what is on disk
+
+/** The same as readText, without a trip through the thread pool (listing thousands on a local disk). */
+export function readTextSync(env: Env, path: string): string | null {
+  try {
+    return env.fs.readTextFileSync(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return null;
+    if (e instanceof Deno.errors.IsADirectory) throw badInput(`lock path is a directory: ${path}`);
+    return "";
+  }
+}
 
 export async function readText(env: Env, path: string): Promise<string | null> {
   try {

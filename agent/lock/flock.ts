@@ -1,9 +1,10 @@
 /** flock mode: the kernel lock on node-local filesystems, with the owner record in a sidecar. */
 import type { Env } from "../core/env.ts";
 import { isoTime } from "../core/output.ts";
-import { checkLockPath, readText, writeRecord } from "./files.ts";
+import { raiseFenceFloor, readFence, readFenceFloor } from "./fence.ts";
+import { checkLockPath, dirOf, readText, writeRecord } from "./files.ts";
 import { HeldLock } from "./held.ts";
-import { readFence } from "./lease.ts";
+import { describeHolders, isHeld, judgeHolders, listedIds, readHolders, sharedDirOf } from "./holders.ts";
 import { makeRecord, newToken, parseOwnerRecord } from "./record.ts";
 import { judgeState, parseFencingHeader, readLockState } from "./state.ts";
 import {
@@ -24,7 +25,7 @@ class FlockLock extends HeldLock {
     fencing: number,
     record: OwnerRecord,
     s: Settings,
-    private file: Deno.FsFile,
+    private file: LockFile,
   ) {
     super(env, spec, "flock", token, fencing, record, s);
   }
@@ -45,11 +46,18 @@ class FlockLock extends HeldLock {
     if (text && parseOwnerRecord(text)?.token === this.token) {
       await this.env.fs.remove(`${this.spec.path}.owner`).catch(() => {});
     }
+    if (this.file.writable) await retireLockFile(this.env, this.spec.path, this.file.handle, this.fencing);
     try {
-      await this.file.unlock();
+      await this.file.handle.unlock();
     } catch { /* closing releases it too */ }
-    this.file.close();
+    this.file.handle.close();
   }
+}
+
+export interface LockFile {
+  handle: Deno.FsFile;
+  /** False for another user's lock file in a shared directory, opened read-only. */
+  writable: boolean;
 }
 
 export async function sameInode(env: Env, path: string, file: Deno.FsFile): Promise<boolean> {
@@ -62,9 +70,60 @@ export async function sameInode(env: Env, path: string, file: Deno.FsFile): Prom
 }
 
 /** Errors that say flock does not work on this filesystem (ENOLCK, ENOSYS, ENOTSUP/524, EBADF on NFS). */
-function flockUnsupported(e: unknown): boolean {
+export function flockUnsupported(e: unknown): boolean {
   const msg = e instanceof Error ? e.message : String(e);
   return /os error (37|38|95|524|9)\b/.test(msg) || e instanceof Deno.errors.NotSupported;
+}
+
+/**
+ * Removes a released lock file while still holding its kernel lock, so per-job lock names leave nothing
+ * behind. Safe for waiters: one blocked in flock(2) on this inode wakes holding an unlinked file, sees that
+ * the path no longer names it (sameInode) and starts over on the new file. The fencing number is folded into
+ * the directory's floor first (fence.ts); where that cannot be written, or a record still names a holder
+ * (a command that outlived its mlagent), the file stays.
+ */
+export async function retireLockFile(
+  env: Env,
+  path: string,
+  file: Deno.FsFile,
+  fencing: number,
+): Promise<boolean> {
+  try {
+    if (!(await sameInode(env, path, file))) return false;
+    if ((await readText(env, `${path}.owner`)) !== null) return false;
+    if (listedIds(env, path).length) return false;
+    const header = parseFencingHeader(await readText(env, path));
+    await raiseFenceFloor(env, dirOf(path), Math.max(fencing, header, await readFence(env, path)));
+    await env.fs.remove(`${path}.fence`).catch(() => {});
+    await env.fs.remove(sharedDirOf(path), { recursive: true }).catch(() => {});
+    await env.fs.remove(path);
+    return true;
+  } catch (e) {
+    env.log.debug(`kept lock file ${path}: ${e instanceof Error ? e.message : e}`);
+    return false;
+  }
+}
+
+/** Who holds the lock, for a message: the exclusive owner if its record says held, else the shared holders. */
+export async function holdersMessage(
+  env: Env,
+  spec: LockSpec,
+  s: Settings,
+): Promise<{ owner: OwnerRecord | null; shared: (OwnerRecord | null)[] }> {
+  const st = await readLockState(env, spec.path).catch(() => ({ kind: "missing" as const, path: spec.path }));
+  const owner = st.kind === "missing" ? null : st.owner;
+  if (owner && isHeld(judgeState(env, st, s))) return { owner, shared: [] };
+  const shared = judgeHolders(env, await readHolders(env, spec.path, { index: false }), s)
+    .filter((h) => isHeld(h.verdict)).map((h) => h.owner);
+  return { owner, shared };
+}
+
+/** The busy error for a flock lock: names the exclusive owner, or the shared holders. */
+export async function flockBusy(env: Env, spec: LockSpec, s: Settings) {
+  const { owner, shared } = await holdersMessage(env, spec, s);
+  return shared.length
+    ? busyError(env, spec, null, "", describeHolders(env, shared))
+    : busyError(env, spec, owner);
 }
 
 /** The kernel lock. Returns null when flock fails on this filesystem, so the caller falls back to a lease. */
@@ -79,16 +138,17 @@ export async function acquireFlock(
     await checkLockPath(env, spec.path);
     // Opened for writing without truncation: the holder's header stays intact until we hold the lock.
     const file = await openLockFile(env, spec.path);
-    if (!(await sameInode(env, spec.path, file))) {
-      file.close();
+    const { handle } = file;
+    if (!(await sameInode(env, spec.path, handle))) {
+      handle.close();
       await checkLockPath(env, spec.path);
       continue;
     }
     let locked: boolean;
     try {
-      locked = await file.tryLock(true);
+      locked = await handle.tryLock(true);
     } catch (e) {
-      file.close();
+      handle.close();
       if (flockUnsupported(e)) {
         env.log.debug(`flock failed on ${spec.path} (${e instanceof Error ? e.message : e}); using a lease`);
         return null;
@@ -97,47 +157,52 @@ export async function acquireFlock(
     }
     if (!locked) {
       if (opts.noWait) {
-        const st = await readLockState(env, spec.path);
-        file.close();
-        throw busyError(env, spec, st.kind === "missing" ? null : st.owner);
+        const err = await flockBusy(env, spec, s);
+        handle.close();
+        throw err;
       }
-      locked = await blockOnFlock(env, spec, file, opts, waiter);
+      locked = await blockOnFlock(env, spec, handle, true, s, opts, waiter);
     }
-    // Whoever held it may have removed the file (lock clear) while we waited on the old inode.
-    if (!(await sameInode(env, spec.path, file))) {
-      file.close();
+    // Whoever held it may have removed the file (release, lock clear) while we waited on the old inode.
+    if (!(await sameInode(env, spec.path, handle))) {
+      handle.close();
       continue;
     }
     // Kernel lock held. The previous owner may still be alive in one sense: a command it ran outlived it.
     let state = await readLockState(env, spec.path);
-    let verdict = judgeState(env, state, s, true);
+    let verdict = judgeState(env, state, s, { kernelLockFree: true });
     while (verdict.status === "held" || verdict.status === "held-remote") {
       if (opts.noWait) {
-        file.close();
+        handle.close();
         throw busyError(env, spec, verdict.owner);
       }
       try {
         waiter.tick(verdict.owner);
       } catch (e) {
-        file.close();
+        handle.close();
         throw e;
       }
       await pause(env, Math.min(s.pollMs, waiter.untilNextTick()), opts.signal);
       state = await readLockState(env, spec.path);
-      verdict = judgeState(env, state, s, true);
+      verdict = judgeState(env, state, s, { kernelLockFree: true });
     }
     const header = await readText(env, spec.path);
-    const fencing =
-      Math.max(parseFencingHeader(header), await readFence(env, spec.path), verdict.owner?.fencing ?? 0) +
-      1;
+    const fencing = Math.max(
+      parseFencingHeader(header),
+      await readFence(env, spec.path),
+      await readFenceFloor(env, dirOf(spec.path)),
+      verdict.owner?.fencing ?? 0,
+    ) + 1;
     const token = newToken();
     const record = makeRecord(env, spec, "flock", token, fencing, s, opts.command);
     try {
       // Another user's lock file (a shared venv) opens read-only: flock works, the counter goes beside it.
-      if (!(await writeHeader(file, fencing, header))) await writeRecord(env, `${spec.path}.fence`, fencing);
+      if (!(await writeHeader(handle, fencing, header))) {
+        await writeRecord(env, `${spec.path}.fence`, fencing);
+      }
       await writeRecord(env, `${spec.path}.owner`, record);
     } catch (e) {
-      file.close();
+      handle.close();
       throw e;
     }
     if (verdict.status !== "free" && verdict.owner) {
@@ -146,16 +211,20 @@ export async function acquireFlock(
     return new FlockLock(env, spec, token, fencing, record, s, file);
   }
 }
+
 /**
  * Opens (creating) the lock file for locking, never truncating it. A lock file another user created in a
  * shared directory may only be readable to us; flock(2) does not care, so read-only will do.
  */
-async function openLockFile(env: Env, path: string): Promise<Deno.FsFile> {
+export async function openLockFile(env: Env, path: string): Promise<LockFile> {
   try {
-    return await env.fs.open(path, { read: true, write: true, create: true, mode: 0o644 });
+    return {
+      handle: await env.fs.open(path, { read: true, write: true, create: true, mode: 0o644 }),
+      writable: true,
+    };
   } catch (e) {
     if (!(e instanceof Deno.errors.PermissionDenied)) throw e;
-    return await env.fs.open(path, { read: true });
+    return { handle: await env.fs.open(path, { read: true }), writable: false };
   }
 }
 
@@ -177,21 +246,23 @@ async function writeHeader(file: Deno.FsFile, fencing: number, previous: string 
 }
 
 /**
- * Blocks in flock(2) on a pool thread, so the main thread stays free to print who holds the lock and to
- * honour the deadline. On giving up we close our handle: the pending flock then ends with the last reference
- * to the file and releases at once if it had just succeeded.
+ * Blocks in flock(2) (exclusive or shared) on a pool thread, so the main thread stays free to print who
+ * holds the lock and to honour the deadline. On giving up we close our handle: the pending flock then ends
+ * with the last reference to the file and releases at once if it had just succeeded.
  */
-async function blockOnFlock(
+export async function blockOnFlock(
   env: Env,
   spec: LockSpec,
   file: Deno.FsFile,
+  exclusive: boolean,
+  s: Settings,
   opts: LockOptions,
   waiter: Waiter,
 ): Promise<true> {
   let done = false;
   let failure: unknown = null;
   const wake = new AbortController();
-  const pending = file.lock(true).then(
+  const pending = file.lock(exclusive).then(
     () => {
       done = true;
       wake.abort();
@@ -204,8 +275,10 @@ async function blockOnFlock(
   );
   try {
     while (!done) {
-      const st = await readLockState(env, spec.path).catch(() => ({ kind: "missing" as const }));
-      waiter.tick(st.kind === "missing" ? null : st.owner);
+      if (waiter.noticeDue()) {
+        const { owner, shared } = await holdersMessage(env, spec, s);
+        waiter.tick(owner, shared.length ? describeHolders(env, shared) : undefined);
+      } else waiter.tick(null);
       await pause(env, waiter.untilNextTick(), wake.signal, opts.signal);
     }
   } catch (e) {

@@ -15,9 +15,13 @@ export abstract class HeldLock implements LockHandle {
   /** Stops the heartbeat loop's wait at release. */
   private stopBeats = new AbortController();
   private released = false;
+  /** A heartbeat in flight: release waits for it, or it could write the record back after drop removed it. */
+  private beating: Promise<void> | null = null;
   private unwatch: (() => void)[] = [];
   protected commandPid: number | null = null;
   protected commandStart: number | null = null;
+  /** True for a shared hold (shared.ts). */
+  readonly shared: boolean = false;
 
   constructor(
     protected env: Env,
@@ -39,7 +43,8 @@ export abstract class HeldLock implements LockHandle {
       await this.env.sleep(this.s.heartbeatMs, this.stopBeats.signal);
       if (this.released || this.lost.aborted) return;
       try {
-        await this.beat();
+        this.beating = this.beat();
+        await this.beating;
       } catch (e) {
         this.env.log.warn(
           `lock "${this.spec.name}": heartbeat failed: ${e instanceof Error ? e.message : e}`,
@@ -76,6 +81,7 @@ export abstract class HeldLock implements LockHandle {
     if (this.unwatch.length) signalHolders--;
     for (const u of this.unwatch.splice(0)) u();
     heldPaths.delete(this.spec.path);
+    await this.beating?.catch(() => {});
     await this.drop();
   }
 

@@ -2,12 +2,71 @@
 import type { Env } from "../core/env.ts";
 import { isoTime } from "../core/output.ts";
 import type { SpawnedChild } from "../core/run.ts";
-import { checkLockPath, readText, writeNew, writeRecord } from "./files.ts";
+import { claimMethod, putBack, sideName, tryClaim } from "./claim.ts";
+import { readFence } from "./fence.ts";
+import { checkLockPath, dirOf, readText, writeRecord } from "./files.ts";
 import { HeldLock } from "./held.ts";
-import { judgeRecord, makeRecord, newToken, parseOwnerRecord } from "./record.ts";
+import { makeRecord, newToken, parseOwnerRecord } from "./record.ts";
 import { type Heartbeat, judgeState, readLockState } from "./state.ts";
 import { FLOCK_MAGIC, type LockOptions, type LockSpec, type OwnerRecord, type Settings } from "./types.ts";
 import { busyError, pause, Waiter } from "./wait.ts";
+
+/**
+ * Other hosts see only the records. So that a command outliving a SIGKILLed mlagent keeps its lease, a
+ * small watchdog in its own session rewrites the heartbeat file (atomically, by rename) while the command
+ * (same pid, same start time, not a zombie) lives and the record at `claimPath` still carries our token, and
+ * ends with either. It rewrites content rather than touching the mtime: SFTP clients cache attributes, so
+ * other hosts may not see a new mtime for many seconds, but they read new content at once.
+ *
+ * This is mlagent's one use of a shell (everything else runs argv through agent/core/run.ts): the watchdog
+ * must outlive a SIGKILLed mlagent for as long as the command runs, so it cannot be a task of ours, and a
+ * small POSIX sh loop over /proc costs about 1 MiB where a second mlagent runtime would cost 40. The script
+ * is constant; every value reaches it as a positional argument, never as text spliced into it.
+ */
+export function startWatchdog(
+  env: Env,
+  w: {
+    pid: number;
+    start: number | null;
+    heartbeatPath: string;
+    claimPath: string;
+    token: string;
+    everyMs: number;
+  },
+  onSpawn: (c: SpawnedChild) => void,
+): void {
+  const script = [
+    'p=$1 st=$2 hb=$3 iv=$4 proc=$5 claim=$6 tok=$7 n=0 tmp="${3%/*}/.${3##*/}.tmp-$$-0000feed"',
+    "while :; do",
+    '  sleep "$iv" </dev/null >/dev/null 2>&1',
+    '  s=$(cat "$proc/$p/stat" 2>/dev/null) || exit 0',
+    "  set -- ${s##*') '}",
+    '  [ "$1" = Z ] && exit 0',
+    '  [ -z "$st" ] || [ "${20}" = "$st" ] || exit 0',
+    '  grep -qF "$tok" "$claim" 2>/dev/null || exit 0',
+    "  n=$((n + 1))",
+    `  printf '{"token":"%s","heartbeat_at":"%s","command_pid":%s,"command_start_time":%s,"watchdog_beats":%s}\\n' \\`,
+    '    "$tok" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$p" "${st:-null}" "$n" >"$tmp" 2>/dev/null &&',
+    '    mv -f "$tmp" "$hb" 2>/dev/null',
+    "done",
+  ].join("\n");
+  void env.run(
+    [
+      "sh",
+      "-c",
+      script,
+      "mlagent-lock-watchdog",
+      String(w.pid),
+      String(w.start ?? ""),
+      w.heartbeatPath,
+      String(w.everyMs / 1000),
+      env.procRoot,
+      w.claimPath,
+      w.token,
+    ],
+    { timeoutMs: Infinity, newProcessGroup: true, onSpawn },
+  ).catch(() => {});
+}
 
 class LeaseLock extends HeldLock {
   constructor(
@@ -23,43 +82,16 @@ class LeaseLock extends HeldLock {
 
   private watchdog: SpawnedChild | null = null;
 
-  /**
-   * Other hosts see only the heartbeat. So that a command outliving a SIGKILLed mlagent keeps its lease,
-   * a small watchdog in its own session touches the heartbeat file while the command (same pid, same start
-   * time, not a zombie) lives, and ends with it.
-   *
-   * This is mlagent's one use of a shell (everything else runs argv through agent/core/run.ts): the watchdog
-   * must outlive a SIGKILLed mlagent for as long as the command runs, so it cannot be a task of ours, and a
-   * ten-line POSIX sh loop over /proc costs about 1 MiB where a second mlagent runtime would cost 40. The
-   * script is constant; every value reaches it as a positional argument, never as text spliced into it.
-   */
   override async recordCommand(pid: number): Promise<void> {
     await super.recordCommand(pid);
-    const script = [
-      "p=$1 st=$2 hb=$3 iv=$4 proc=$5",
-      "while :; do",
-      '  sleep "$iv" </dev/null >/dev/null 2>&1',
-      '  s=$(cat "$proc/$p/stat" 2>/dev/null) || exit 0',
-      "  set -- ${s##*') '}",
-      '  [ "$1" = Z ] && exit 0',
-      '  [ -z "$st" ] || [ "${20}" = "$st" ] || exit 0',
-      '  touch -c "$hb" 2>/dev/null',
-      "done",
-    ].join("\n");
-    void this.env.run(
-      [
-        "sh",
-        "-c",
-        script,
-        "mlagent-lock-watchdog",
-        String(pid),
-        String(this.commandStart ?? ""),
-        `${this.spec.path}.heartbeat`,
-        String(this.s.heartbeatMs / 1000),
-        this.env.procRoot,
-      ],
-      { timeoutMs: Infinity, newProcessGroup: true, onSpawn: (c) => (this.watchdog = c) },
-    ).catch(() => {});
+    startWatchdog(this.env, {
+      pid,
+      start: this.commandStart,
+      heartbeatPath: `${this.spec.path}.heartbeat`,
+      claimPath: this.spec.path,
+      token: this.token,
+      everyMs: this.s.heartbeatMs,
+    }, (c) => (this.watchdog = c));
   }
 
   protected async beat() {
@@ -92,17 +124,15 @@ class LeaseLock extends HeldLock {
   }
 }
 
-function sideName(env: Env, path: string, what: string): string {
-  return `${path}.${what}-${env.hostname().replace(/[^A-Za-z0-9.-]/g, "_")}-${env.pid}-${
-    newToken().slice(0, 8)
-  }`;
-}
-
 /**
  * Removes the claim at `path` only if it is the one `expected` accepts: renames it aside (only one process
  * can), looks at what it moved, and puts back anything else. Returns whether it removed the expected claim.
  */
-async function removeClaimIf(env: Env, path: string, expected: (text: string) => boolean): Promise<boolean> {
+export async function removeClaimIf(
+  env: Env,
+  path: string,
+  expected: (text: string) => boolean,
+): Promise<boolean> {
   const aside = sideName(env, path, "broken");
   try {
     await env.fs.rename(path, aside);
@@ -111,15 +141,9 @@ async function removeClaimIf(env: Env, path: string, expected: (text: string) =>
     throw e;
   }
   const text = (await readText(env, aside)) ?? "";
-  if (expected(text)) {
-    await env.fs.remove(aside).catch(() => {});
-    return true;
-  }
-  // Someone else's fresh claim: put it back. If yet another claim appeared meanwhile, the one we moved
-  // loses, and its holder finds out at its next heartbeat.
-  await env.fs.link(aside, path).catch(() => {});
+  if (!expected(text)) await putBack(env, aside, path, text);
   await env.fs.remove(aside).catch(() => {});
-  return false;
+  return expected(text);
 }
 
 /**
@@ -143,13 +167,13 @@ export async function breakClaim(
     s,
     undefined,
   );
-  if (!(await tryClaim(env, guard, guardRecord))) {
-    const text = await readText(env, guard);
-    if (text === null) return false;
-    const verdict = judgeRecord(env, parseOwnerRecord(text), s.ttlMs);
+  if (!(await tryClaim(env, guard, JSON.stringify(guardRecord, null, 2) + "\n"))) {
+    const state = await readLockState(env, guard);
+    if (state.kind !== "lease") return false;
     // A breaker that died mid-break leaves its guard behind; judge it like any claim.
-    if (verdict.status.startsWith("stale")) await removeClaimIf(env, guard, (t) => t === text);
-    else await pause(env, 5 + Math.floor(env.random() * 10));
+    if (judgeState(env, state, s).status.startsWith("stale")) {
+      await removeClaimIf(env, guard, (t) => t === state.text);
+    } else await pause(env, 5 + Math.floor(env.random() * 10));
     return false;
   }
   try {
@@ -161,30 +185,7 @@ export async function breakClaim(
   }
 }
 
-/** Atomic claim: a complete record hard-linked into place; link(2) fails if the claim exists. */
-async function tryClaim(env: Env, path: string, record: OwnerRecord): Promise<boolean> {
-  const tmp = sideName(env, path, "claim");
-  await writeNew(env, tmp, JSON.stringify(record, null, 2) + "\n");
-  try {
-    await env.fs.link(tmp, path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.AlreadyExists) return false;
-    // NFS may report failure for a link that happened (a lost reply): the link count tells.
-    const st = await env.fs.stat(tmp).catch(() => null);
-    if (st?.nlink === 2) return true;
-    throw e;
-  } finally {
-    await env.fs.remove(tmp).catch(() => {});
-  }
-}
-
-export async function readFence(env: Env, path: string): Promise<number> {
-  const text = await readText(env, `${path}.fence`).catch(() => null);
-  const n = Number(text?.trim());
-  return Number.isInteger(n) && n > 0 ? n : 0;
-}
-
+/** Takes the exclusive lease claim on `spec.path` (no shared holders considered: see shared.ts). */
 export async function acquireLease(
   env: Env,
   spec: LockSpec,
@@ -193,17 +194,29 @@ export async function acquireLease(
   waiter: Waiter,
 ): Promise<HeldLock> {
   const token = newToken();
-  let brokenFencing = 0;
+  // The highest number seen on a claim while waiting: a network filesystem's client may serve an old
+  // `.fence` for a moment (sshfs with auto_cache does, for same-sized rewrites), and the claim we waited
+  // behind carries its own number.
+  let seenFencing = 0;
   for (;;) {
     await checkLockPath(env, spec.path);
-    const fencing = Math.max(await readFence(env, spec.path), brokenFencing) + 1;
-    const record = makeRecord(env, spec, "lease", token, fencing, s, opts.command);
-    if (await tryClaim(env, spec.path, record)) {
-      await writeRecord(env, `${spec.path}.fence`, fencing).catch(() => {});
-      return new LeaseLock(env, spec, token, fencing, record, s);
+    const fencing = Math.max(await readFence(env, spec.path), seenFencing) + 1;
+    const claim = await claimMethod(env, dirOf(spec.path));
+    const record = makeRecord(env, spec, "lease", token, fencing, s, opts.command, { claim });
+    const claimed = await tryClaim(env, spec.path, JSON.stringify(record, null, 2) + "\n");
+    const state = claimed ? null : await readLockState(env, spec.path);
+    // Our own claim, back in place: a breaker that found it complete after all put it back.
+    const held = claimed
+      ? record
+      : state?.kind === "lease" && state.owner?.token === token
+      ? state.owner
+      : null;
+    if (held) {
+      await writeRecord(env, `${spec.path}.fence`, held.fencing).catch(() => {});
+      return new LeaseLock(env, spec, token, held.fencing, held, s);
     }
-    const state = await readLockState(env, spec.path);
-    if (state.kind === "missing") continue;
+    if (!state || state.kind === "missing") continue;
+    seenFencing = Math.max(seenFencing, state.owner?.fencing ?? 0);
     const verdict = judgeState(env, state, s);
     if (verdict.status === "free" || verdict.status.startsWith("stale")) {
       const seen = state.kind === "lease" ? state.text : null;
@@ -214,7 +227,6 @@ export async function acquireLease(
         (text) => seen !== null ? text === seen : text.startsWith(FLOCK_MAGIC) || text === "",
       );
       if (removed) {
-        brokenFencing = Math.max(brokenFencing, verdict.owner?.fencing ?? 0);
         if (verdict.status !== "free") {
           env.log.warn(
             `broke stale lock "${spec.name}" (${verdict.status}: ${verdict.reason})${

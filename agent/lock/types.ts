@@ -11,6 +11,13 @@ export interface LockSpec {
 
 export type LockMode = "flock" | "lease";
 
+/**
+ * How a lease claim is made atomically: hard-linking a complete record into place, or, where the filesystem
+ * refuses link(2) (SFTP servers without the hardlink extension, some SMB/CIFS and FUSE filesystems), an
+ * exclusive create (O_EXCL) written at once, whose readers allow an unreadable claim one TTL to fill.
+ */
+export type ClaimMethod = "link" | "exclusive";
+
 export interface LockOptions {
   /** Give up after this long (default 30 min). */
   timeoutMs?: number;
@@ -42,6 +49,8 @@ export interface LockHandle {
   mode?: LockMode;
   /** Identifies this acquisition; children of `lock run` carry it as MLAGENT_LOCK_TOKEN. */
   token?: string;
+  /** True for a shared hold (acquireShared): others may hold it shared at the same time. */
+  shared?: boolean;
   /** Records the pid of the command running under the lock, so others can see who really holds it. */
   recordCommand?(pid: number): Promise<void>;
   /**
@@ -73,6 +82,10 @@ export interface OwnerRecord {
   command: string[] | null;
   command_pid: number | null;
   command_start_time: number | null;
+  /** A shared holder's record (acquireShared), as opposed to the exclusive owner's. */
+  shared?: boolean;
+  /** How the lease was claimed (lease mode only). */
+  claim?: ClaimMethod;
 }
 
 export type LockStatus = "free" | "held" | "held-remote" | "stale-dead" | "stale-expired" | "stale-no-owner";
@@ -82,12 +95,18 @@ export interface LockVerdict {
   /** Why, in words ("owner pid 4411 is gone"). */
   reason: string;
   owner: OwnerRecord | null;
+  /** For a record from another host: how long this host has seen it unchanged (ms, this host's clock). */
+  quietMs?: number;
 }
 
 export interface LockInfo extends LockVerdict {
   name: string;
   path: string;
   mode: LockMode;
+  /** How leases are claimed in this lock's directory (lease mode), else null. */
+  claim: ClaimMethod | null;
+  /** Shared holders (acquireShared), each judged like an owner; empty when none. */
+  holders: LockVerdict[];
 }
 
 export const FLOCK_MAGIC = "mlagent-flock";

@@ -9,20 +9,33 @@ function abortError(spec: LockSpec): MlagentError {
   return failed(`Stopped waiting for lock "${spec.name}": interrupted`);
 }
 
-export function busyError(env: Env, spec: LockSpec, owner: OwnerRecord | null, extra = ""): MlagentError {
+/** `who` names the holders when they are not one owner (shared holders: holders.ts describeHolders). */
+export function busyError(
+  env: Env,
+  spec: LockSpec,
+  owner: OwnerRecord | null,
+  extra = "",
+  who?: string,
+): MlagentError {
   return new MlagentError(
     "lock-busy",
-    `Cannot acquire lock "${spec.name}": held by ${describeOwner(env, owner)}${extra}`,
+    `Cannot acquire lock "${spec.name}": held by ${who ?? describeOwner(env, owner)}${extra}`,
     "wait for it (drop --no-wait, or raise --timeout); see every lock and its owner: mlagent lock list",
     { lock: spec.name, path: spec.path, owner },
   );
 }
 
-function timeoutError(env: Env, spec: LockSpec, waitedMs: number, owner: OwnerRecord | null): MlagentError {
+function timeoutError(
+  env: Env,
+  spec: LockSpec,
+  waitedMs: number,
+  owner: OwnerRecord | null,
+  who?: string,
+): MlagentError {
   return new MlagentError(
     "lock-timeout",
     `Timed out after ${formatDuration(waitedMs)} waiting for lock "${spec.name}": held by ${
-      describeOwner(env, owner)
+      who ?? describeOwner(env, owner)
     }`,
     "raise --timeout, or check whether the holder is stuck: mlagent lock list",
     { lock: spec.name, path: spec.path, owner },
@@ -48,15 +61,25 @@ export class Waiter {
   get deadline(): number {
     return this.started + (this.opts.timeoutMs ?? 30 * 60_000);
   }
-  /** Says who holds the lock every few seconds; throws on the deadline or an abort. */
-  tick(owner: OwnerRecord | null): void {
+  /**
+   * Says who holds the lock every few seconds; throws on the deadline or an abort. `who` names holders that
+   * are not one owner (shared holders).
+   */
+  tick(owner: OwnerRecord | null, who?: string): void {
     if (this.opts.signal?.aborted) throw abortError(this.spec);
     const now = this.env.now();
-    if (now >= this.deadline) throw timeoutError(this.env, this.spec, now - this.started, owner);
+    if (now >= this.deadline) throw timeoutError(this.env, this.spec, now - this.started, owner, who);
     if (now - this.lastNotice >= this.s.noticeMs) {
       this.lastNotice = now;
-      this.env.log.info(`waiting for lock "${this.spec.name}": held by ${describeOwner(this.env, owner)}`);
+      this.env.log.info(
+        `waiting for lock "${this.spec.name}": held by ${who ?? describeOwner(this.env, owner)}`,
+      );
     }
+  }
+  /** Whether the next tick prints or throws, so a caller can look up who holds the lock only then. */
+  noticeDue(): boolean {
+    const now = this.env.now();
+    return now >= this.deadline || now - this.lastNotice >= this.s.noticeMs || !!this.opts.signal?.aborted;
   }
   untilNextTick(): number {
     return Math.max(1, Math.min(this.s.noticeMs, this.deadline - this.env.now()));

@@ -5,12 +5,17 @@
  * - 16 processes contending for one lock, each doing the same 100 ms of work, under `mlagent lock run`
  *   versus `flock(1)`: the span from the first section's start to the last one's end is what the lock
  *   costs (target: at most 1.5x flock(1)); the wall time including process startup is reported beside it,
- *   since 16 concurrent `deno run` startups on a small node cost more than the lock does.
+ *   since 16 concurrent `deno run` startups on a small node cost more than the lock does;
+ * - listing 20,000 lock records (`lock list`, `status` and `cache heal` list them all): stale lease records
+ *   left by killed jobs on this host, other hosts' lease records, and stale flock locks, each timed
+ *   in-process (listLocks, target under 1 s) and as the whole `mlagent lock list --json` command, beside
+ *   `ls -l` and `ls` of the same directory on the same machine in the same run.
  */
+import process from "node:process";
 import type { BenchRow } from "../bench.ts";
 import { realEnv } from "../../agent/core/env.ts";
-import { acquire, namedLockSpec } from "../../agent/lock/mod.ts";
-import { median } from "../bench_util.ts";
+import { acquire, listLocks, namedLockSpec } from "../../agent/lock/mod.ts";
+import { median, timed } from "../bench_util.ts";
 import { mlagentArgv } from "../../tests/support/cli.ts";
 import { lockRunSh } from "../../tests/support/lock_helpers.ts";
 
@@ -132,9 +137,111 @@ async function contendHeld(
   return Number(stamps.at(-1)![2]) / 1e6 - releasedAt;
 }
 
+/** 20,000 records of one kind in `dir`: what a cluster's per-job lock names leave when jobs are killed. */
+async function writeRecords(dir: string, kind: "killed-here" | "other-hosts" | "flock-killed", n: number) {
+  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  const host = Deno.hostname();
+  const at = new Date(Date.now() - 3600_000).toISOString();
+  for (let i = 0; i < n; i++) {
+    const rec = JSON.stringify(
+      {
+        mlagent_lock: 1,
+        mode: kind === "flock-killed" ? "flock" : "lease",
+        name: `job-${i}`,
+        token: crypto.randomUUID().replaceAll("-", ""),
+        host: kind === "other-hosts" ? `gpu-${i % 500}` : host,
+        // 2^22 + 1: above the default pid_max, never a live process.
+        pid: 4_194_305,
+        pid_start_time: 1,
+        boot_id: kind === "other-hosts" ? `boot-${i % 500}` : null,
+        user: "alice",
+        uid: 1000,
+        purpose: "lock run train.sh",
+        scheduler: "slurm",
+        job_id: String(100000 + i),
+        acquired_at: at,
+        heartbeat_at: at,
+        ttl_ms: 60_000,
+        fencing: 1 + (i % 7),
+        command: ["train.sh"],
+        command_pid: null,
+        command_start_time: null,
+      },
+      null,
+      2,
+    );
+    if (kind === "flock-killed") {
+      Deno.writeTextFileSync(`${dir}/job-${i}.lock`, "mlagent-flock fencing=3".padEnd(47) + "\n");
+      Deno.writeTextFileSync(`${dir}/job-${i}.lock.owner`, rec);
+    } else Deno.writeTextFileSync(`${dir}/job-${i}.lock`, rec);
+  }
+}
+
+/** Median ms of three runs of `argv` (output discarded). */
+async function medianRun(argv: string[], env?: Record<string, string>): Promise<number> {
+  const ms: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    ms.push(
+      await timed(async () => {
+        const o = await new Deno.Command(argv[0], {
+          args: argv.slice(1),
+          env,
+          stdout: "null",
+          stderr: "null",
+        })
+          .output();
+        if (!o.success) throw new Error(`${argv.join(" ")} failed`);
+      }),
+    );
+  }
+  return median(ms);
+}
+
+async function listRows(dir: string): Promise<BenchRow[]> {
+  const n = 20_000;
+  const rows: BenchRow[] = [];
+  for (const kind of ["killed-here", "other-hosts", "flock-killed"] as const) {
+    const locks = `${dir}/list-${kind}`;
+    await writeRecords(locks, kind, n);
+    const vars = { ...Deno.env.toObject(), MLAGENT_LOCK_DIR: locks, MLAGENT_ROOT: `${dir}/no-venvs` };
+    const env = realEnv({ vars });
+    const inProcess: number[] = [];
+    const cpu: number[] = [];
+    let found = 0;
+    for (let i = 0; i < 3; i++) {
+      const before = process.cpuUsage();
+      inProcess.push(
+        await timed(async () => (found = (await listLocks(env, [{ dir: locks, prefix: "" }])).length)),
+      );
+      const used = process.cpuUsage(before);
+      cpu.push((used.user + used.system) / 1000);
+    }
+    if (found !== n) throw new Error(`listed ${found} of ${n} ${kind} records`);
+    const command = await medianRun(mlagentArgv(["lock", "list", "--json"]), vars);
+    const lsLong = await medianRun(["ls", "-l", locks]);
+    const lsPlain = await medianRun(["ls", locks]);
+    const ms = median(inProcess);
+    rows.push({
+      name: `lock list, 20,000 ${kind} records (listLocks, median of 3)`,
+      value: ms,
+      unit: "ms",
+      target: "< 1000 ms",
+      met: ms < 1000,
+      detail: `CPU ${Math.round(median(cpu))} ms; ${(ms / lsLong).toFixed(1)}x \`ls -l\` (${
+        Math.round(lsLong)
+      } ms; \`ls\` ${Math.round(lsPlain)} ms); whole \`mlagent lock list --json\` ${
+        Math.round(command)
+      } ms incl. start-up and 20,000 records of JSON`,
+    });
+    await Deno.remove(locks, { recursive: true });
+  }
+  return rows;
+}
+
 export async function run(): Promise<BenchRow[]> {
   const dir = await Deno.makeTempDir({ prefix: "mlagent-bench-lock-" });
   try {
+    const listed = await listRows(dir);
     const flockMs = await handoff(dir, "flock", 15);
     const leaseMs = await handoff(dir, "lease", 9);
     const n = 16;
@@ -219,6 +326,7 @@ export async function run(): Promise<BenchRow[]> {
         met: true,
         detail: `${Math.round(viaMlagent.spanMs)} ms vs ${Math.round(viaFlock.spanMs)} ms`,
       },
+      ...listed,
       {
         name: "16 contenders x 100 ms: lock run / flock(1), wall incl. startup",
         value: totalRatio,

@@ -74,23 +74,69 @@ Deno.test("judgeRecord() calls a live pid with another start time dead (PID reus
   }
 });
 
-Deno.test("judgeRecord() judges remote records and same-name records from another boot by heartbeat", () => {
+Deno.test("judgeRecord() judges another host's record by how long this host saw it unchanged, never by its clock", () => {
   const env = testEnv();
-  const long = new Date(Date.now() - 600_000).toISOString();
-  const beforeReboot = record({
-    pid: env.pid,
-    pid_start_time: null,
-    boot_id: "old-boot",
-    heartbeat_at: long,
+  const hour = 3600_000;
+  const stamped = (offsetMs: number) => new Date(Date.now() + offsetMs).toISOString();
+  const rows: [string, Partial<OwnerRecord>, number | undefined, string][] = [
+    [
+      "first sight of a heartbeat stamped 10 min ago",
+      { host: "gpu-9", heartbeat_at: stamped(-600_000) },
+      undefined,
+      "held-remote",
+    ],
+    [
+      "a slow clock (1 h behind) whose heartbeat keeps changing",
+      { host: "gpu-9", heartbeat_at: stamped(-hour) },
+      5_000,
+      "held-remote",
+    ],
+    [
+      "a fast clock (1 h ahead) that crashed: unchanged past the TTL",
+      { host: "gpu-9", heartbeat_at: stamped(hour) },
+      61_000,
+      "stale-expired",
+    ],
+    [
+      "a fast clock (1 h ahead), unchanged within the TTL",
+      { host: "gpu-9", heartbeat_at: stamped(hour) },
+      59_000,
+      "held-remote",
+    ],
+    ["a heartbeat stamped just now, unchanged past the TTL", { host: "gpu-9" }, 61_000, "stale-expired"],
+    [
+      "the record's own TTL (5 min) when longer than ours",
+      { host: "gpu-9", ttl_ms: 300_000 },
+      120_000,
+      "held-remote",
+    ],
+    [
+      "our name from another boot (a twin, or before a reboot), fresh",
+      { pid: env.pid, boot_id: "old-boot" },
+      0,
+      "held-remote",
+    ],
+    [
+      "our name from another boot, unchanged past the TTL",
+      { pid: env.pid, boot_id: "old-boot", heartbeat_at: stamped(-600_000) },
+      61_000,
+      "stale-expired",
+    ],
+  ];
+  for (const [what, over, quietMs, want] of rows) {
+    const v = judgeRecord(env, record({ pid_start_time: null, ...over }), 60_000, { quietMs });
+    assert.equal(v.status, want, what);
+    assert.equal(v.quietMs, quietMs ?? 0, what);
+  }
+  const ahead = judgeRecord(env, record({ host: "gpu-9", heartbeat_at: stamped(hour) }), 60_000, {
+    quietMs: 61_000,
   });
-  assert.equal(judgeRecord(env, beforeReboot).status, "stale-expired");
-  // A fresh heartbeat under our name but another boot id: a twin host (containers), not us.
-  const twin = judgeRecord(env, record({ pid: env.pid, pid_start_time: null, boot_id: "old-boot" }));
-  assert.equal(twin.status, "held-remote");
+  assert.match(
+    ahead.reason,
+    /no change from gpu-9 seen here for 1m01s \(ttl 1m00s\); its heartbeat is stamped 1h00m ahead/,
+  );
+  const twin = judgeRecord(env, record({ pid: env.pid, pid_start_time: null, boot_id: "old-boot" }), 60_000);
   assert.match(twin.reason, /another boot/);
-  const old = new Date(Date.now() - 120_000).toISOString();
-  assert.equal(judgeRecord(env, record({ host: "gpu-9", heartbeat_at: old })).status, "stale-expired");
-  assert.equal(judgeRecord(env, record({ host: "gpu-9" })).status, "held-remote");
   assert.equal(judgeRecord(env, null).status, "stale-no-owner");
 });
 
@@ -171,8 +217,22 @@ Deno.test("lock clear is a dry run without --yes, removes only stale locks, and 
   await dead.status;
   const old = new Date(Date.now() - 600_000).toISOString();
   await writeClaim(dir.path, "dead", JSON.stringify(record({ pid: dead.pid })));
-  await writeClaim(dir.path, "expired", JSON.stringify(record({ host: "gpu-3", heartbeat_at: old })));
-  await writeClaim(dir.path, "remote", JSON.stringify(record({ host: "gpu-4" })));
+  // Other hosts' records with a short TTL: one crashed, one whose holder keeps heartbeating (below).
+  await writeClaim(
+    dir.path,
+    "expired",
+    JSON.stringify(record({ host: "gpu-3", heartbeat_at: old, ttl_ms: 1000 })),
+  );
+  await writeClaim(
+    dir.path,
+    "remote",
+    JSON.stringify(record({ host: "gpu-4", token: "live4", ttl_ms: 1000 })),
+  );
+  const beat = (n: number) =>
+    Deno.writeTextFile(
+      `${dir.path}/locks/remote.lock.heartbeat`,
+      JSON.stringify({ token: "live4", heartbeat_at: old, command_pid: null, command_start_time: null, n }),
+    );
   await writeClaim(dir.path, "junk", "{");
   await Deno.mkdir(root, { recursive: true });
   await Deno.writeTextFile(`${root}/model-a.lock`, JSON.stringify(record({ pid: dead.pid })));
@@ -188,6 +248,13 @@ Deno.test("lock clear is a dry run without --yes, removes only stale locks, and 
     await Deno.utime(`${locks}/${f}`, new Date(Date.now() - 3600_000), new Date(Date.now() - 3600_000));
   }
   await Deno.writeTextFile(`${locks}/live.lock.claim-gpu-1-78-abcdef13`, "{");
+  // Seen for the first time, another host's record is held whatever its stamps say; this host's sightings
+  // are kept between runs, so once it has seen the crashed one unchanged past the TTL (1.5 s) it is stale.
+  await beat(1);
+  const first = await listStatuses(vars);
+  assert.equal(first.expired, "held-remote");
+  await new Promise((r) => setTimeout(r, 1700));
+  await beat(2);
   const before = await listStatuses(vars);
   assert.deepEqual(before, {
     dead: "stale-dead",
@@ -197,13 +264,17 @@ Deno.test("lock clear is a dry run without --yes, removes only stale locks, and 
     "venv:model-a": "stale-dead",
   });
 
+  // The live holder keeps beating while the test looks (each look may take a while on a loaded machine).
+  await beat(3);
   const dry = await runMlagent(["lock", "clear"], { env: vars });
   assert.equal(dry.code, 0, dry.stderr);
   assert.match(dry.stdout, /dry run: pass --yes/);
   assert.equal((dry.stdout.match(/^would remove .* lock/gm) ?? []).length, 4);
   assert.equal((dry.stdout.match(/^would remove leftover temp file/gm) ?? []).length, 3);
+  await beat(4);
   assert.deepEqual(await listStatuses(vars), before);
 
+  await beat(5);
   const yes = await runMlagent(["lock", "clear", "--yes", "--json"], { env: vars });
   assert.equal(yes.code, 0, yes.stderr);
   assert.equal(yes.json<{ removed: string[] }>().removed.length, 4);
@@ -214,6 +285,7 @@ Deno.test("lock clear is a dry run without --yes, removes only stale locks, and 
     "a fresh temp file stays",
   );
   assert.equal(await fileExists(`${locks}/dead.lock.claim-gpu-1-77-abcdef12`), false);
+  await beat(6);
   assert.deepEqual(await listStatuses(vars), { remote: "held-remote" });
 
   const force = await runMlagent(["lock", "clear", "--yes", "--force"], { env: vars });
@@ -274,5 +346,7 @@ Deno.test("withLock() releases on return and on throw, and the fencing number gr
   });
   assert.equal(first, 1);
   assert.equal(third, 3);
-  assert.equal((await Deno.readTextFile(spec.path)).startsWith("mlagent-flock fencing=3"), true);
+  // Released lock files are removed; the number lives on in the directory's floor.
+  assert.equal(await fileExists(spec.path), false);
+  assert.equal((await Deno.readTextFile(`${dir.path}/locks/.mlagent-fencing`)).trim(), "3");
 });

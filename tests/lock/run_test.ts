@@ -206,6 +206,8 @@ Deno.test("lock clear keeps fencing numbers growing after it removes a stale flo
     heartbeat_at: new Date().toISOString(),
     fencing: 2,
   };
+  // What a SIGKILLed holder leaves: the lock file with its fencing header, and the owner record.
+  await Deno.writeTextFile(`${dir.path}/locks/fence.lock`, "mlagent-flock fencing=2".padEnd(47) + "\n");
   await Deno.writeTextFile(`${dir.path}/locks/fence.lock.owner`, JSON.stringify(owner));
   const clear = await runMlagent(["lock", "clear", "--yes"], { env: vars });
   assert.match(clear.stdout, /removed stale-dead lock "fence"/);
