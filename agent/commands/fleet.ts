@@ -69,7 +69,10 @@ async function runFleetCommand(env: Env, argv: string[]): Promise<Outcome> {
   const report = await gatherFleet(env, { source, maxAgeMs: maxAge * 1000, maxSkewMs: maxSkew * 1000 });
   const exitCode = exitFor(report.ok);
   const json = { ...report } as Record<string, unknown>;
-  const body = format === "prometheus"
+  // With --json and no --output, main.ts renders `json` itself: no need to build the same text twice.
+  const body = values.json && !values.output
+    ? ""
+    : format === "prometheus"
     ? renderFleetPrometheus(report)
     : format === "json"
     ? JSON.stringify({ schema_version: SCHEMA_VERSION, ...json }, null, 2) + "\n"
@@ -86,5 +89,5 @@ async function runFleetCommand(env: Env, argv: string[]): Promise<Outcome> {
     }
     return { exitCode, json: { ...json, output: path }, text: `wrote ${format} fleet report to ${path}` };
   }
-  return { exitCode, json, text: format === "json" ? body.trimEnd() : body.trimEnd() };
+  return { exitCode, json, text: body.trimEnd() };
 }

@@ -260,7 +260,11 @@ export function mergeFleet(files: ParsedNodeFile[], o: MergeOptions): FleetRepor
     }
   }
 
-  const nodes = [...rows.values()].sort((a, b) => a.node.localeCompare(b.node));
+  const byName = (
+    a: { node: string },
+    b: { node: string },
+  ) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0);
+  const nodes = [...rows.values()].sort(byName);
   const anyHealth = nodes.some((n) => n.health_file);
   const profiles = new Map<string, ProfileRow>();
   const prow = (p: string) => {
@@ -330,7 +334,10 @@ export function mergeFleet(files: ParsedNodeFile[], o: MergeOptions): FleetRepor
       problems: problemKinds,
       attention,
     },
-    profiles: [...profiles.values()].sort((a, b) => a.profile.localeCompare(b.profile)),
+    profiles: [...profiles.values()].sort((
+      a,
+      b,
+    ) => (a.profile < b.profile ? -1 : a.profile > b.profile ? 1 : 0)),
     nodes,
   };
 }

@@ -34,7 +34,7 @@ export async function gatherFleet(env: Env, opts: FleetOptions): Promise<FleetRe
   } else {
     source = absolute(env, opts.source);
     try {
-      files = await readNodeDir(env, source);
+      files = readNodeDir(env, source);
     } catch (e) {
       throw badInput(
         `fleet: cannot read ${source}: ${e instanceof Error ? e.message : e}`,

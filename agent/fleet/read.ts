@@ -8,30 +8,23 @@ export const MAX_NODE_FILE_BYTES = 16 * 1024 * 1024;
 const errorText = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
 /**
- * Every `*.json` in `dir` (hidden files are the writers' temp files and are skipped), read side by side a
- * bounded number at a time. A file that cannot be read is returned with its problem, never thrown.
+ * Every `*.json` in `dir` (hidden files are the writers' temp files and are skipped). Read one after another
+ * with synchronous calls: thousands of small files read faster that way than through thousands of promises
+ * (5,000 files is the budget), and a directory that hangs would hang either way. A file that cannot be read
+ * is returned with its problem, never thrown.
  */
-export async function readNodeDir(env: Env, dir: string, concurrency = 64): Promise<RawNodeFile[]> {
+export function readNodeDir(env: Env, dir: string): RawNodeFile[] {
   const names: string[] = [];
-  for await (const e of env.fs.readDir(dir)) {
+  for (const e of env.fs.readDirSync(dir)) {
     if (!e.name.startsWith(".") && e.name.endsWith(".json") && (e.isFile || e.isSymlink)) names.push(e.name);
   }
   names.sort();
-  const out: RawNodeFile[] = new Array(names.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < names.length) {
-      const i = next++;
-      out[i] = await readOne(env, `${dir}/${names[i]}`, names[i]);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, names.length) }, worker));
-  return out;
+  return names.map((name) => readOne(env, `${dir}/${name}`, name));
 }
 
-async function readOne(env: Env, path: string, name: string): Promise<RawNodeFile> {
+function readOne(env: Env, path: string, name: string): RawNodeFile {
   try {
-    const st = await env.fs.stat(path);
+    const st = env.fs.statSync(path);
     const mtime = st.mtime?.getTime() ?? null;
     if (st.size > MAX_NODE_FILE_BYTES) {
       return {
@@ -41,7 +34,7 @@ async function readOne(env: Env, path: string, name: string): Promise<RawNodeFil
         problem: { kind: "too-large", file: name, detail: `${st.size} bytes; a node file is a few KiB` },
       };
     }
-    return { name, text: await env.fs.readTextFile(path), mtime_ms: mtime, problem: null };
+    return { name, text: env.fs.readTextFileSync(path), mtime_ms: mtime, problem: null };
   } catch (e) {
     return {
       name,
