@@ -26,7 +26,9 @@ export async function drainForNodeFault(
   const fails = report.checks.filter((c) => c.status === "fail" && c.fault === "node");
   if (!fails.length) return null;
   const node = defaultNodeName(env, "slurm");
-  const detail = [fails[0].message, ...fails.slice(1).map((c) => `${c.id} ${c.message}`)].join("; ");
+  // A check's message can run long (every signal of every GPU): the reason keeps the first clause of the
+  // first failure and names the other failing checks; the prologue log has the rest.
+  const detail = [fails[0].message.split("; ")[0], ...fails.slice(1).map((c) => c.id)].join("; ");
   const reason = makeReason(fails[0].id, detail, `prologue${report.job_id ? `, job ${report.job_id}` : ""}`);
   const read = await readNodeState(env, "slurm", node, timeoutMs);
   const planned = planAction({
