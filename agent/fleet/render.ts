@@ -1,6 +1,6 @@
 /** The fleet report for people (a compact table) and for Prometheus (one series per node, never twice). */
 import { formatDuration } from "../core/output.ts";
-import { renderFamilies } from "../status/prometheus.ts";
+import { renderFamilies, UNKNOWN_GAUGE } from "../status/prometheus.ts";
 import type { FleetReport, NodeRow } from "./types.ts";
 
 const FAULT_WORDS: Record<string, string> = {
@@ -80,6 +80,7 @@ interface Family {
   name: string;
   help: string;
   type: "gauge" | "counter";
+  unknown: number;
   samples: { labels: Record<string, string>; value: number }[];
 }
 
@@ -90,7 +91,8 @@ interface Family {
 export function renderFleetPrometheus(r: FleetReport): string {
   const families: Family[] = [];
   const fam = (name: string, help: string) => {
-    const f: Family = { name, help, type: "gauge", samples: [] };
+    // Series for what a node's files do not say are left out: the node-level file-problem series say why.
+    const f: Family = { name, help, type: "gauge", unknown: UNKNOWN_GAUGE, samples: [] };
     const index = new Map<string, number>();
     families.push(f);
     return (value: number | null, labels: Record<string, string> = {}, add = false) => {

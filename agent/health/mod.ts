@@ -19,7 +19,7 @@ import {
   readNodeState,
   type SchedulerKind,
 } from "./scheduler.ts";
-import { runSideBySide } from "./side_by_side.ts";
+import { runSideBySide } from "../core/deadline.ts";
 import type { HealthCheck, HealthOptions, HealthReport, HealthVerdict, NodeState } from "./types.ts";
 
 export {

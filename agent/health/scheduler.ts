@@ -14,7 +14,7 @@ import type { Env } from "../core/env.ts";
 import { findOnPath, quoteArg, type RunResult } from "../core/run.ts";
 import { stateDir } from "../core/paths.ts";
 import { isoTime } from "../core/output.ts";
-import { within } from "../prologue/deadline.ts";
+import { within } from "../core/deadline.ts";
 import type { ActionKind, HealthVerdict, NodeState, SchedulerAction } from "./types.ts";
 
 export type SchedulerKind = "slurm" | "lsf";
