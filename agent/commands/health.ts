@@ -2,7 +2,7 @@
 import type { Command } from "../cli.ts";
 import { writeJsonAtomic } from "../core/atomic.ts";
 import type { Env } from "../core/env.ts";
-import { failed, usageError } from "../core/errors.ts";
+import { badInput, usageError } from "../core/errors.ts";
 import { type Outcome, renderStatusLines, SCHEMA_VERSION } from "../core/output.ts";
 import { stateDir } from "../core/paths.ts";
 import { NODE_FILE_SUFFIX, nodeFilePath } from "../fleet/paths.ts";
@@ -108,6 +108,7 @@ async function runHealthCommand(env: Env, argv: string[]): Promise<Outcome> {
     root: values.root,
   };
   const output = values.output ? await nodeFilePath(env, values.output, NODE_FILE_SUFFIX.health) : null;
+  if (output) await requireDirectory(env, output.slice(0, output.lastIndexOf("/")) || "/");
 
   let report: HealthReport;
   try {
@@ -122,20 +123,27 @@ async function runHealthCommand(env: Env, argv: string[]): Promise<Outcome> {
   const doc = { schema_version: SCHEMA_VERSION, ...report };
   await recordLast(env, doc);
   if (output) {
-    try {
-      await writeJsonAtomic(env, output, doc);
-    } catch (e) {
-      throw failed(
-        `health: cannot write ${output}: ${e instanceof Error ? e.message : e}`,
-        "create the directory first, or point --output at a writable place",
-      );
-    }
+    // The exit code stays the verdict's (the scheduler and scripts act on it): a failed write is said.
+    await writeJsonAtomic(env, output, doc).catch((e) =>
+      env.log.error(`health: cannot write ${output}: ${e instanceof Error ? e.message : e}`)
+    );
   }
   return {
     exitCode: report.exit_code,
     json: { ...report, ...(output ? { output } : {}) },
     text: renderText(report, output),
   };
+}
+
+/** --output's directory must exist before the checks run: a typo is bad input, not a node fault. */
+async function requireDirectory(env: Env, dir: string): Promise<void> {
+  const st = await env.fs.stat(dir).catch(() => null);
+  if (!st?.isDirectory) {
+    throw badInput(
+      `health: --output: ${dir} is not a directory`,
+      "create it first (the shared fleet directory), or point --output at an existing one",
+    );
+  }
 }
 
 /** The last report for people and for `status`-like readers; best effort, never fails the run. */

@@ -177,6 +177,7 @@ Deno.test("health bad input: exit 2 naming the flag", async () => {
     [["--drain", "--no-drain"], /contradict/, true],
     [["--timeout", "0"], /--timeout must be a number >= 1/, false],
     [["--drain", "--scheduler", "auto"], /--drain needs a scheduler/, true],
+    [["--output", `${d.path}/no-such-dir/`], /--output: .*no-such-dir is not a directory/, true],
   ];
   for (const [args, msg, hint] of rows) {
     // No scontrol or badmin on this PATH, so auto finds none.
