@@ -112,6 +112,32 @@ const CASES: Case[] = [
     codes: [1],
     env: (c) => ({ SLURM_JOB_ID: "1", CUDA_VISIBLE_DEVICES: "0", PATH: `${c.dir}/hang:${c.vars.PATH}` }),
   },
+  {
+    schema: "health",
+    name: "health of a one-GPU node, report only, written for the fleet",
+    argv: (c) => ["health", "--no-drain", "--output", `${c.dir}/fleet/`],
+    codes: [0, 1],
+  },
+  {
+    schema: "health",
+    name: "health with a hung nvidia-smi (LSF, dry run)",
+    argv: () => ["health", "--scheduler", "lsf", "--dry-run", "--timeout", "2"],
+    codes: [1],
+    env: (c) => ({ PATH: `${c.dir}/hang:${c.vars.PATH}` }),
+  },
+  {
+    schema: "status",
+    name: "status written into the fleet directory",
+    argv: (c) => ["status", "--output", `${c.dir}/fleet/`],
+    codes: [0],
+  },
+  { schema: "fleet", name: "fleet of one node", argv: (c) => ["fleet", `${c.dir}/fleet`], codes: [0, 1] },
+  {
+    schema: "fleet",
+    name: "fleet with a cut-short node file",
+    argv: (c) => ["fleet", `${c.dir}/fleet-bad`],
+    codes: [1],
+  },
   { schema: "cache", name: "cache info", argv: () => ["cache", "info"], codes: [0] },
   { schema: "cache", name: "cache heal", argv: () => ["cache", "heal"], codes: [0] },
   { schema: "cache", name: "cache clean (dry run)", argv: () => ["cache", "clean"], codes: [0] },
@@ -186,6 +212,12 @@ Deno.test(
     await writeProfile(n, testProfile("broken"));
     await writeVenv(n.root, "broken", { status: "failed", profile: testProfile("broken") });
     await writeProfile(n, testProfile("tiny", { stages: [{ name: "one", packages: ["mla-gamma==1.0"] }] }));
+    await Deno.mkdir(`${d.path}/fleet`);
+    await Deno.mkdir(`${d.path}/fleet-bad`);
+    await Deno.writeTextFile(
+      `${d.path}/fleet-bad/gpu-1.json`,
+      '{"schema_version": 1, "node": {"host": "gpu-',
+    );
 
     const dists = await testDists();
     await using index = await startIndex(dists.dir);

@@ -38,6 +38,16 @@ export const COMMANDS: readonly CommandEntry[] = [
     load: async () => (await import("./prologue.ts")).prologueCommand,
   },
   {
+    name: "health",
+    summary: "Check this node for the scheduler's health hook; drain on a fault, resume once healthy",
+    load: async () => (await import("./health.ts")).healthCommand,
+  },
+  {
+    name: "fleet",
+    summary: "Merge the nodes' status and health files into one cluster report",
+    load: async () => (await import("./fleet.ts")).fleetCommand,
+  },
+  {
     name: "cache",
     summary: "Inspect and heal the node-local installer cache",
     load: async () => (await import("./cache.ts")).cacheCommand,

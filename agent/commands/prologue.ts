@@ -14,6 +14,7 @@ import {
   type PrologueReport,
   runPrologue,
 } from "../prologue/mod.ts";
+import { drainForNodeFault } from "../prologue/drain_reason.ts";
 import {
   detectScheduler,
   parseSchedulerFlag,
@@ -23,7 +24,7 @@ import {
 
 const HELP =
   `Usage: mlagent prologue [--profile NAME] [--scheduler lsf|slurm|auto] [--timeout SECONDS] [--check-timeout SECONDS]
-                        [--install] [--verify] [--root DIR] [--json]
+                        [--install] [--verify] [--root DIR] [--drain] [--json]
 
 Decides whether this node may start this job, within a deadline. Checks, side by side, each with its own
 deadline and its probes in their own process group:
@@ -50,6 +51,10 @@ Options:
   --install          install a missing or outdated venv (under the venv's lock) instead of failing
   --verify           also run the profile's verify steps in the venv (a failing GPU step is a node fault)
   --root DIR         venv root (default MLAGENT_ROOT)
+  --drain            under Slurm (the Prolog, as root): on a node fault, drain the node with a reason naming
+                     the failed check ("mlagent: gpu.health ... (prologue, job N)") before exiting 1, so
+                     sinfo -R shows it instead of "Prolog error"; an admin's drain is kept, and
+                     \`mlagent health\` lifts mlagent's once the node is healthy (scripts/slurm/prolog.sh)
   --json             one JSON document on stdout
 
 Exit codes (a node fault is the node's problem, another node would do; a job fault is the job's own):
@@ -84,6 +89,7 @@ async function runPrologueCommand(env: Env, argv: string[]): Promise<Outcome> {
     install: { type: "boolean" },
     verify: { type: "boolean" },
     root: { type: "string" },
+    drain: { type: "boolean" },
   }, { allowPositionals: false });
 
   // Inside a job, bad input is the job's fault and must map to the scheduler's code, not to exit 2.
@@ -125,8 +131,18 @@ async function runPrologueCommand(env: Env, argv: string[]): Promise<Outcome> {
   if (!logged) {
     env.log.warn("prologue: could not append to the prologue log (state dir not writable or not answering)");
   }
+  if (values.drain) await setDrainReason(env, report);
 
   return { exitCode: report.exit_code, json: { ...report }, text: renderText(report) };
+}
+
+/** --drain: the node fault's own reason instead of Slurm's "Prolog error" (see prologue/drain_reason.ts). */
+async function setDrainReason(env: Env, report: PrologueReport): Promise<void> {
+  const a = await drainForNodeFault(env, report);
+  if (!a) return;
+  if (a.error) env.log.warn(`prologue: could not set the drain reason: ${a.error}`);
+  else if (a.done) env.log.info(`prologue: drained this node: ${a.reason}`);
+  else env.log.info(`prologue: drain reason left as it is: ${a.why}`);
 }
 
 function renderText(r: PrologueReport): string {

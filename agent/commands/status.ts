@@ -5,13 +5,13 @@ import { parseCommandArgs, parseNumberFlag } from "./args.ts";
 import type { Env } from "../core/env.ts";
 import { exitFor, failed, usageError } from "../core/errors.ts";
 import { formatBytes, formatDuration, type Outcome, plural } from "../core/output.ts";
-import { absolute } from "../core/paths.ts";
+import { NODE_FILE_SUFFIX, nodeFilePath } from "../fleet/paths.ts";
 import { resolveProfile } from "../install/recorded.ts";
 import { statusMetrics } from "../status/prometheus.ts";
 import { gatherStatus, type StatusReport, type VenvReport } from "../status/mod.ts";
 
 const HELP =
-  `Usage: mlagent status [PROFILE...] [--root DIR] [--json] [--format text|json|prometheus] [--output FILE]
+  `Usage: mlagent status [PROFILE...] [--root DIR] [--json] [--format text|json|prometheus] [--output FILE|DIR/]
 
 Reports, without changing anything and without the network:
   node      host, boot id, scheduler job id (LSB_JOBID / SLURM_JOB_ID)
@@ -35,7 +35,9 @@ Options:
                       mlagent_locks_stale, mlagent_cache_last_heal_timestamp_seconds, ...)
   --output FILE       write the report there atomically (temp file + rename) instead of stdout; for
                       --format prometheus point it into the textfile collector dir, e.g.
-                      /var/lib/node_exporter/textfile/mlagent.prom
+                      /var/lib/node_exporter/textfile/mlagent.prom. A directory (or FILE ending in /)
+                      gets HOST.json (HOST.prom) inside, for \`mlagent fleet DIR\`; {host} in FILE
+                      becomes this host's name
 
 Environment: MLAGENT_ROOT, MLAGENT_STATE_DIR (last doctor verdict), MLAGENT_CACHE_DIR, MLAGENT_MODELS_DIR,
 MLAGENT_LOCK_DIR, MLAGENT_PROFILE_PATH.
@@ -82,7 +84,11 @@ async function runStatusCommand(env: Env, argv: string[]): Promise<Outcome> {
     ? JSON.stringify({ schema_version: 1, ...json }, null, 2) + "\n"
     : renderText(report);
   if (values.output) {
-    const path = absolute(env, values.output);
+    const path = await nodeFilePath(
+      env,
+      values.output,
+      format === "prometheus" ? NODE_FILE_SUFFIX.prometheus : NODE_FILE_SUFFIX.status,
+    );
     try {
       await writeFileAtomic(env, path, body);
     } catch (e) {

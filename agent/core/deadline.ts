@@ -18,3 +18,27 @@ export function within<T>(env: Env, ms: number, f: () => Promise<T>): Promise<Ti
   const deadline = env.sleep(ms, stop.signal).then((): Timed<T> => ({ kind: "timed-out", ms: elapsed() }));
   return Promise.race([work, deadline]).finally(() => stop.abort());
 }
+
+export interface SideBySideTask<T> {
+  /** Its own deadline, ms. */
+  deadlineMs: number;
+  run(): Promise<T>;
+}
+
+/**
+ * Runs independent tasks at once, each under its own deadline, and waits for all of them under `overallMs`
+ * (the prologue's approach, without its job-specific context; `health` uses it). A task still running at
+ * the overall deadline counts as timed out, like one past its own, and is never awaited again.
+ */
+export async function runSideBySide<T>(
+  env: Env,
+  tasks: SideBySideTask<T>[],
+  overallMs: number,
+): Promise<Timed<T>[]> {
+  const started = env.now();
+  const running = tasks.map((t) => within(env, Math.max(1, Math.min(t.deadlineMs, overallMs)), t.run));
+  const all = await within(env, overallMs, () => Promise.all(running));
+  if (all.kind === "done") return all.value;
+  const late: Timed<T> = { kind: "timed-out", ms: Math.round(env.now() - started) };
+  return await Promise.all(running.map((p) => Promise.race([p, Promise.resolve(late)])));
+}

@@ -9,6 +9,8 @@ export const EXIT = {
   failed: 1,
   usage: 2,
   lockBusy: 3,
+  /** health: the node could not be judged (a check missed its deadline, or mlagent failed); nothing was changed. */
+  cannotJudge: 4,
   /** prologue under LSF: a fault of the job's own making, which LSF must not retry (unless LSB_EXIT_PRE_ABORT says otherwise). */
   lsfJobAbort: 99,
   /** Stopped by Ctrl-C (SIGINT), as shells report it: scripts can tell an interruption from a failure. */

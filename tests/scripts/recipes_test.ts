@@ -1,11 +1,13 @@
 /**
- * The scheduler recipes in scripts/ run as LSF and Slurm would run them (sh, the job's variables, a fake
- * nvidia-smi), with MLAGENT_BIN pointing at this checkout; the systemd units pass `systemd-analyze verify`.
+ * The scheduler and cron recipes in scripts/ run as LSF, Slurm and cron would run them (sh, the job's
+ * variables, a fake nvidia-smi, fake scontrol/sinfo/bhosts/badmin/logger logging their argv), with MLAGENT_BIN
+ * pointing at this checkout or at nothing; the systemd units pass `systemd-analyze verify`. The recipes
+ * against a real Slurm are in tests/scheduler/slurm_test.ts.
  */
 import assert from "node:assert/strict";
 import { MAIN_TS } from "../support/cli.ts";
 import { FIXTURES, hermeticVars, REPO_ROOT, tempDir } from "../support/env.ts";
-import { writeFakeBin } from "../support/fake_bin.ts";
+import { fakeCalls, writeFakeBin } from "../support/fake_bin.ts";
 import { makeNode, testProfile, writeProfile } from "../support/node_states.ts";
 import { startIndex, testDists } from "../support/pypi.ts";
 
@@ -34,36 +36,171 @@ async function nodeWithMlagent(dir: string, smi: Parameters<typeof writeFakeBin>
   return { n, vars: { ...n.vars, MLAGENT_BIN: bin } };
 }
 
-Deno.test("scripts/lsf/mlagent-pre-exec.sh: 0 runs, a job fault aborts with 99, a missing mlagent re-pends with 1", async () => {
+const IDLE_NODE = Deno.readTextFileSync(`${FIXTURES}/slurm/scontrol_show_node_22.05.8_idle.txt`);
+
+/** Fake Slurm commands for a node named vm: scontrol shows it idle and logs updates; sinfo prints `reason`. */
+async function fakeSlurm(bin: string, reason = "none") {
+  await writeFakeBin(bin, "scontrol", [{ whenArgsContain: "show", stdout: IDLE_NODE }, {
+    whenArgsContain: "update",
+  }]);
+  await writeFakeBin(bin, "sinfo", { stdout: `${reason}\n` });
+  await writeFakeBin(bin, "logger", {});
+}
+
+/** Every recipe says the same about a missing binary, in its comment and on stderr. */
+const MISSING_RULE = "mlagent missing (the same rule in every recipe";
+
+Deno.test("scripts/lsf/mlagent-pre-exec.sh: 0 runs, a job fault aborts with 99, a missing mlagent re-pends with 1 and says so", async () => {
   await using d = await tempDir();
-  const { vars } = await nodeWithMlagent(d.path, { stdoutFile: ONE_GPU_XML });
+  const { n, vars } = await nodeWithMlagent(d.path, { stdoutFile: ONE_GPU_XML });
+  await writeFakeBin(n.bin, "logger", {});
   const job = { ...vars, LSB_JOBID: "101", CUDA_VISIBLE_DEVICES: "0" };
-  assert.equal((await sh("lsf/mlagent-pre-exec.sh", [], job)).code, 0);
+  const ok = await sh("lsf/mlagent-pre-exec.sh", [], job);
+  assert.equal(ok.code, 0);
+  assert.match(ok.stderr, /"verdict":"run"/, "the one-line verdict goes to stderr");
   assert.equal((await sh("lsf/mlagent-pre-exec.sh", [], { ...job, MLAGENT_PROFILE: "no-such" })).code, 99);
-  assert.equal(
-    (await sh("lsf/mlagent-pre-exec.sh", [], { ...job, MLAGENT_BIN: `${d.path}/absent` })).code,
-    1,
+  const missing = await sh("lsf/mlagent-pre-exec.sh", [], { ...job, MLAGENT_BIN: `${d.path}/absent` });
+  assert.equal(missing.code, 1);
+  assert.match(
+    missing.stderr,
+    /mlagent\.binary .*absent is missing or not executable on .* \(lsf pre-exec, job 101\)/,
   );
+  assert.match((await fakeCalls(n.bin, "logger")).join("\n"), /-t mlagent .*mlagent\.binary/);
 });
 
-Deno.test("scripts/slurm/prolog.sh drains on a hung GPU and task_prolog.sh only prints the job's problems", async () => {
+Deno.test("scripts/slurm/prolog.sh drains a hung GPU with mlagent's own reason; its verdict line reaches stderr", async () => {
   await using d = await tempDir();
   const { n, vars } = await nodeWithMlagent(d.path, { sleepS: 30 });
-  const job = { ...vars, SLURM_JOB_ID: "202", SLURM_JOB_GPUS: "0", MLAGENT_PROLOGUE_TIMEOUT: "1" };
+  await fakeSlurm(n.bin);
+  const job = {
+    ...vars,
+    SLURM_JOB_ID: "202",
+    SLURM_JOB_GPUS: "0",
+    SLURMD_NODENAME: "vm",
+    MLAGENT_PROLOGUE_TIMEOUT: "1",
+  };
   const prolog = await sh("slurm/prolog.sh", [], job);
   assert.equal(prolog.code, 1, prolog.stderr);
+  assert.match(prolog.stderr, /"verdict":"node-fault"/, "no --quiet: the line slurmd logs on failure");
   const log = (await Deno.readTextFile(`${n.stateDir}/prologue.log`)).trim().split("\n").map((l) =>
     JSON.parse(l)
   );
   assert.deepEqual(log.at(-1).timed_out, ["gpu.visible"]);
+  const update = (await fakeCalls(n.bin, "scontrol")).find((c) => c.startsWith("update"));
+  assert.match(
+    update ?? "",
+    /^update nodename=vm state=drain reason=mlagent: gpu\.visible .*\(prologue, job 202\)$/,
+  );
+});
 
-  await writeFakeBin(n.bin, "nvidia-smi", { stdoutFile: ONE_GPU_XML });
-  const task = await sh("slurm/task_prolog.sh", [], { ...job, MLAGENT_PROFILE: "no-such" });
-  assert.equal(task.code, 0);
-  assert.match(task.stdout, /^print FAIL profile .*unknown profile "no-such"/m);
-  for (const line of task.stdout.trim().split("\n")) {
+Deno.test("scripts/slurm/prolog.sh and health.sh with mlagent missing: say so, drain naming it, exit 1; an admin's drain is kept", async () => {
+  await using d = await tempDir();
+  const n = await makeNode(d.path);
+  const vars = { ...n.vars, MLAGENT_BIN: `${d.path}/absent`, SLURMD_NODENAME: "vm", SLURM_JOB_ID: "7" };
+  await fakeSlurm(n.bin);
+  for (const [script, where] of [["slurm/prolog.sh", "prologue"], ["slurm/health.sh", "health"]]) {
+    const r = await sh(script, [], vars);
+    assert.equal(r.code, 1, script);
+    assert.match(r.stderr, /mlagent\.binary .*absent is missing or not executable on vm/);
+    const updates = (await fakeCalls(n.bin, "scontrol")).filter((c) => c.startsWith("update"));
+    assert.equal(
+      updates.at(-1),
+      `update nodename=vm state=drain reason=mlagent: mlagent.binary ${d.path}/absent missing (${where})`,
+    );
+  }
+  assert.equal((await fakeCalls(n.bin, "logger")).length, 2);
+  await Deno.remove(`${n.bin}/scontrol.calls`);
+  await fakeSlurm(n.bin, "maintenance: PSU swap");
+  assert.equal((await sh("slurm/prolog.sh", [], vars)).code, 1);
+  assert.deepEqual((await fakeCalls(n.bin, "scontrol")).filter((c) => c.startsWith("update")), []);
+});
+
+Deno.test("scripts/slurm/task_prolog.sh prints a job's problems with or without a profile, once per node, and always exits 0", async () => {
+  await using d = await tempDir();
+  const { n, vars } = await nodeWithMlagent(d.path, { stdoutFile: ONE_GPU_XML });
+  await writeFakeBin(n.bin, "logger", {});
+  const job = { ...vars, SLURM_JOB_ID: "303", SLURM_LOCALID: "0" };
+  const bad = await sh("slurm/task_prolog.sh", [], { ...job, CUDA_VISIBLE_DEVICES: "0,x" });
+  assert.equal(bad.code, 0);
+  assert.match(bad.stdout, /^print FAIL gpu\.request +\[job fault\] malformed CUDA_VISIBLE_DEVICES="0,x"/m);
+  assert.match(bad.stdout, /^print +fix: /m);
+  assert.doesNotMatch(bad.stdout, /^print (ok|skip) /m, "without a profile only the problems");
+  const fine = await sh("slurm/task_prolog.sh", [], { ...job, CUDA_VISIBLE_DEVICES: "0" });
+  assert.equal(fine.stdout, "", "nothing to say about a healthy job without a profile");
+  const profile = await sh("slurm/task_prolog.sh", [], { ...job, MLAGENT_PROFILE: "no-such" });
+  assert.match(profile.stdout, /^print FAIL profile .*unknown profile "no-such"/m);
+  for (const line of profile.stdout.trim().split("\n")) {
     assert.match(line, /^print /, "TaskProlog lines Slurm understands");
   }
+  const otherTask = await sh("slurm/task_prolog.sh", [], {
+    ...job,
+    SLURM_LOCALID: "1",
+    CUDA_VISIBLE_DEVICES: "0,x",
+  });
+  assert.equal(otherTask.stdout, "", "one task per node speaks");
+  const missing = await sh("slurm/task_prolog.sh", [], { ...job, MLAGENT_BIN: `${d.path}/absent` });
+  assert.equal(missing.code, 0);
+  assert.match(missing.stdout, /^print mlagent: mlagent\.binary .*absent is missing or not executable/m);
+});
+
+Deno.test("scripts/lsf/health.sh closes the host when mlagent is missing, unless an admin closed it", async () => {
+  await using d = await tempDir();
+  const n = await makeNode(d.path);
+  await writeFakeBin(n.bin, "logger", {});
+  await writeFakeBin(n.bin, "badmin", {});
+  const vars = { ...n.vars, MLAGENT_BIN: `${d.path}/absent`, LSF_PROFILE: `${d.path}/no-profile.lsf` };
+  await writeFakeBin(n.bin, "bhosts", { stdoutFile: `${FIXTURES}/lsf/bhosts_l_ok.txt` });
+  const r = await sh("lsf/health.sh", [], vars);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /mlagent\.binary .*absent is missing or not executable .*\(lsf health check\)/);
+  assert.match(
+    (await fakeCalls(n.bin, "badmin"))[0],
+    /^hclose -C mlagent: mlagent\.binary .*absent missing \(health\) /,
+  );
+  await writeFakeBin(n.bin, "bhosts", { stdoutFile: `${FIXTURES}/lsf/bhosts_l_closed_Adm_admin.txt` });
+  await sh("lsf/health.sh", [], vars);
+  assert.equal((await fakeCalls(n.bin, "badmin")).length, 1, "an admin's close is kept");
+});
+
+Deno.test("scripts/cron/mlagent-cron.sh writes this node's status for the fleet; a missing mlagent says so and exits 1", async () => {
+  await using d = await tempDir();
+  const { n, vars } = await nodeWithMlagent(d.path, { stdoutFile: ONE_GPU_XML });
+  await writeFakeBin(n.bin, "logger", {});
+  await Deno.mkdir(`${d.path}/fleet`);
+  const job = { ...vars, MLAGENT_FLEET_DIR: `${d.path}/fleet`, MLAGENT_HOSTNAME: "gpu-17" };
+  const r = await sh("cron/mlagent-cron.sh", ["fleet"], job);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(JSON.parse(await Deno.readTextFile(`${d.path}/fleet/gpu-17.json`)).node.host, "gpu-17");
+  const heal = await sh("cron/mlagent-cron.sh", ["heal"], {
+    ...job,
+    MLAGENT_TEXTFILE: `${d.path}/mlagent.prom`,
+  });
+  assert.equal(heal.code, 0, heal.stderr);
+  assert.match(await Deno.readTextFile(`${d.path}/mlagent.prom`), /^mlagent_status_timestamp_seconds /m);
+  const missing = await sh("cron/mlagent-cron.sh", ["fleet"], { ...job, MLAGENT_BIN: `${d.path}/absent` });
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /mlagent\.binary .*absent is missing or not executable .*\(cron fleet\)/);
+  assert.equal((await fakeCalls(n.bin, "logger")).length, 1);
+  assert.equal((await sh("cron/mlagent-cron.sh", ["bogus"], job)).code, 2);
+});
+
+Deno.test("every scheduler and cron recipe states the same rule for a missing mlagent", async () => {
+  for (
+    const script of [
+      "slurm/prolog.sh",
+      "slurm/task_prolog.sh",
+      "slurm/health.sh",
+      "lsf/mlagent-pre-exec.sh",
+      "lsf/health.sh",
+      "cron/mlagent-cron.sh",
+    ]
+  ) {
+    assert.ok((await Deno.readTextFile(`${REPO_ROOT}/scripts/${script}`)).includes(MISSING_RULE), script);
+  }
+  assert.match(
+    await Deno.readTextFile(`${REPO_ROOT}/scripts/cron/mlagent.crontab`),
+    /same rule as the Slurm and LSF\s+recipes/,
+  );
 });
 
 Deno.test("scripts/slurm/install_once_per_node.sh: two jobs on one node install once and both run", async () => {
