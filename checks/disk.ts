@@ -99,6 +99,30 @@ export async function gatherDisk(
   return facts;
 }
 
+/** The scheduler hooks' disk.space verdict: every place against one floor, the words said either way. */
+export type FloorVerdict =
+  | { status: "warn"; message: string }
+  | { status: "fail"; message: string; low: string }
+  | { status: "pass"; message: string };
+
+/**
+ * Pure: the places (venv root, TMPDIR) against the bytes a job needs free. `low` names only the short ones,
+ * short enough for a drain reason; unknown space warns (a hook must not drain a node over a missing df).
+ */
+export function judgeFloor(facts: DiskFacts, minFree: number): FloorVerdict {
+  if (facts.places.every((p) => p.available_bytes === null)) {
+    return { status: "warn", message: `free space unknown: ${facts.problem ?? "df gave nothing"}` };
+  }
+  const low = facts.places.filter((p) => p.available_bytes !== null && p.available_bytes < minFree)
+    .map((p) => `${formatBytes(p.available_bytes!)} free on ${p.mount_point ?? p.path} (${p.role})`)
+    .join("; ");
+  if (low) return { status: "fail", message: `${low}; at least ${formatBytes(minFree)} needed`, low };
+  return {
+    status: "pass",
+    message: facts.places.map((p) => `${formatBytes(p.available_bytes ?? 0)} free for ${p.role}`).join("; "),
+  };
+}
+
 /** disk.space: each filesystem once; with a profile below its disk_gib fails, without one below 20 GiB warns. */
 export function evaluateDisk(facts: DiskFacts, ctx: Pick<CheckContext, "profile">): CheckResult {
   const needGib = ctx.profile?.disk_gib ?? DEFAULT_MIN_FREE_GIB;

@@ -8,7 +8,7 @@ import { formatBytes, formatDuration, type Outcome, plural } from "../core/outpu
 import { NODE_FILE_SUFFIX, nodeFilePath } from "../fleet/paths.ts";
 import { resolveProfile } from "../install/recorded.ts";
 import { statusMetrics } from "../status/prometheus.ts";
-import { gatherStatus, type StatusReport, type VenvReport } from "../status/mod.ts";
+import { gatherStatus, modelProblemWords, type StatusReport, type VenvReport } from "../status/mod.ts";
 
 const HELP =
   `Usage: mlagent status [PROFILE...] [--root DIR] [--json] [--format text|json|prometheus] [--output FILE|DIR/]
@@ -156,14 +156,9 @@ function renderText(r: StatusReport): string {
     out.push(`profile ${p.name}: ${p.ready ? "ready" : "NOT READY"}`);
     if (!r.venvs.some((v) => v.path === p.venv.path)) out.push(venvLine(p.venv));
     for (const m of p.models) {
-      const what = m.complete ? `complete (${plural(m.files, "file")}, ${formatBytes(m.bytes)})` : [
-        m.reason,
-        m.missing.length
-          ? `missing ${m.missing.slice(0, 5).join(", ")}${m.missing.length > 5 ? ", ..." : ""}`
-          : "",
-        m.partial.length ? `partial ${m.partial.slice(0, 5).join(", ")}` : "",
-        m.corrupt.length ? `corrupt ${m.corrupt.slice(0, 5).join(", ")}` : "",
-      ].filter(Boolean).join("; ");
+      const what = m.complete
+        ? `complete (${plural(m.files, "file")}, ${formatBytes(m.bytes)})`
+        : modelProblemWords(m, 5);
       out.push(`  ${m.complete ? "ok  " : "FAIL"} model ${m.repo}  ${what}  ${m.local_dir}`);
     }
   }

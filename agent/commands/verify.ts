@@ -5,6 +5,7 @@ import { exitFor, usageError } from "../core/errors.ts";
 import { formatBytes, type Outcome, plural, renderStatusLines } from "../core/output.ts";
 import { resolveProfile } from "../install/recorded.ts";
 import { verifyProfile, type VerifyReport } from "../verify.ts";
+import { modelProblemWords } from "../status/mod.ts";
 
 const HELP = `Usage: mlagent verify PROFILE [--deep] [--root DIR] [--timeout S] [--json]
 
@@ -85,14 +86,7 @@ function renderText(r: VerifyReport): string {
     });
   }
   for (const m of r.models) {
-    const what = [
-      m.reason,
-      m.missing.length
-        ? `missing ${m.missing.slice(0, 3).join(", ")}${m.missing.length > 3 ? ", ..." : ""}`
-        : "",
-      m.partial.length ? `partial ${m.partial.slice(0, 3).join(", ")}` : "",
-      m.corrupt.length ? `corrupt ${m.corrupt.slice(0, 3).join(", ")}` : "",
-    ].filter(Boolean).join("; ");
+    const what = modelProblemWords(m, 3);
     rows.push({
       id: `model ${m.repo}`,
       status: m.complete ? "pass" : "fail",

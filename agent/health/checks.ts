@@ -6,12 +6,12 @@
  * that repair them. A check that cannot judge says unknown, which never drains.
  */
 import { evaluateGpu, evaluateHealth, gatherGpu, type GpuDevice, type GpuFacts } from "../../checks/gpu.ts";
-import { gatherDisk } from "../../checks/disk.ts";
+import { gatherDisk, judgeFloor } from "../../checks/disk.ts";
 import { judgeTmpdir } from "../../checks/tmpdir.ts";
 import { cudaMajorMinor, driverSupportsCuda, selectCudaVariant } from "../compat.ts";
 import type { Env } from "../core/env.ts";
 import { MlagentError } from "../core/errors.ts";
-import { formatBytes, isoTime } from "../core/output.ts";
+import { isoTime } from "../core/output.ts";
 import { loadProfile } from "../profiles/mod.ts";
 import type { Profile } from "../profiles/types.ts";
 import { gatherXids, type KernelLogFacts, xidSeverity } from "../prologue/kernel_log.ts";
@@ -292,27 +292,16 @@ const tmpdirAndDiskTask: HealthTask = {
       role: "TMPDIR",
       path: t.effective,
     }], ctx.probeMs());
-    const low = d.places.filter((p) => p.available_bytes !== null && p.available_bytes < minFree);
-    if (d.places.every((p) => p.available_bytes === null)) {
-      out.push(check("disk.space", "warn", `free space unknown: ${d.problem ?? "df gave nothing"}`));
-    } else if (low.length) {
-      const words = low.map((p) =>
-        `${formatBytes(p.available_bytes!)} free on ${p.mount_point ?? p.path} (${p.role})`
-      );
-      out.push(check("disk.space", "fail", `${words.join("; ")}; at least ${formatBytes(minFree)} needed`, {
-        remedy:
-          "Free space on the node (old job dirs under TMPDIR, `mlagent cache clean --yes`); mlagent resumes it once there is room",
-        reason: words.join("; "),
-      }));
-    } else {
-      out.push(
-        check(
-          "disk.space",
-          "pass",
-          d.places.map((p) => `${formatBytes(p.available_bytes ?? 0)} free for ${p.role}`).join("; "),
-        ),
-      );
-    }
+    const v = judgeFloor(d, minFree);
+    out.push(
+      v.status === "fail"
+        ? check("disk.space", "fail", v.message, {
+          remedy:
+            "Free space on the node (old job dirs under TMPDIR, `mlagent cache clean --yes`); mlagent resumes it once there is room",
+          reason: v.low,
+        })
+        : check("disk.space", v.status, v.message),
+    );
     return out;
   },
 };

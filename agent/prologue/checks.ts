@@ -4,11 +4,11 @@
  * miss it. A task never decides the verdict: it states what it saw, with the fault (node or job) it implies.
  */
 import { gatherGpu, type GpuFacts } from "../../checks/gpu.ts";
-import { gatherDisk } from "../../checks/disk.ts";
+import { gatherDisk, judgeFloor } from "../../checks/disk.ts";
 import { judgeTmpdir } from "../../checks/tmpdir.ts";
 import type { Env } from "../core/env.ts";
 import { MlagentError } from "../core/errors.ts";
-import { formatBytes, isoTime } from "../core/output.ts";
+import { isoTime } from "../core/output.ts";
 import { install } from "../install/mod.ts";
 import { probePython, venvPython } from "../install/venv.ts";
 import type { Profile } from "../profiles/types.ts";
@@ -135,29 +135,15 @@ const tmpdirAndDiskTask: PrologueTask = {
       role: "TMPDIR",
       path: t.effective,
     }], ctx.probeMs());
-    const low = d.places.filter((p) => p.available_bytes !== null && p.available_bytes < minFree);
-    if (d.places.every((p) => p.available_bytes === null)) {
-      out.push(check("disk.space", "warn", `free space unknown: ${d.problem ?? "df gave nothing"}`));
-    } else if (low.length) {
-      out.push(check(
-        "disk.space",
-        "fail",
-        low.map((p) => `${formatBytes(p.available_bytes!)} free for ${p.role} ${p.path}`).join("; ") +
-          `; at least ${formatBytes(minFree)} needed`,
-        {
+    const v = judgeFloor(d, minFree);
+    out.push(
+      v.status === "fail"
+        ? check("disk.space", "fail", v.message, {
           fault: "node",
           remedy: "free space on the node (old job dirs under TMPDIR, `mlagent cache clean --yes`)",
-        },
-      ));
-    } else {
-      out.push(
-        check(
-          "disk.space",
-          "pass",
-          d.places.map((p) => `${formatBytes(p.available_bytes ?? 0)} free for ${p.role}`).join("; "),
-        ),
-      );
-    }
+        })
+        : check("disk.space", v.status, v.message),
+    );
     return out;
   },
 };

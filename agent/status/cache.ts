@@ -13,15 +13,11 @@ export async function inspectCache(env: Env): Promise<CacheReport> {
   const placement = await resolveCacheDir(env, { create: false });
   const path = placement.path;
   const report: CacheReport = {
+    ...unreadCache(null),
     path,
     exists: await exists(env, path),
     filesystem: placement.fs_type,
     network: placement.network,
-    bytes: null,
-    entries: null,
-    corrupt_entries: null,
-    last_heal_at: null,
-    problem: null,
   };
   if (!report.exists) return report;
   const book = await readJson<Record<string, unknown>>(env, `${path}/${BOOK_FILE}`);
@@ -35,4 +31,19 @@ export async function inspectCache(env: Env): Promise<CacheReport> {
     report.last_heal_at = typeof b.last_heal_at === "string" ? b.last_heal_at : null;
   }
   return report;
+}
+
+/** A cache report with nothing read: `problem` says why (null while it is being filled in). */
+export function unreadCache(problem: string | null): CacheReport {
+  return {
+    path: "",
+    exists: false,
+    filesystem: null,
+    network: null,
+    bytes: null,
+    entries: null,
+    corrupt_entries: null,
+    last_heal_at: null,
+    problem,
+  };
 }

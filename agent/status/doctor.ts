@@ -11,18 +11,7 @@ export function doctorVerdictFile(profile: string | null): string {
 /** The node's last doctor verdict: a plain `mlagent doctor`, never a `doctor --profile` run. */
 export async function readDoctorSummary(env: Env): Promise<DoctorSummary> {
   const path = `${stateDir(env)}/${doctorVerdictFile(null)}`;
-  const empty: DoctorSummary = {
-    state: "missing",
-    ok: null,
-    checked_at: null,
-    age_ms: null,
-    profile: null,
-    failed: [],
-    warned: [],
-    problem: null,
-    facts: null,
-    file: path,
-  };
+  const empty = blankDoctorSummary(path);
   const r = await readJson<Record<string, unknown>>(env, path);
   if (r.kind === "missing") {
     return { ...empty, problem: "mlagent doctor has not run on this node (for this user)" };
@@ -47,5 +36,21 @@ export async function readDoctorSummary(env: Env): Promise<DoctorSummary> {
     problem: null,
     facts: v.facts && typeof v.facts === "object" ? v.facts as Record<string, unknown> : null,
     file: path,
+  };
+}
+
+/** A summary with nothing read yet: `file` is where the verdict would be. */
+export function blankDoctorSummary(file: string): DoctorSummary {
+  return {
+    state: "missing",
+    ok: null,
+    checked_at: null,
+    age_ms: null,
+    profile: null,
+    failed: [],
+    warned: [],
+    problem: null,
+    facts: null,
+    file,
   };
 }

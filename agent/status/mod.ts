@@ -10,11 +10,10 @@ import { localLockDir, venvDir as venvDirOf, venvRoot } from "../core/paths.ts";
 import { bootId, schedulerJob } from "../core/proc.ts";
 import { resolveProfile } from "../install/recorded.ts";
 import type { Profile } from "../profiles/types.ts";
-import { inspectCache } from "./cache.ts";
-import { readDoctorSummary } from "./doctor.ts";
+import { inspectCache, unreadCache } from "./cache.ts";
+import { blankDoctorSummary, readDoctorSummary } from "./doctor.ts";
 import { inspectModels } from "./models.ts";
 import type {
-  CacheReport,
   DoctorSummary,
   ModelReport,
   ProfileReport,
@@ -22,7 +21,7 @@ import type {
   StatusReport,
   VenvReport,
 } from "./types.ts";
-import { exists, inspectVenvState, listVenvDirs } from "./venvs.ts";
+import { blankVenvReport, exists, inspectVenvState, listVenvDirs } from "./venvs.ts";
 import { requireTrustedDir } from "../core/trust.ts";
 import { within } from "../core/deadline.ts";
 
@@ -91,27 +90,12 @@ export async function gatherStatus(env: Env, opts: StatusOptions): Promise<Statu
   const [venvs, profiles, cache, locks, doctor] = await Promise.all([
     venvsP,
     profilesP,
-    bounded("cache", () => inspectCache(env), (ms): CacheReport => ({
-      path: "",
-      exists: false,
-      filesystem: null,
-      network: null,
-      bytes: null,
-      entries: null,
-      corrupt_entries: null,
-      last_heal_at: null,
-      problem: `reading the cache did not finish within ${ms} ms (a hung filesystem?)`,
-    })).catch((e): CacheReport => ({
-      path: "",
-      exists: false,
-      filesystem: null,
-      network: null,
-      bytes: null,
-      entries: null,
-      corrupt_entries: null,
-      last_heal_at: null,
-      problem: e instanceof Error ? e.message : String(e),
-    })),
+    bounded(
+      "cache",
+      () => inspectCache(env),
+      (ms) => unreadCache(`reading the cache did not finish within ${ms} ms (a hung filesystem?)`),
+    )
+      .catch((e) => unreadCache(e instanceof Error ? e.message : String(e))),
     bounded(
       "locks",
       () => listLocks(env, [{ dir: localLockDir(env), prefix: "" }, { dir: root, prefix: "venv:" }]),
@@ -119,16 +103,9 @@ export async function gatherStatus(env: Env, opts: StatusOptions): Promise<Statu
     )
       .catch((): LockInfo[] => []),
     bounded("doctor", () => readDoctorSummary(env), (ms): DoctorSummary => ({
+      ...blankDoctorSummary(""),
       state: "corrupt",
-      ok: null,
-      checked_at: null,
-      age_ms: null,
-      profile: null,
-      failed: [],
-      warned: [],
       problem: `reading the last verdict did not finish within ${ms} ms (a hung filesystem?)`,
-      facts: null,
-      file: "",
     })),
   ]);
   // The cache's lock sits beside the cache (often in /tmp, among other programs' lock files): look at that one.
@@ -164,23 +141,9 @@ export async function gatherStatus(env: Env, opts: StatusOptions): Promise<Statu
 
 function unreadableVenv(path: string, profile: Profile | null, ms: number): VenvReport {
   return {
-    name: path.slice(path.lastIndexOf("/") + 1),
-    path,
+    ...blankVenvReport(path, profile),
     condition: "unreadable",
-    ready: false,
     message: `reading its state did not finish within ${ms} ms (a hung filesystem?)`,
-    profile: profile?.name ?? null,
-    fingerprint: null,
-    profile_sha256: null,
-    current_profile_sha256: null,
-    python_version: null,
-    cuda_variant: null,
-    installer: null,
-    updated_at: null,
-    finished_at: null,
-    owner: null,
-    error: null,
-    integrity: null,
   };
 }
 
@@ -207,4 +170,16 @@ async function knownProfile(env: Env, name: string, root: string): Promise<Profi
     if (e instanceof MlagentError) return null;
     throw e;
   }
+}
+
+/** Pure: what is wrong with a model, in words: its reason, then the first `shown` files of each kind. */
+export function modelProblemWords(m: ModelReport, shown: number): string {
+  const some = (files: string[]) =>
+    `${files.slice(0, shown).join(", ")}${files.length > shown ? ", ..." : ""}`;
+  return [
+    m.reason,
+    m.missing.length ? `missing ${some(m.missing)}` : "",
+    m.partial.length ? `partial ${some(m.partial)}` : "",
+    m.corrupt.length ? `corrupt ${some(m.corrupt)}` : "",
+  ].filter(Boolean).join("; ");
 }

@@ -68,26 +68,7 @@ export async function inspectVenvState(
 ): Promise<VenvReport> {
   const boot = opts.boot === undefined ? bootId(env) : opts.boot;
   const integrity = opts.integrity ?? "full";
-  const name = path.slice(path.lastIndexOf("/") + 1);
-  const base: VenvReport = {
-    name,
-    path,
-    condition: "missing",
-    ready: false,
-    message: "",
-    profile: profile?.name ?? null,
-    fingerprint: null,
-    profile_sha256: null,
-    current_profile_sha256: profile ? profileSha256(profile) : null,
-    python_version: null,
-    cuda_variant: null,
-    installer: null,
-    updated_at: null,
-    finished_at: null,
-    owner: null,
-    error: null,
-    integrity: null,
-  };
+  const base = blankVenvReport(path, profile);
   const st = await readJson<VenvState>(env, stateFileOf(path));
   if (st.kind === "missing") {
     if (!(await exists(env, path))) return { ...base, message: `no venv at ${path}` };
@@ -204,4 +185,27 @@ export async function listVenvDirs(env: Env, root: string): Promise<string[]> {
     }
   } catch { /* no root yet: no venvs */ }
   return out.sort();
+}
+
+/** The report of a venv nothing is known of yet: each verdict starts from it, and a part that timed out ends in it. */
+export function blankVenvReport(path: string, profile: Profile | null): VenvReport {
+  return {
+    name: path.slice(path.lastIndexOf("/") + 1),
+    path,
+    condition: "missing",
+    ready: false,
+    message: "",
+    profile: profile?.name ?? null,
+    fingerprint: null,
+    profile_sha256: null,
+    current_profile_sha256: profile ? profileSha256(profile) : null,
+    python_version: null,
+    cuda_variant: null,
+    installer: null,
+    updated_at: null,
+    finished_at: null,
+    owner: null,
+    error: null,
+    integrity: null,
+  };
 }
