@@ -23,17 +23,9 @@ export PATH
 MLAGENT_STATE_DIR="${MLAGENT_STATE_DIR:-/var/log/mlagent}"
 export MLAGENT_STATE_DIR
 MLAGENT_BIN="${MLAGENT_BIN:-/opt/mlagent/bin/mlagent}"
-if [ ! -x "$MLAGENT_BIN" ]; then
-  node="${SLURMD_NODENAME:-$(hostname -s)}"
-  msg="mlagent: mlagent.binary $MLAGENT_BIN is missing or not executable on $node (slurm health check)"
-  echo "$msg" >&2
-  logger -t mlagent -p daemon.err "$msg" 2>/dev/null
-  case "$(sinfo -h -N -n "$node" -o %E 2>/dev/null)" in
-    "" | none | mlagent:*)
-      scontrol update nodename="$node" state=drain reason="mlagent: mlagent.binary $MLAGENT_BIN missing (health)" ;;
-  esac
-  exit 1
-fi
+# shellcheck source=missing.sh
+. "$(dirname "$0")/missing.sh"
+mlagent_require_binary health "slurm health check"
 set -- health --scheduler slurm --timeout "${MLAGENT_HEALTH_TIMEOUT:-40}"
 if [ -n "${MLAGENT_FLEET_DIR:-}" ]; then set -- "$@" --output "$MLAGENT_FLEET_DIR/"; fi
 exec "$MLAGENT_BIN" "$@"

@@ -27,16 +27,7 @@ export PATH
 MLAGENT_STATE_DIR="${MLAGENT_STATE_DIR:-/var/log/mlagent}"
 export MLAGENT_STATE_DIR
 MLAGENT_BIN="${MLAGENT_BIN:-/opt/mlagent/bin/mlagent}"
-if [ ! -x "$MLAGENT_BIN" ]; then
-  node="${SLURMD_NODENAME:-$(hostname -s)}"
-  msg="mlagent: mlagent.binary $MLAGENT_BIN is missing or not executable on $node (slurm prolog, job ${SLURM_JOB_ID:-?})"
-  echo "$msg" >&2
-  logger -t mlagent -p daemon.err "$msg" 2>/dev/null
-  # Never over an admin's drain: only a node without a reason, or with mlagent's own, gets this one.
-  case "$(sinfo -h -N -n "$node" -o %E 2>/dev/null)" in
-    "" | none | mlagent:*)
-      scontrol update nodename="$node" state=drain reason="mlagent: mlagent.binary $MLAGENT_BIN missing (prologue)" ;;
-  esac
-  exit 1
-fi
+# shellcheck source=missing.sh
+. "$(dirname "$0")/missing.sh"
+mlagent_require_binary prologue "slurm prolog, job ${SLURM_JOB_ID:-?}"
 exec "$MLAGENT_BIN" prologue --scheduler slurm --drain --timeout "${MLAGENT_PROLOGUE_TIMEOUT:-20}"
