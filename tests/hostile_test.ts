@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { runMlagent } from "./support/cli.ts";
 import { FIXTURES, tempDir } from "./support/env.ts";
 import { writeFakeBin } from "./support/fake_bin.ts";
+import { CAN_MOUNT } from "./support/mounts.ts";
 
 const DOCUMENTED_EXITS = new Set([0, 1, 2, 3, 99]);
 const STACK = /^\s+at .*(\.ts|\.js):\d+:\d+\)?$/m;
@@ -27,20 +28,6 @@ const COMMANDS: string[][] = [
   ["lock", "list"],
   ["lock", "check", "some-lock"],
 ];
-
-/** Whether this machine lets the tests mount a tmpfs (root, and mount(8) allowed here). */
-const CAN_MOUNT = (() => {
-  try {
-    const dir = Deno.makeTempDirSync();
-    const ok = new Deno.Command("mount", { args: ["-t", "tmpfs", "-o", "size=1m", "tmpfs", dir] })
-      .outputSync().code === 0;
-    if (ok) new Deno.Command("umount", { args: [dir] }).outputSync();
-    Deno.removeSync(dir);
-    return ok;
-  } catch {
-    return false;
-  }
-})();
 
 /** Processes whose environment carries the marker: anything mlagent started and left behind. */
 function leftBehind(marker: string): number[] {

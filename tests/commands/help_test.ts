@@ -11,7 +11,9 @@ import { REPO_ROOT } from "../support/env.ts";
 /** The option names of every `{ type: "boolean" | "string" }` entry in a command's source. */
 function parserFlags(source: string): string[] {
   const flags = new Set<string>();
-  for (const m of source.matchAll(/^\s*"?([a-z][a-z0-9-]*)"?: \{ type: "(?:boolean|string)"/gm)) flags.add(m[1]);
+  for (const m of source.matchAll(/^\s*"?([a-z][a-z0-9-]*)"?: \{ type: "(?:boolean|string)"/gm)) {
+    flags.add(m[1]);
+  }
   return [...flags];
 }
 

@@ -8,19 +8,7 @@ import { runMlagent } from "../support/cli.ts";
 import { installVars, tempDir } from "../support/env.ts";
 import { smallRepo } from "../support/hf_server.ts";
 import { testProfile } from "../support/node_states.ts";
-
-const CAN_MOUNT = (() => {
-  try {
-    const dir = Deno.makeTempDirSync();
-    const ok = new Deno.Command("mount", { args: ["-t", "tmpfs", "-o", "size=1m", "tmpfs", dir] })
-      .outputSync().code === 0;
-    if (ok) new Deno.Command("umount", { args: [dir] }).outputSync();
-    Deno.removeSync(dir);
-    return ok;
-  } catch {
-    return false;
-  }
-})();
+import { CAN_MOUNT } from "../support/mounts.ts";
 
 // Needs mount(8) for a small tmpfs; without it this test shows as ignored.
 Deno.test({
