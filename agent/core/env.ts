@@ -51,6 +51,15 @@ export type Fs = Pick<
   | "readFileSync"
   | "readDirSync"
   | "realPathSync"
+  // Per-file steps of a download of many small files: a page-cache operation is cheaper than a trip through
+  // the async pool (measured: scripts/bench/download.ts).
+  | "openSync"
+  | "renameSync"
+  | "writeTextFileSync"
+  | "mkdirSync"
+  | "symlinkSync"
+  | "removeSync"
+  | "readLinkSync"
 >;
 
 export interface Env {

@@ -79,6 +79,17 @@ export function hfHome(env: Env): string {
   return absolute(env, env.vars.HF_HOME ?? `${env.vars.XDG_CACHE_HOME || `${home(env)}/.cache`}/huggingface`);
 }
 
+/**
+ * The Hugging Face hub cache, as huggingface_hub places it (constants.py @ ee0a4510 l.157-182): HF_HUB_CACHE,
+ * else the older HUGGINGFACE_HUB_CACHE, else $HF_HOME/hub; a leading `~` is the home, as expanduser makes it.
+ * An empty variable counts as unset.
+ */
+export function hubCacheDir(env: Env): string {
+  const set = env.vars.HF_HUB_CACHE || env.vars.HUGGINGFACE_HUB_CACHE;
+  if (!set) return `${hfHome(env)}/hub`;
+  return absolute(env, set === "~" || set.startsWith("~/") ? `${home(env)}${set.slice(1)}` : set);
+}
+
 /** Node-local, per-user lock directory for locks that do not sit beside their resource. */
 export function localLockDir(env: Env): string {
   const base = env.vars.MLAGENT_LOCK_DIR ?? `${env.vars.XDG_RUNTIME_DIR || `/tmp`}/mlagent-locks-${env.uid}`;

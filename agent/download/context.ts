@@ -3,6 +3,7 @@ import type { Env } from "../core/env.ts";
 import { badInput } from "../core/errors.ts";
 import { type FileMetadata, HubClient, type HubFile } from "./hub.ts";
 import { InlineHasher } from "./hasher.ts";
+import type { Layout } from "./layout.ts";
 import type { DownloadOptions } from "./types.ts";
 
 export interface Segment {
@@ -38,6 +39,8 @@ export interface Job {
   head?: Promise<FileMetadata>;
   /** Size and mtime of the part file, read from the open handle by the one stream that completed it. */
   written?: { size: number; mtimeMs: number };
+  /** Hub cache: the other listed paths with the same bytes, linked to the one blob this job fetches. */
+  alsoPaths?: string[];
 }
 export const READ_BUFFER_BYTES = 256 * 1024;
 
@@ -56,7 +59,7 @@ export interface Ctx {
   client: HubClient;
   repo: string;
   commit: string;
-  localDir: string;
+  layout: Layout;
   token?: string;
   stallMs: number;
   maxRetries: number;
@@ -76,11 +79,13 @@ export interface Ctx {
   active: Set<Job>;
   /** Dirs known to exist (saves a mkdir per file). */
   dirs: Set<string>;
+  /** Read buffers of finished streams, handed to the next: no fresh 256 KiB (zeroed, page-faulted) per file. */
+  buffers: ArrayBuffer[];
 }
 
-export async function ensureDir(ctx: Ctx, dir: string) {
+export function ensureDir(ctx: Ctx, dir: string) {
   if (ctx.dirs.has(dir)) return;
-  await ctx.env.fs.mkdir(dir, { recursive: true });
+  ctx.env.fs.mkdirSync(dir, { recursive: true });
   ctx.dirs.add(dir);
 }
 

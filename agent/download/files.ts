@@ -2,11 +2,10 @@
 import { createHash } from "node:crypto";
 import type { Env } from "../core/env.ts";
 import { hasControlChar } from "./hub.ts";
+import { MANIFEST, META_DIR, RECORD_DIR } from "./layout.ts";
 import type { ListedFile, Manifest } from "./types.ts";
 
-export const RECORD_DIR = ".cache/huggingface";
-export const META_DIR = ".cache/huggingface/download";
-export const MANIFEST = ".cache/huggingface/mlagent_manifest.json";
+export { MANIFEST, META_DIR, RECORD_DIR } from "./layout.ts";
 
 export function metadataPath(localDir: string, path: string): string {
   return `${localDir}/${META_DIR}/${path}.metadata`;
@@ -55,9 +54,21 @@ export async function readHfTree(
   localDir: string,
   commit: string,
 ): Promise<Record<string, ListedFile> | null> {
+  return await readHfTreeIn(env, `${localDir}/${RECORD_DIR}`, commit);
+}
+
+/**
+ * The same listing under `folder` (`<folder>/trees/<commit>.json`): the local dir's `.cache/huggingface`, or a
+ * hub-cache repo folder (_snapshot_download.py l.241-242: the tree cache lives in the storage folder there).
+ */
+export async function readHfTreeIn(
+  env: Env,
+  folder: string,
+  commit: string,
+): Promise<Record<string, ListedFile> | null> {
   if (!/^[0-9a-f]{40}$/.test(commit)) return null;
   try {
-    const data = JSON.parse(await env.fs.readTextFile(`${localDir}/${RECORD_DIR}/trees/${commit}.json`));
+    const data = JSON.parse(await env.fs.readTextFile(`${folder}/trees/${commit}.json`));
     if (data?.format_version !== 1 || typeof data.files !== "object" || data.files === null) return null;
     const out: Record<string, ListedFile> = {};
     for (const [path, info] of Object.entries(data.files as Record<string, Record<string, unknown>>)) {
@@ -114,7 +125,7 @@ export async function readMetadata(
   }
 }
 
-export async function writeMetadata(
+export function writeMetadata(
   env: Env,
   localDir: string,
   path: string,
@@ -124,12 +135,14 @@ export async function writeMetadata(
 ) {
   const p = metadataPath(localDir, path);
   if (!dirs?.has(parentOf(p))) {
-    await env.fs.mkdir(parentOf(p), { recursive: true });
+    env.fs.mkdirSync(parentOf(p), { recursive: true });
     dirs?.add(parentOf(p));
   }
-  // Written in place as huggingface_hub does (a torn record only costs a re-hash). Written after the rename, so the timestamp is not older than the file's mtime (huggingface_hub ignores
-  // a record older than its file by more than a second).
-  await env.fs.writeTextFile(p, `${commit}\n${etag}\n${env.now() / 1000}\n`);
+  // Written in place as huggingface_hub does (a torn record only costs a re-hash), and after the rename, so the
+  // timestamp is not older than the file's mtime (huggingface_hub ignores a record older than its file by more
+  // than a second). Synchronously: one small page-cache write, cheaper than a trip through the async pool for
+  // each of a repo's many small files.
+  env.fs.writeTextFileSync(p, `${commit}\n${etag}\n${env.now() / 1000}\n`);
 }
 
 export async function writeText(env: Env, path: string, text: string) {
@@ -139,8 +152,12 @@ export async function writeText(env: Env, path: string, text: string) {
 }
 
 export async function readManifest(env: Env, localDir: string): Promise<Manifest | null> {
+  return await readManifestAt(env, `${localDir}/${MANIFEST}`);
+}
+
+export async function readManifestAt(env: Env, file: string): Promise<Manifest | null> {
   try {
-    const m = JSON.parse(await env.fs.readTextFile(`${localDir}/${MANIFEST}`)) as Manifest;
+    const m = JSON.parse(await env.fs.readTextFile(file)) as Manifest;
     return m && typeof m.files === "object" ? m : null;
   } catch {
     return null;

@@ -1,10 +1,11 @@
 /**
- * Resumable, verified downloads of a Hugging Face repo into a local dir that `hf download --local-dir` also
- * understands. Bytes go to `<dir>/.cache/huggingface/download/<path>.incomplete` (beside the
- * `<path>.metadata` record huggingface_hub keeps there), so a later run or another process continues with a
- * Range request; every file is checked against its size and every LFS file against its sha256 before it is
- * renamed into place. The whole run holds the download lock of the target dir: a second job waits, then
- * finds the files done.
+ * Resumable, verified downloads of a Hugging Face repo, into a local dir that `hf download --local-dir` also
+ * understands or into the hub cache that `hf download` and `from_pretrained` read (layout.ts). Bytes go to a
+ * part (`.cache/huggingface/download/<path>.incomplete` beside huggingface_hub's `<path>.metadata` record, or
+ * `blobs/<etag>.incomplete` in the cache), so a later run or another process continues with a Range request;
+ * every file is checked against its size and every LFS file against its sha256 before it is put in place. The
+ * listing of the commit is recorded before the first byte is fetched. The whole run holds the download lock of
+ * the target (the local dir, or the repo's folder in the cache): a second job waits, then finds the files done.
  */
 import type { Env } from "../core/env.ts";
 import { badInput, failed, MlagentError } from "../core/errors.ts";
@@ -23,14 +24,12 @@ import {
 } from "./hub.ts";
 import { downloadLockSpec, withLock } from "../lock/mod.ts";
 import { formatBytes } from "../core/output.ts";
-import { absolute } from "../core/paths.ts";
 import { type Ctx, envNumber, type Job, stallMsFor } from "./context.ts";
 import {
   hostilePathReason,
-  incompletePath,
-  MANIFEST,
   META_DIR,
-  readManifest,
+  parentOf,
+  readManifestAt,
   readMetadata,
   recordDirProblem,
   scanFiles,
@@ -39,17 +38,23 @@ import {
   writeText,
 } from "./files.ts";
 import { filterPaths } from "./glob.ts";
+import { isBlobName, linkPointer, refProblem, tagCacheDir, writeRef, writeTree } from "./hub_cache.ts";
+import { blobName, blobPath, filesDir, type Layout, manifestPath, partPath, RECORD_DIR } from "./layout.ts";
 import { startProgress } from "./progress.ts";
 import { withRetries } from "./retries.ts";
 import { fetchFile, prefetchHeads } from "./transfer.ts";
+import { layoutOf } from "./target.ts";
 import type { DownloadOptions, DownloadReport, Manifest } from "./types.ts";
-import { hashFile, isSha1, verifyLocalModel } from "./verify.ts";
+import { hashFile, isSha1 } from "./hashing.ts";
+import { verifyLocalModel } from "./verify.ts";
 
 export { hostilePathReason } from "./files.ts";
 export { filterPaths } from "./glob.ts";
+export { hubCacheRepoDir, type LayoutKind, pointerTarget, repoFolderName } from "./layout.ts";
 export { rangeChunkBytes } from "./parts.ts";
+export { layoutOf, modelTarget } from "./target.ts";
 export { contiguousEnd } from "./transfer.ts";
-export type { DownloadReport, VerifyResult } from "./types.ts";
+export type { DownloadReport, Target, VerifyResult } from "./types.ts";
 export { verifyLocalModel } from "./verify.ts";
 
 export { cleanToken, readToken, validateRepoId, validateRevision } from "./hub.ts";
@@ -61,10 +66,19 @@ export async function downloadRepo(env: Env, opts: DownloadOptions): Promise<Dow
   const revision = opts.revision ?? "main";
   const badRev = validateRevision(revision);
   if (badRev) throw badInput(badRev, "a revision is a branch, a tag or a commit hash");
-  const localDir = absolute(env, opts.localDir);
-  const st = await statOrNull(env, localDir);
-  if (st && !st.isDirectory) throw badInput(`target ${localDir} exists and is not a directory`);
-  const recordDir = await recordDirProblem(env, localDir);
+  const layout = layoutOf(env, opts.repo, opts);
+  const cache = layout.kind === "hub-cache";
+  const badRef = cache ? refProblem(revision) : null;
+  if (badRef) {
+    throw badInput(
+      `revision ${quote(revision)} ${badRef}: in the hub cache it would name a file outside refs/`,
+      "a revision is a branch, a tag or a commit hash",
+    );
+  }
+  const root = layout.root;
+  const st = await statOrNull(env, root);
+  if (st && !st.isDirectory) throw badInput(`target ${root} exists and is not a directory`);
+  const recordDir = await recordDirProblem(env, root);
   if (recordDir) {
     throw badInput(
       `${recordDir}: the download records and parts would be written there`,
@@ -74,14 +88,15 @@ export async function downloadRepo(env: Env, opts: DownloadOptions): Promise<Dow
 
   const offline = ["1", "on", "yes", "true"].includes((env.vars.HF_HUB_OFFLINE ?? "").toLowerCase());
   if (offline) {
-    const v = await verifyLocalModel(env, { ...opts, localDir });
+    const v = await verifyLocalModel(env, { ...opts, layout: layout.kind, localDir: root });
     const missing = [...v.missing, ...v.corrupt, ...v.unverified];
     return {
       ok: v.complete,
       repo: opts.repo,
       revision,
       commit: v.commit,
-      local_dir: localDir,
+      layout: layout.kind,
+      local_dir: v.local_dir,
       offline: true,
       files: v.files,
       files_fetched: 0,
@@ -110,7 +125,7 @@ export async function downloadRepo(env: Env, opts: DownloadOptions): Promise<Dow
     client,
     repo: opts.repo,
     commit: "",
-    localDir,
+    layout,
     token,
     stallMs,
     maxRetries: opts.maxRetries ?? 6,
@@ -128,6 +143,7 @@ export async function downloadRepo(env: Env, opts: DownloadOptions): Promise<Dow
     filesResumed: 0,
     active: new Set(),
     dirs: new Set(),
+    buffers: [],
   };
 
   // Plan everything before writing anything: a hostile listing leaves the disk untouched.
@@ -141,7 +157,11 @@ export async function downloadRepo(env: Env, opts: DownloadOptions): Promise<Dow
     },
   );
   for (const f of listed) {
-    const why = hostilePathReason(f.path);
+    const why = hostilePathReason(f.path) ??
+      // In the cache the listed hash becomes a file name under blobs/: it must be one, not a path.
+      (cache && !isBlobName(blobName(f))
+        ? `has a hash that is not a sha1 or sha256 (${quote(blobName(f))})`
+        : null);
     if (why) {
       throw badInput(
         `${opts.repo}@${revision} lists a file path that ${why}: ${quote(f.path)}`,
@@ -166,50 +186,42 @@ export async function downloadRepo(env: Env, opts: DownloadOptions): Promise<Dow
   if (wanted.length === 0) {
     throw failed(`no file of ${opts.repo}@${revision} matches the include/exclude patterns`);
   }
-  await refuseSymlinkEscapes(env, localDir, wanted.map((f) => f.path));
+  const dir = filesDir(layout, ctx.commit);
+  await refuseSymlinkEscapes(env, dir, root, wanted.map((f) => f.path), cache);
 
-  await env.fs.mkdir(`${localDir}/${META_DIR}`, { recursive: true });
+  await env.fs.mkdir(cache ? `${root}/blobs` : `${root}/${META_DIR}`, { recursive: true });
   const removeSignals = [
     env.onSignal("SIGINT", () => abort.abort(failed("interrupted"))),
     env.onSignal("SIGTERM", () => abort.abort(failed("terminated"))),
   ];
   try {
-    return await withLock(env, downloadLockSpec(localDir, "download"), {
+    return await withLock(env, downloadLockSpec(root, "download"), {
       timeoutMs: opts.lockTimeoutMs ?? 6 * 3600_000,
       // Our own SIGINT/SIGTERM handlers abort the transfers, save their progress, then release.
       handleSignals: false,
       signal: abort.signal,
     }, async (lock) => {
-      lock.lost.addEventListener("abort", () => abort.abort(failed(`lost the lock on ${localDir}`)));
-      const jobs: Job[] = [];
-      let reusedFiles = 0;
-      const manifest = await readManifest(env, localDir);
-      // Two directory walks instead of a failing stat per file of a fresh download.
-      const present = await scanFiles(env, localDir, ".cache/huggingface");
-      const parts = await scanFiles(env, `${localDir}/${META_DIR}`);
+      lock.lost.addEventListener("abort", () => abort.abort(failed(`lost the lock on ${root}`)));
+      const manifest = await readManifestAt(env, manifestPath(layout, ctx.commit));
       const mtimes = new Map<string, number>();
-      for (const f of wanted) {
-        const mtime = present.has(f.path)
-          ? await isAlreadyDone(env, localDir, f, ctx.commit, manifest)
-          : null;
-        if (mtime !== null) {
-          ctx.reused += f.size;
-          reusedFiles++;
-          mtimes.set(f.path, mtime);
-        } else {
-          jobs.push({
-            file: f,
-            size: f.size,
-            done: 0,
-            resumedFrom: 0,
-            hasPart: parts.has(`${f.path}.incomplete`),
-          });
-        }
+      const plan = cache
+        ? await planCache(ctx, wanted, manifest, mtimes)
+        : await planLocal(ctx, wanted, manifest, mtimes);
+      const { jobs } = plan;
+      if (!opts.skipDiskCheck) await checkFreeSpace(env, layout, jobs);
+      if (cache) {
+        // As snapshot_download: the listing, then the ref (its snapshot folder made first: hf's cache scan calls
+        // a ref to a missing snapshot corrupt, _cache_manager.py l.795-799).
+        await writeTree(env, root, ctx.commit, listed);
+        await env.fs.mkdir(dir, { recursive: true });
+        await writeRef(env, root, revision, ctx.commit);
+        await tagCacheDir(env, parentOf(root));
       }
-      if (!opts.skipDiskCheck) await checkFreeSpace(env, localDir, jobs);
       // The whole listing goes to disk before the first byte: a run killed from here on leaves a dir whose
       // missing files are named by it, never one that looks complete because it lacks the files not fetched.
-      await writeManifest(env, localDir, opts.repo, revision, ctx.commit, [], mtimes, listed, false);
+      await writeManifest(env, layout, opts.repo, revision, ctx.commit, [], mtimes, listed, false);
+      // Blobs already in the cache (another revision's, or hf's) only need their snapshot links.
+      for (const f of plan.linkOnly) linkPointer(env, layout, ctx.commit, f, ctx.dirs);
       const stopProgress = startProgress(ctx, jobs);
       try {
         const parallel = opts.parallel ?? 8;
@@ -218,19 +230,22 @@ export async function downloadRepo(env: Env, opts: DownloadOptions): Promise<Dow
       } finally {
         stopProgress();
       }
-      for (const j of jobs) mtimes.set(j.file.path, j.mtimeMs ?? 0);
-      await writeManifest(env, localDir, opts.repo, revision, ctx.commit, wanted, mtimes, listed, true);
+      for (const j of jobs) {
+        for (const p of [j.file.path, ...(j.alsoPaths ?? [])]) mtimes.set(p, j.mtimeMs ?? 0);
+      }
+      await writeManifest(env, layout, opts.repo, revision, ctx.commit, wanted, mtimes, listed, true);
       const duration = Math.max(1, env.now() - started);
       return {
         ok: true,
         repo: opts.repo,
         revision,
         commit: ctx.commit,
-        local_dir: localDir,
+        layout: layout.kind,
+        local_dir: dir,
         offline: false,
         files: wanted.length,
-        files_fetched: jobs.length,
-        files_reused: reusedFiles,
+        files_fetched: jobs.reduce((a, j) => a + 1 + (j.alsoPaths?.length ?? 0), 0),
+        files_reused: plan.reusedFiles,
         files_resumed: ctx.filesResumed,
         total_bytes: wanted.reduce((a, f) => a + f.size, 0),
         fetched_bytes: ctx.fetched,
@@ -254,6 +269,116 @@ export async function downloadRepo(env: Env, opts: DownloadOptions): Promise<Dow
   } finally {
     for (const r of removeSignals) r();
   }
+}
+
+interface Plan {
+  jobs: Job[];
+  reusedFiles: number;
+  /** Hub cache: listed files whose blob is there, to be linked from the snapshot. */
+  linkOnly: HubFile[];
+}
+
+/** A local dir: each wanted file either done (right size, vouched for) or a job, resuming its part if any. */
+async function planLocal(
+  ctx: Ctx,
+  wanted: HubFile[],
+  manifest: Manifest | null,
+  mtimes: Map<string, number>,
+): Promise<Plan> {
+  const { env, layout } = ctx;
+  const localDir = layout.root;
+  const jobs: Job[] = [];
+  let reusedFiles = 0;
+  // Two directory walks instead of a failing stat per file of a fresh download.
+  const present = await scanFiles(env, localDir, RECORD_DIR);
+  const parts = await scanFiles(env, `${localDir}/${META_DIR}`);
+  for (const f of wanted) {
+    const mtime = present.has(f.path) ? await isAlreadyDone(env, localDir, f, ctx.commit, manifest) : null;
+    if (mtime !== null) {
+      ctx.reused += f.size;
+      reusedFiles++;
+      mtimes.set(f.path, mtime);
+    } else {
+      jobs.push({
+        file: f,
+        size: f.size,
+        done: 0,
+        resumedFrom: 0,
+        hasPart: parts.has(`${f.path}.incomplete`),
+      });
+    }
+  }
+  return { jobs, reusedFiles, linkOnly: [] };
+}
+
+/**
+ * The hub cache: one job per blob not yet there (the listed paths with the same bytes share it, as hf's
+ * blobs do), resuming `blobs/<etag>.incomplete` if present; a blob already there is only linked.
+ */
+async function planCache(
+  ctx: Ctx,
+  wanted: HubFile[],
+  manifest: Manifest | null,
+  mtimes: Map<string, number>,
+): Promise<Plan> {
+  const { env, layout } = ctx;
+  const names = new Set<string>();
+  try {
+    for await (const e of env.fs.readDir(`${layout.root}/blobs`)) names.add(e.name);
+  } catch { /* no blobs yet */ }
+  const byBlob = new Map<string, HubFile[]>();
+  for (const f of wanted) {
+    const same = byBlob.get(blobName(f));
+    if (same) same.push(f);
+    else byBlob.set(blobName(f), [f]);
+  }
+  const jobs: Job[] = [];
+  const linkOnly: HubFile[] = [];
+  let reusedFiles = 0;
+  for (const [name, files] of byBlob) {
+    const f = files[0];
+    const mtime = names.has(name) ? await isBlobDone(env, layout, f, files, manifest) : null;
+    if (mtime !== null) {
+      for (const g of files) mtimes.set(g.path, mtime);
+      linkOnly.push(...files);
+      ctx.reused += f.size * files.length;
+      reusedFiles += files.length;
+    } else {
+      jobs.push({
+        file: f,
+        size: f.size,
+        done: 0,
+        resumedFrom: 0,
+        hasPart: names.has(`${name}.incomplete`),
+        alsoPaths: files.slice(1).map((g) => g.path),
+      });
+    }
+  }
+  return { jobs, reusedFiles, linkOnly };
+}
+
+/**
+ * A blob already in the cache at the listed size. Its name is its hash and both hf and mlagent rename a part
+ * to it only when it is whole, so that is the record; if mlagent's manifest saw it with another mtime it was
+ * rewritten since, and its bytes decide. Returns its mtime (ms), or null when it must be fetched.
+ */
+async function isBlobDone(
+  env: Env,
+  layout: Layout,
+  f: HubFile,
+  paths: HubFile[],
+  manifest: Manifest | null,
+): Promise<number | null> {
+  const path = blobPath(layout, f);
+  const st = await statOrNull(env, path);
+  if (!st?.isFile || st.size !== f.size) return null;
+  const mtime = st.mtime?.getTime() ?? 0;
+  const seen = paths.map((p) => manifest?.files[p.path]).find((k) =>
+    k && (k.sha256 ?? k.etag) === blobName(f)
+  );
+  if (!seen || seen.mtime_ms === mtime) return mtime;
+  const algo = f.lfsSha256 ? "sha256" : "git-sha1";
+  return (await hashFile(env, path, algo)) === blobName(f) ? mtime : null;
 }
 
 function toMlagentError(e: unknown, repo: string, revision: string, client: HubClient): unknown {
@@ -306,11 +431,21 @@ function toMlagentError(e: unknown, repo: string, revision: string, client: HubC
   return e;
 }
 
-/** A listed path must not land outside the dir through a symlink already inside it. */
-async function refuseSymlinkEscapes(env: Env, localDir: string, paths: string[]) {
+/**
+ * A listed path must not land outside the target through a symlink already inside it: every folder on the way
+ * from `base` (the local dir, or the snapshot folder) must resolve inside `root`. In the hub cache the file
+ * itself is a symlink to its blob, which is replaced, never written through, so only its folders count.
+ */
+async function refuseSymlinkEscapes(
+  env: Env,
+  base: string,
+  rootDir: string,
+  paths: string[],
+  leafIsLink: boolean,
+) {
   let root: string;
   try {
-    root = await env.fs.realPath(localDir);
+    root = await env.fs.realPath(rootDir);
   } catch {
     return; // The dir does not exist yet: nothing in it can be a symlink.
   }
@@ -319,12 +454,12 @@ async function refuseSymlinkEscapes(env: Env, localDir: string, paths: string[])
   const missing = new Set<string>();
   for (const p of paths) {
     const parts = p.split("/");
-    for (let i = 1; i <= parts.length; i++) {
+    for (let i = 1; i <= parts.length - (leafIsLink ? 1 : 0); i++) {
       const rel = parts.slice(0, i).join("/");
       if (missing.has(rel)) break;
       if (seen.has(rel)) continue;
       seen.add(rel);
-      const full = `${localDir}/${rel}`;
+      const full = `${base}/${rel}`;
       const lst = await env.fs.lstat(full).catch(() => null);
       if (!lst) {
         missing.add(rel);
@@ -334,7 +469,7 @@ async function refuseSymlinkEscapes(env: Env, localDir: string, paths: string[])
         const real = await env.fs.realPath(full).catch(() => null);
         if (!real || (real !== root && !real.startsWith(root + "/"))) {
           throw badInput(
-            `${quote(p)} would be written outside ${localDir} through the symlink ${rel}`,
+            `${quote(p)} would be written outside ${rootDir} through the symlink ${full}`,
             "refused; nothing was written",
           );
         }
@@ -366,20 +501,21 @@ async function isAlreadyDone(
   // No record or an outdated one: the bytes decide (huggingface_hub does the same for LFS files).
   const algo = f.lfsSha256 ? "sha256" : isSha1(f.oid) ? "git-sha1" : null;
   if (!algo || (await hashFile(env, `${localDir}/${f.path}`, algo)) !== want) return null;
-  await writeMetadata(env, localDir, f.path, commit, want);
+  writeMetadata(env, localDir, f.path, commit, want);
   return mtime;
 }
 
-async function checkFreeSpace(env: Env, localDir: string, jobs: Job[]) {
+async function checkFreeSpace(env: Env, layout: Layout, jobs: Job[]) {
   let need = 0;
   for (const j of jobs) {
-    const have = j.hasPart ? (await statOrNull(env, incompletePath(localDir, j.file.path)))?.size ?? 0 : 0;
+    const have = j.hasPart ? (await statOrNull(env, partPath(layout, j.file)))?.size ?? 0 : 0;
     need += Math.max(0, j.size - have);
   }
   if (need === 0) return;
-  const r = await env.run(["df", "-P", "-B1", localDir], { timeoutMs: 10_000 });
+  const where = layout.kind === "local-dir" ? layout.root : parentOf(layout.root);
+  const r = await env.run(["df", "-P", "-B1", where], { timeoutMs: 10_000 });
   if (r.kind !== "exited" || r.code !== 0) {
-    env.log.debug(`could not read free space of ${localDir}; not checked`);
+    env.log.debug(`could not read free space of ${where}; not checked`);
     return;
   }
   const fields = r.stdout.trim().split("\n").at(-1)?.split(/\s+/) ?? [];
@@ -387,8 +523,10 @@ async function checkFreeSpace(env: Env, localDir: string, jobs: Job[]) {
   if (!Number.isFinite(avail)) return;
   if (avail < need) {
     throw failed(
-      `not enough free space in ${localDir}: ${formatBytes(need)} still to fetch, ${formatBytes(avail)} free`,
-      "free space there or choose another --local-dir",
+      `not enough free space in ${where}: ${formatBytes(need)} still to fetch, ${formatBytes(avail)} free`,
+      layout.kind === "local-dir"
+        ? "free space there or choose another --local-dir"
+        : "free space there, or point HF_HUB_CACHE (or HF_HOME) elsewhere",
       { need_bytes: need, free_bytes: avail },
     );
   }
@@ -401,7 +539,7 @@ async function checkFreeSpace(env: Env, localDir: string, jobs: Job[]) {
  */
 async function writeManifest(
   env: Env,
-  localDir: string,
+  layout: Layout,
   repo: string,
   revision: string,
   commit: string,
@@ -410,10 +548,10 @@ async function writeManifest(
   listed: HubFile[],
   completed: boolean,
 ) {
-  const old = await readManifest(env, localDir);
-  const entries: Manifest["files"] = old && old.commit === commit && old.repo === repo
-    ? { ...old.files }
-    : {};
+  const path = manifestPath(layout, commit);
+  const old = await readManifestAt(env, path);
+  const same = old && old.commit === commit && old.repo === repo;
+  const entries: Manifest["files"] = same ? { ...old.files } : {};
   for (const f of files) {
     entries[f.path] = {
       size: f.size,
@@ -428,7 +566,7 @@ async function writeManifest(
     repo,
     revision,
     commit,
-    listed_at: old && old.commit === commit && old.repo === repo && old.listed_at ? old.listed_at : now,
+    listed_at: same && old.listed_at ? old.listed_at : now,
     completed_at: completed ? now : null,
     files: entries,
     listing: Object.fromEntries(
@@ -439,7 +577,8 @@ async function writeManifest(
       }]),
     ),
   };
-  await writeText(env, `${localDir}/${MANIFEST}`, JSON.stringify(m) + "\n");
+  await env.fs.mkdir(parentOf(path), { recursive: true });
+  await writeText(env, path, JSON.stringify(m) + "\n");
 }
 
 /** Runs `work` over `items` with at most `n` at once; the first failure aborts the rest. */

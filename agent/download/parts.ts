@@ -1,15 +1,16 @@
 /** A file's part on disk: resuming it from its saved state or starting afresh, and splitting it into ranges. */
 import { formatBytes } from "../core/output.ts";
 import { type Ctx, ensureDir, type Job, type PartState, type Segment, STATE_MIN_BYTES } from "./context.ts";
-import { incompletePath, parentOf, statePath, statOrNull, writeText } from "./files.ts";
+import { parentOf, statOrNull, writeText } from "./files.ts";
+import { partPath, partStatePath } from "./layout.ts";
 
 export async function loadState(ctx: Ctx, job: Job, etag: string, size: number): Promise<PartState> {
-  const inc = incompletePath(ctx.localDir, job.file.path);
+  const inc = partPath(ctx.layout, job.file);
   const have = job.hasPart ? (await statOrNull(ctx.env, inc))?.size : undefined;
   let saved: PartState | null = null;
   if (have !== undefined) {
     try {
-      saved = JSON.parse(await ctx.env.fs.readTextFile(statePath(ctx.localDir, job.file.path)));
+      saved = JSON.parse(await ctx.env.fs.readTextFile(partStatePath(ctx.layout, job.file)));
     } catch {
       saved = null;
     }
@@ -25,6 +26,12 @@ export async function loadState(ctx: Ctx, job: Job, etag: string, size: number):
       for (const s of saved.segments) s.pos = Math.min(s.pos, have, s.end);
     }
     return saved;
+  }
+  if (ctx.layout.kind === "hub-cache" && !saved && have !== undefined && have > 0 && have <= size) {
+    // `blobs/<etag>.incomplete` with no state of ours: its name pins the bytes it is a prefix of, and every
+    // writer of that name (huggingface_hub before PR #4228, mlagent's one stream) appends in order, so it is
+    // resumed from its length; the hash at the end proves the whole blob either way.
+    return { etag, size, segments: [{ start: 0, end: size, pos: have }] };
   }
   if (have !== undefined && have > 0) {
     ctx.env.log.warn(
@@ -43,8 +50,8 @@ export async function freshState(
   size: number,
   single: boolean,
 ): Promise<PartState> {
-  const inc = incompletePath(ctx.localDir, job.file.path);
-  await ensureDir(ctx, parentOf(inc));
+  const inc = partPath(ctx.layout, job.file);
+  ensureDir(ctx, parentOf(inc));
   if (!single || job.hasPart || size === 0) {
     // One stream truncates when it opens at byte 0; ranges write at offsets into an existing file.
     const f = await ctx.env.fs.open(inc, { write: true, create: true, truncate: true });
@@ -52,7 +59,7 @@ export async function freshState(
   }
   job.hasPart = true;
   if (job.stateSaved) {
-    await ctx.env.fs.remove(statePath(ctx.localDir, job.file.path)).catch(() => {});
+    await ctx.env.fs.remove(partStatePath(ctx.layout, job.file)).catch(() => {});
     job.stateSaved = false;
   }
   const segments: Segment[] = [];
@@ -129,13 +136,13 @@ export function watchSplit(
 }
 
 export async function saveState(ctx: Ctx, job: Job, state: PartState) {
-  await writeText(ctx.env, statePath(ctx.localDir, job.file.path), JSON.stringify(state));
+  await writeText(ctx.env, partStatePath(ctx.layout, job.file), JSON.stringify(state));
   job.stateSaved = true;
 }
 
 export async function removePart(ctx: Ctx, job: Job) {
-  await ctx.env.fs.remove(incompletePath(ctx.localDir, job.file.path)).catch(() => {});
+  await ctx.env.fs.remove(partPath(ctx.layout, job.file)).catch(() => {});
   job.hasPart = false;
-  if (job.stateSaved) await ctx.env.fs.remove(statePath(ctx.localDir, job.file.path)).catch(() => {});
+  if (job.stateSaved) await ctx.env.fs.remove(partStatePath(ctx.layout, job.file)).catch(() => {});
   job.stateSaved = false;
 }

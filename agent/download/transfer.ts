@@ -12,11 +12,13 @@ import {
   type Segment,
   StallError,
 } from "./context.ts";
-import { incompletePath, parentOf, statePath, writeMetadata } from "./files.ts";
+import { parentOf, writeMetadata } from "./files.ts";
 import { InlineHasher } from "./hasher.ts";
+import { linkPointer } from "./hub_cache.ts";
+import { blobName, blobPath, partPath, partStatePath } from "./layout.ts";
 import { freshState, loadState, removePart, saveState, splittable, watchSplit } from "./parts.ts";
 import { errText, isRetriable, retryDelayMs, withRetries } from "./retries.ts";
-import { isSha1, isSha256 } from "./verify.ts";
+import { isSha1, isSha256 } from "./hashing.ts";
 
 function headWithRetries(ctx: Ctx, job: Job): Promise<FileMetadata> {
   return withRetries(
@@ -53,7 +55,7 @@ export function prefetchHeads(ctx: Ctx, jobs: Job[], parallel: number) {
 
 /** HEAD, fetch (resuming), verify, rename, record. */
 export async function fetchFile(ctx: Ctx, job: Job): Promise<void> {
-  const { env, localDir } = ctx;
+  const { env, layout } = ctx;
   const path = job.file.path;
   const meta = await (job.head ?? headWithRetries(ctx, job));
   job.meta = meta;
@@ -64,9 +66,16 @@ export async function fetchFile(ctx: Ctx, job: Job): Promise<void> {
     );
   }
   const sha256 = job.file.lfsSha256 ?? (isSha256(meta.etag) ? meta.etag : undefined);
-  const algo = sha256 ? "sha256" : isSha1(meta.etag) && meta.etag === job.file.oid ? "git-sha1" : null;
-  const want = sha256 ?? meta.etag;
-  const inc = incompletePath(localDir, path);
+  // In the hub cache the blob is named by the listed hash, so the bytes are proven against that one whatever
+  // the HEAD said; in a local dir the record keeps the HEAD's etag, as hf's does.
+  const cache = layout.kind === "hub-cache";
+  const algo = sha256
+    ? "sha256"
+    : (cache ? isSha1(job.file.oid) : isSha1(meta.etag) && meta.etag === job.file.oid)
+    ? "git-sha1"
+    : null;
+  const want = cache ? blobName(job.file) : sha256 ?? meta.etag;
+  const inc = partPath(layout, job.file);
   ctx.active.add(job);
   try {
     for (let verifyAttempt = 1;; verifyAttempt++) {
@@ -123,15 +132,35 @@ export async function fetchFile(ctx: Ctx, job: Job): Promise<void> {
         ctx.retries++;
         continue;
       }
-      const final = `${localDir}/${path}`;
-      await ensureDir(ctx, parentOf(final));
-      await env.fs.rename(inc, final);
-      await writeMetadata(env, localDir, path, ctx.commit, meta.etag, ctx.dirs);
-      if (job.stateSaved) await env.fs.remove(statePath(localDir, path)).catch(() => {});
+      place(ctx, job, meta.etag);
+      if (job.stateSaved) await env.fs.remove(partStatePath(layout, job.file)).catch(() => {});
       return;
     }
   } finally {
     ctx.active.delete(job);
+  }
+}
+
+/**
+ * Puts a verified part in place: in a local dir, renamed to its path with hf's record beside it; in the hub
+ * cache, renamed to its blob and linked from the snapshot at every listed path with those bytes. Synchronous:
+ * a rename, a symlink and a small record cost less than trips through the async pool, and a repo of many
+ * small files is made of little else.
+ */
+function place(ctx: Ctx, job: Job, etag: string) {
+  const { env, layout } = ctx;
+  const inc = partPath(layout, job.file);
+  if (layout.kind === "local-dir") {
+    const final = `${layout.root}/${job.file.path}`;
+    ensureDir(ctx, parentOf(final));
+    env.fs.renameSync(inc, final);
+    writeMetadata(env, layout.root, job.file.path, ctx.commit, etag, ctx.dirs);
+    return;
+  }
+  env.fs.renameSync(inc, blobPath(layout, job.file));
+  linkPointer(env, layout, ctx.commit, job.file, ctx.dirs);
+  for (const p of job.alsoPaths ?? []) {
+    linkPointer(env, layout, ctx.commit, { ...job.file, path: p }, ctx.dirs);
   }
 }
 
@@ -213,7 +242,7 @@ async function chaseHash(
   running: () => boolean,
   signal: AbortSignal,
 ) {
-  const inc = incompletePath(ctx.localDir, job.file.path);
+  const inc = partPath(ctx.layout, job.file);
   try {
     while (running()) {
       const upTo = contiguousEnd(state.segments);
@@ -350,7 +379,7 @@ async function streamOnce(
       throw tooLong(job, `announced ${announced} bytes for bytes ${seg.pos}-`);
     }
     if (!res.body) throw new HubHttpError(`${job.file.path}: empty body`, res.status, true);
-    file = await ctx.env.fs.open(incompletePath(ctx.localDir, job.file.path), {
+    file = ctx.env.fs.openSync(partPath(ctx.layout, job.file), {
       write: true,
       create: true,
       truncate: wholeFile && seg.pos === 0,
@@ -359,12 +388,12 @@ async function streamOnce(
     // A BYOB reader fills one buffer again and again: no allocation per chunk, so memory stays flat and GC
     // has nothing to chase however big the file is.
     const reader = res.body.getReader({ mode: "byob" });
-    let buf = new ArrayBuffer(READ_BUFFER_BYTES);
+    let buf = ctx.buffers.pop() ?? new ArrayBuffer(READ_BUFFER_BYTES);
     try {
       while (true) {
         const { done, value } = await reader.read(new Uint8Array(buf));
+        if (value) buf = value.buffer as ArrayBuffer;
         if (done || !value) break;
-        buf = value.buffer as ArrayBuffer;
         last = ctx.env.now();
         let chunk = value;
         if (seg.pos + chunk.length > seg.end) {
@@ -387,6 +416,8 @@ async function streamOnce(
       }
     } finally {
       reader.cancel().catch(() => {});
+      // A buffer still attached (not lent to a read that was cut) goes to the next stream.
+      if (buf.byteLength === READ_BUFFER_BYTES) ctx.buffers.push(buf);
     }
     if (seg.pos < seg.end) {
       throw new HubHttpError(`connection closed at byte ${seg.pos} of ${job.size}`, 0, true);

@@ -1,13 +1,22 @@
 /** What a download is asked for and what it reports; the manifest mlagent keeps beside the files. */
+import type { LayoutKind } from "./layout.ts";
 
-export interface DownloadOptions {
+/** Where the files go: a local dir (default), or the hub cache (`models--ORG--NAME` under HF_HUB_CACHE). */
+export interface Target {
+  /** "local-dir" (the default) needs localDir; "hub-cache" ignores it. */
+  layout?: LayoutKind;
+  localDir?: string;
+  /** Hub cache to use instead of HF_HUB_CACHE / $HF_HOME/hub (as hf's `cache_dir`). */
+  hubCacheDir?: string;
+}
+
+export interface DownloadOptions extends Target {
   repo: string;
   /** Branch, tag or commit; default "main". */
   revision?: string;
   /** fnmatch globs as in `hf download --include` (`*` crosses `/`). */
   include?: string[];
   exclude?: string[];
-  localDir: string;
   /** Files fetched at once (default 8). */
   parallel?: number;
   /** Overrides HF_TOKEN / the token file. */
@@ -43,6 +52,8 @@ export interface DownloadReport {
   repo: string;
   revision: string;
   commit: string | null;
+  layout: LayoutKind;
+  /** Where the files are: the local dir, or the commit's snapshot folder in the hub cache. */
   local_dir: string;
   offline: boolean;
   files: number;
@@ -64,10 +75,9 @@ export interface DownloadReport {
   reason: string | null;
 }
 
-export interface VerifyOptions {
+export interface VerifyOptions extends Target {
   repo: string;
   revision?: string;
-  localDir: string;
   requiredFiles?: string[];
   include?: string[];
   exclude?: string[];
@@ -79,6 +89,9 @@ export interface VerifyResult {
   complete: boolean;
   repo: string;
   commit: string | null;
+  /** Always set by verifyLocalModel (optional only for reports built on this type elsewhere). */
+  layout?: LayoutKind;
+  /** The local dir; in the hub cache, the snapshot folder of the commit (the repo's folder when none is known). */
   local_dir: string;
   /** Files expected and checked. */
   files: number;
@@ -96,8 +109,9 @@ export interface VerifyResult {
    */
   unverified?: string[];
   /**
-   * Where the list of expected files came from: mlagent's manifest, huggingface_hub's
-   * `.cache/huggingface/trees/<commit>.json`, or "unknown" (only per-file records, or nothing).
+   * Where the list of expected files came from: mlagent's manifest, huggingface_hub's `trees/<commit>.json`
+   * (in `.cache/huggingface` of a local dir, in the repo folder of the hub cache), or "unknown" (only per-file
+   * records or snapshot entries, or nothing).
    */
   listing?: "mlagent" | "hf" | "unknown";
   /** Files whose bytes were hashed by this check (all of them with `deep`). */

@@ -1,8 +1,5 @@
-/** Hashing files and judging a local model dir against its records, without the network. */
-import { createHash } from "node:crypto";
+/** Judging a model on disk against its records, without the network: the one completeness judgement. */
 import type { Env } from "../core/env.ts";
-import { formatBytes, formatDuration } from "../core/output.ts";
-import { absolute } from "../core/paths.ts";
 import {
   hfPartPath,
   hostilePathReason,
@@ -16,72 +13,40 @@ import {
   statOrNull,
 } from "./files.ts";
 import { filterPaths } from "./glob.ts";
+import { algoOf, hashAll, type ToHash } from "./hashing.ts";
 import { quote } from "./hub.ts";
+import { emptyVerdict, filesOk, isLiteral, provableWithoutListing, unverifiedReason } from "./judge.ts";
+import { layoutOf } from "./target.ts";
 import type { ListedFile, Manifest, VerifyOptions, VerifyResult } from "./types.ts";
+import { verifyHubCache } from "./verify_cache.ts";
 
-export async function hashFile(
-  env: Env,
-  path: string,
-  algo: "sha256" | "git-sha1",
-  signal?: AbortSignal,
-  onRead?: (bytes: number) => void,
-): Promise<string> {
-  const h = createHash(algo === "sha256" ? "sha256" : "sha1");
-  const file = await env.fs.open(path, { read: true });
-  try {
-    if (algo === "git-sha1") h.update(`blob ${(await file.stat()).size}\0`);
-    const buf = new Uint8Array(4 << 20);
-    while (true) {
-      if (signal?.aborted) throw signal.reason;
-      const n = await file.read(buf);
-      if (n === null) break;
-      h.update(buf.subarray(0, n));
-      onRead?.(n);
-    }
-  } finally {
-    file.close();
-  }
-  return h.digest("hex");
-}
-
-export const isSha256 = (s: string | undefined) => !!s && /^[0-9a-f]{64}$/.test(s);
-export const isSha1 = (s: string | undefined) => !!s && /^[0-9a-f]{40}$/.test(s);
-
-/** Pure: the hash an etag is (sha256 of an LFS file, git blob sha1 of a regular one), or null if neither. */
-export const algoOf = (etag: string | undefined): "sha256" | "git-sha1" | null =>
-  isSha256(etag) ? "sha256" : isSha1(etag) ? "git-sha1" : null;
-
-/** Pure: whether a glob is a plain file name (no fnmatch special character, no trailing "/"). */
-const isLiteral = (glob: string) => !/[*?[]/.test(glob) && !glob.endsWith("/");
-
-// ---------------------------------------------------------------------------------------------- verify
+export { algoOf, hashFile, isSha1, isSha256 } from "./hashing.ts";
 
 /**
- * Offline: is `localDir` a finished download of `repo` (at `revision`)? The one judgement status, prologue,
- * `download --verify` and install's model step share. The expected files are the listing of the commit the
+ * Offline: is the target (a local dir, or the repo's folder in the hub cache) a finished download of `repo`
+ * (at `revision`)? The one judgement status, prologue, `download --verify` and install's model step share.
+ */
+export async function verifyLocalModel(env: Env, opts: VerifyOptions): Promise<Required<VerifyResult>> {
+  const layout = layoutOf(env, opts.repo, opts);
+  return layout.kind === "hub-cache"
+    ? await verifyHubCache(env, opts, layout.root)
+    : await verifyLocalDir(env, opts, layout.root);
+}
+
+/**
+ * A local dir: the expected files are the listing of the commit the
  * dir holds (mlagent's manifest, else huggingface_hub's `trees/<commit>.json`) after include/exclude, plus
  * the required files; each must be there at its listed size with a record (`.metadata`) that vouches for its
  * hash and that it has not changed since. A `.incomplete` part, a missing file, a wrong size, a file nothing
  * vouches for, or no listing at all (only per-file records) keeps the dir incomplete. A file changed since its
  * record is hashed; with `deep` every file is. Never touches the network.
  */
-export async function verifyLocalModel(env: Env, opts: VerifyOptions): Promise<Required<VerifyResult>> {
-  const localDir = absolute(env, opts.localDir);
-  const result: Required<VerifyResult> = {
-    complete: false,
-    repo: opts.repo,
-    commit: null,
-    local_dir: localDir,
-    files: 0,
-    bytes: 0,
-    missing: [],
-    partial: [],
-    corrupt: [],
-    unverified: [],
-    listing: "unknown",
-    hashed_files: 0,
-    reason: null,
-  };
+async function verifyLocalDir(
+  env: Env,
+  opts: VerifyOptions,
+  localDir: string,
+): Promise<Required<VerifyResult>> {
+  const result = emptyVerdict(opts.repo, "local-dir", localDir);
   const untrusted = await recordDirProblem(env, localDir);
   if (untrusted) {
     result.reason = `${untrusted}; its download records are not trusted`;
@@ -142,7 +107,7 @@ export async function verifyLocalModel(env: Env, opts: VerifyOptions): Promise<R
   }
 
   // First every file's size and record (stat only), then the hashing that those leave to do.
-  const toHash: { path: string; size: number; etag: string; algo: "sha256" | "git-sha1" }[] = [];
+  const toHash: ToHash[] = [];
   for (const [path, want] of [...expected].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
     result.files++;
     if (hostilePathReason(path)) {
@@ -172,23 +137,17 @@ export async function verifyLocalModel(env: Env, opts: VerifyOptions): Promise<R
     const untouched = !known || (known.sha256 ?? known.etag) !== etag || known.mtime_ms === mtime;
     const vouched = !!rec && rec.etag === etag && mtime / 1000 - 1 <= rec.timestamp && untouched;
     if (algo && etag && (opts.deep || (!vouched && rec?.etag === etag))) {
-      toHash.push({ path, size: st.size, etag, algo });
+      toHash.push({ path, file: `${localDir}/${path}`, size: st.size, etag, algo });
     } else if (!vouched) {
       result.unverified.push(path);
     }
   }
   await hashAll(env, localDir, toHash, result, opts.deep ?? false);
 
-  if (result.unverified.length) {
-    reasons.push(
-      `${result.unverified.length} file(s) present without a record of their hash: ${
-        result.unverified.slice(0, 3).join(", ")
-      }${result.unverified.length > 3 ? ", ..." : ""}`,
-    );
-  }
-  const filesOk = result.missing.length + result.partial.length + result.corrupt.length +
-      result.unverified.length === 0;
-  if (!listing && recorded.length && filesOk && !provableWithoutListing(opts)) {
+  const unproven = unverifiedReason(result.unverified);
+  if (unproven) reasons.push(unproven);
+  const whole = filesOk(result);
+  if (!listing && recorded.length && whole && !provableWithoutListing(opts)) {
     reasons.push(
       `the file list of ${
         result.commit ? `commit ${result.commit.slice(0, 12)}` : "this download"
@@ -196,13 +155,8 @@ export async function verifyLocalModel(env: Env, opts: VerifyOptions): Promise<R
     );
   }
   result.reason = reasons.length ? reasons.join("; ") : null;
-  result.complete = reasons.length === 0 && filesOk;
+  result.complete = reasons.length === 0 && whole;
   return result;
-}
-
-/** Without a listing, only a selection made of file names (each checked above) is known in full. */
-function provableWithoutListing(opts: VerifyOptions): boolean {
-  return (opts.include?.length ?? 0) > 0 && opts.include!.every(isLiteral);
 }
 
 /** Whether `asked` names what the manifest holds: its revision, its commit, or a prefix of it (7+ hex). */
@@ -239,51 +193,4 @@ async function heldCommit(
     };
   }
   return { commit: newest?.commit ?? null, other: null };
-}
-
-/** Hashes the files that need it, with progress on stderr (redrawn on a terminal, a heartbeat elsewhere). */
-async function hashAll(
-  env: Env,
-  localDir: string,
-  files: { path: string; size: number; etag: string; algo: "sha256" | "git-sha1" }[],
-  result: Required<VerifyResult>,
-  deep: boolean,
-) {
-  if (files.length === 0) return;
-  const total = files.reduce((a, f) => a + f.size, 0);
-  const t0 = env.now();
-  let done = 0;
-  let current = "";
-  let index = 0;
-  let lastBeat = t0;
-  if (deep) env.log.info(`re-hashing ${files.length} files (${formatBytes(total)}) in ${localDir}`);
-  const line = () =>
-    `hashed ${index}/${files.length} files, ${formatBytes(done)} of ${formatBytes(total)}${
-      current ? `: ${current}` : ""
-    }`;
-  const stop = env.every(1000, () => {
-    if (env.stderrIsTerminal) env.log.progress(line());
-    else if (env.now() - lastBeat >= 30_000) {
-      lastBeat = env.now();
-      env.log.info(line());
-    }
-  });
-  try {
-    for (const f of files) {
-      current = f.path;
-      const got = await hashFile(env, `${localDir}/${f.path}`, f.algo, undefined, (n) => (done += n));
-      index++;
-      result.hashed_files++;
-      if (got !== f.etag) result.corrupt.push(f.path);
-    }
-  } finally {
-    stop();
-  }
-  if (deep) {
-    env.log.info(
-      `hashed ${files.length} files (${formatBytes(total)}) in ${formatDuration(env.now() - t0)}: ${
-        result.corrupt.length ? `${result.corrupt.length} do not match` : "all match"
-      }`,
-    );
-  }
 }
