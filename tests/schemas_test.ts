@@ -84,6 +84,18 @@ const CASES: Case[] = [
     argv: (c) => ["download", c.vars.TEST_REPO, "--local-dir", `${c.dir}/dl`, "--verify"],
     codes: [0],
   },
+  {
+    schema: "download",
+    name: "download --cache (the hub cache layout)",
+    argv: (c) => ["download", c.vars.TEST_REPO, "--cache"],
+    codes: [0],
+  },
+  {
+    schema: "download",
+    name: "download --cache --verify",
+    argv: (c) => ["download", c.vars.TEST_REPO, "--cache", "--verify"],
+    codes: [0],
+  },
   { schema: "status", name: "status of every venv", argv: () => ["status"], codes: [0] },
   {
     schema: "status",

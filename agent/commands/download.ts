@@ -15,12 +15,13 @@ import { formatBytes, formatDuration } from "../core/output.ts";
 import { modelsRoot } from "../core/paths.ts";
 
 const HELP =
-  `Usage: mlagent download REPO [--revision REV] [--include GLOB]... [--exclude GLOB]... [--local-dir DIR]
+  `Usage: mlagent download REPO [--revision REV] [--include GLOB]... [--exclude GLOB]... [--local-dir DIR | --cache]
                         [--parallel N] [--stall-timeout S] [--verify [--deep]] [--json] [-q]
 
 Downloads a Hugging Face model repo (owner/name) into a local dir that \`hf download --local-dir\` also
-understands, and prints that dir on stdout (so \`dir=$(mlagent download REPO)\` works, as with \`hf download\`);
-the summary goes to stderr. A cut or killed download resumes from the bytes already on disk; every file is
+understands (or, with --cache, into the Hugging Face hub cache that \`hf download\` and
+\`from_pretrained("owner/name")\` read), and prints that dir on stdout (so \`dir=$(mlagent download REPO)\`
+works, as with \`hf download\`); the summary goes to stderr. A cut or killed download resumes from the bytes already on disk; every file is
 checked against its size and hash before it is put in place. Two jobs downloading into one dir take turns
 (the second finds the files done).
 
@@ -29,6 +30,9 @@ Options:
   --include GLOB        only files matching GLOB (repeatable; * matches across /)
   --exclude GLOB        skip files matching GLOB (repeatable)
   --local-dir DIR       target dir (default: $MLAGENT_MODELS_DIR/OWNER/NAME)
+  --cache               the hub cache instead: $HF_HUB_CACHE (default $HF_HOME/hub)/models--OWNER--NAME,
+                        blobs/ named by hash, snapshots/COMMIT/ linking to them, refs/REV; prints the
+                        snapshot dir
   --parallel N          files fetched at once (default 8)
   --stall-timeout S     seconds without a byte before a transfer is aborted and resumed (default 60)
   --verify              only check what is on disk (offline), the same check status and prologue make:
@@ -42,6 +46,7 @@ Environment:
   HF_TOKEN              access token (else the file HF_TOKEN_PATH, default $HF_HOME/token, cleaned as hf
                         cleans it); sent only to the Hub host, never printed
   HF_HUB_OFFLINE=1      no network: verify what is present and list what is missing
+  HF_HUB_CACHE, HF_HOME where --cache puts the model (as huggingface_hub places its cache)
   MLAGENT_MODELS_DIR, MLAGENT_STALL_TIMEOUT_S, MLAGENT_DOWNLOAD_BACKOFF_MS, MLAGENT_DOWNLOAD_RANGE_MIN_MIB
 
 Exit codes: 0 done (or complete, with --verify); 1 failed, or files missing or unproven (--verify, offline);
@@ -61,6 +66,7 @@ export const downloadCommand: Command = {
       "stall-timeout": { type: "string" },
       verify: { type: "boolean" },
       deep: { type: "boolean" },
+      cache: { type: "boolean" },
     });
     if (positionals.length !== 1) {
       throw usageError("download: give exactly one REPO (owner/name)", "see: mlagent download --help");
@@ -75,11 +81,19 @@ export const downloadCommand: Command = {
     }
     const parallel = parseNumberFlag("download", "parallel", values.parallel, { min: 1, integer: true });
     const stall = parseNumberFlag("download", "stall-timeout", values["stall-timeout"], { min: 1 });
-    const localDir = values["local-dir"] ?? `${modelsRoot(env)}/${repo}`;
+    if (values.cache && values["local-dir"] !== undefined) {
+      throw usageError(
+        "download: --cache and --local-dir name two different targets",
+        "give one: --local-dir DIR for a plain dir, --cache for the hub cache",
+      );
+    }
+    const layout = values.cache ? "hub-cache" as const : "local-dir" as const;
+    const localDir = values.cache ? undefined : values["local-dir"] ?? `${modelsRoot(env)}/${repo}`;
     if (values.verify) {
       const v = await verifyLocalModel(env, {
         repo,
         revision: values.revision,
+        layout,
         localDir,
         include: values.include,
         exclude: values.exclude,
@@ -92,6 +106,7 @@ export const downloadCommand: Command = {
       revision: values.revision,
       include: values.include,
       exclude: values.exclude,
+      layout,
       localDir,
       parallel,
       stallTimeoutMs: stall === undefined ? undefined : stall * 1000,

@@ -32,10 +32,12 @@ export async function fetchModels(
   for (const [i, m] of models.entries()) {
     const spec = profile.models[i];
     try {
+      // The hub cache's folder is found from the repo id (and HF_HUB_CACHE), as hf finds it.
+      const target = m.layout === "hub-cache" ? { layout: m.layout } : { localDir: m.local_dir };
       const have = await verifyLocalModel(env, {
         repo: m.repo,
         revision: m.revision,
-        localDir: m.local_dir,
+        ...target,
         requiredFiles: spec.required_files,
         include: spec.include,
         exclude: spec.exclude,
@@ -50,7 +52,7 @@ export async function fetchModels(
         revision: m.revision,
         include: spec.include,
         exclude: spec.exclude,
-        localDir: m.local_dir,
+        ...target,
         requiredFiles: spec.required_files,
       });
       out.push({ repo: m.repo, local_dir: m.local_dir, ok: r.ok, skipped: false, files: r.files });

@@ -5,7 +5,7 @@ import { badInput, failed } from "../core/errors.ts";
 import { parseRequirement, profileSha256, stageSha256 } from "../profiles/mod.ts";
 import { type ResolvedProfile, resolveProfile } from "./recorded.ts";
 import type { CudaVariant, ModelSpec, Profile, Stage } from "../profiles/types.ts";
-import { modelDir, modelsRoot, venvDir as venvDirOf, venvRoot } from "../core/paths.ts";
+import { modelsRoot, venvDir as venvDirOf, venvRoot } from "../core/paths.ts";
 import { requireTrustedDir } from "../core/trust.ts";
 import type { GpuFacts } from "../../checks/gpu.ts";
 import { checkJson, runDoctor } from "../../checks/mod.ts";
@@ -17,6 +17,7 @@ import { readVenvState, stateDirOf } from "./state.ts";
 import { cacheSubdirs, resolveCacheDir } from "../cache/mod.ts";
 import { mountForPath, sameFilesystem } from "../core/mounts.ts";
 import { chooseInterpreter, pythonSatisfies } from "./interpreter.ts";
+import { modelTarget } from "../download/mod.ts";
 import type { InstallOptions, InstallPlan, PlannedStage } from "./types.ts";
 
 export const sha = (...parts: string[]) => createHash("sha256").update(parts.join("\0")).digest("hex");
@@ -240,11 +241,10 @@ function configuredIndex(env: Env, kind: "uv" | "pip"): string | null {
 }
 
 export function modelTargets(env: Env, profile: Profile): InstallPlan["models"] {
-  return profile.models.map((m: ModelSpec) => ({
-    repo: m.repo,
-    revision: m.revision ?? "main",
-    local_dir: modelDir(env, m.repo, m.local_dir),
-  }));
+  return profile.models.map((m: ModelSpec) => {
+    const t = modelTarget(env, m);
+    return { repo: m.repo, revision: m.revision ?? "main", local_dir: t.dir, layout: t.layout };
+  });
 }
 
 /**

@@ -51,7 +51,8 @@ export interface InstallPlan {
   mirror: string | null;
   stages: PlannedStage[];
   fingerprint: string;
-  models: { repo: string; revision: string; local_dir: string }[];
+  /** local_dir: the model's dir, or its folder in the hub cache (layout "hub-cache"). */
+  models: { repo: string; revision: string; local_dir: string; layout?: "local-dir" | "hub-cache" }[];
   /** Whether GPU-only verify steps run (the profile requires a GPU, or the node has one). */
   gpuPresent: boolean;
   /** The doctor's verdicts the plan acted on, warnings included (shown by --dry-run). */

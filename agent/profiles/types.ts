@@ -55,6 +55,12 @@ export interface ModelSpec {
   revision?: string;
   /** Relative to the models root, or absolute. Default: the repo id. */
   local_dir?: string;
+  /**
+   * "local-dir" (default): under the models root with hf's `--local-dir` records; "hub-cache": the Hugging
+   * Face hub cache (HF_HUB_CACHE, default $HF_HOME/hub), where `from_pretrained("org/name")` finds it without
+   * a path. local_dir does not apply to the hub cache (the schema refuses both).
+   */
+  layout?: "local-dir" | "hub-cache";
   include?: string[];
   exclude?: string[];
   /** Files that must exist for the model to count as installed. */

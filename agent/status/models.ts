@@ -1,6 +1,5 @@
-import { verifyLocalModel } from "../download/mod.ts";
+import { modelTarget, verifyLocalModel } from "../download/mod.ts";
 import type { Env } from "../core/env.ts";
-import { modelDir } from "../core/paths.ts";
 import type { Profile } from "../profiles/types.ts";
 import type { ModelReport } from "./types.ts";
 
@@ -13,11 +12,12 @@ export async function inspectModels(
   return await Promise.all(profile.models.map(async (m) => {
     let localDir = m.local_dir ?? m.repo;
     try {
-      localDir = modelDir(env, m.repo, m.local_dir);
+      const target = modelTarget(env, m);
+      localDir = target.dir;
       const v = await verifyLocalModel(env, {
         repo: m.repo,
         revision: m.revision,
-        localDir,
+        ...target,
         requiredFiles: m.required_files,
         include: m.include,
         exclude: m.exclude,
