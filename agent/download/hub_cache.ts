@@ -31,6 +31,17 @@ export async function readRef(env: Env, root: string, revision: string): Promise
   }
 }
 
+/** The same, synchronously (a plan is made without awaiting: one small read of a page-cached file). */
+export function readRefSync(env: Env, root: string, revision: string): string | null {
+  if (refProblem(revision)) return null;
+  try {
+    const text = env.fs.readTextFileSync(`${root}/refs/${revision}`).trim();
+    return /^[0-9a-f]{40}$/.test(text) ? text : null;
+  } catch {
+    return null;
+  }
+}
+
 /**
  * `refs/<revision>` := commit, only when it changes, through a temporary name and a rename so a reader never
  * sees half a hash (`_cache_commit_hash_for_specific_revision`, l.700-717). A commit hash needs no ref.

@@ -43,7 +43,7 @@ export async function fetchModels(
         exclude: spec.exclude,
       });
       if (have.complete) {
-        out.push({ repo: m.repo, local_dir: m.local_dir, ok: true, skipped: false, files: have.files });
+        out.push({ repo: m.repo, local_dir: have.local_dir, ok: true, skipped: false, files: have.files });
         continue;
       }
       env.log.info(`model ${m.repo}: ${whyIncomplete(have)}; fetching into ${m.local_dir}`);
@@ -55,7 +55,8 @@ export async function fetchModels(
         ...target,
         requiredFiles: spec.required_files,
       });
-      out.push({ repo: m.repo, local_dir: m.local_dir, ok: r.ok, skipped: false, files: r.files });
+      // In the hub cache the snapshot folder is known only once the revision is resolved.
+      out.push({ repo: m.repo, local_dir: r.local_dir, ok: r.ok, skipped: false, files: r.files });
     } catch (e) {
       if (!(e instanceof MlagentError)) throw e;
       env.log.error(`model ${m.repo}: ${e.message}${e.hint ? `\nhint: ${e.hint}` : ""}`);

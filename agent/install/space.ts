@@ -46,7 +46,7 @@ export async function modelNeed(
   const have = await verifyLocalModel(env, {
     repo: target.repo,
     revision: target.revision,
-    localDir: target.local_dir,
+    ...(target.layout === "hub-cache" ? { layout: target.layout } : { localDir: target.local_dir }),
     requiredFiles: spec.required_files,
     include: spec.include,
     exclude: spec.exclude,

@@ -51,7 +51,11 @@ export interface InstallPlan {
   mirror: string | null;
   stages: PlannedStage[];
   fingerprint: string;
-  /** local_dir: the model's dir, or its folder in the hub cache (layout "hub-cache"). */
+  /**
+   * local_dir: where the model's files are. For layout "hub-cache", the snapshot folder of the pinned commit
+   * (or of the commit refs/<revision> names); before that revision was ever fetched, the repo's folder
+   * `models--ORG--NAME` (the download report then names the snapshot).
+   */
   models: { repo: string; revision: string; local_dir: string; layout?: "local-dir" | "hub-cache" }[];
   /** Whether GPU-only verify steps run (the profile requires a GPU, or the node has one). */
   gpuPresent: boolean;
