@@ -45,7 +45,7 @@ export interface ToHash {
   algo: "sha256" | "git-sha1";
 }
 
-/** Hashes the files that need it, with progress on stderr (redrawn on a terminal, a heartbeat elsewhere). */
+/** Hashes the files that need it, with a progress row. */
 export async function hashAll(
   env: Env,
   where: string,
@@ -57,24 +57,19 @@ export async function hashAll(
   const total = files.reduce((a, f) => a + f.size, 0);
   const t0 = env.now();
   let done = 0;
-  let current = "";
   let index = 0;
-  let lastBeat = t0;
   if (deep) env.log.info(`re-hashing ${files.length} files (${formatBytes(total)}) in ${where}`);
-  const line = () =>
-    `hashed ${index}/${files.length} files, ${formatBytes(done)} of ${formatBytes(total)}${
-      current ? `: ${current}` : ""
-    }`;
-  const stop = env.every(1000, () => {
-    if (env.stderrIsTerminal) env.log.progress(line());
-    else if (env.now() - lastBeat >= 30_000) {
-      lastBeat = env.now();
-      env.log.info(line());
-    }
-  });
+  // On the board (core/progress.ts): redrawn on a terminal, a line every 10% or 30 s in a log.
+  const row = env.progress.row("hashing");
+  const stop = env.every(1000, () =>
+    row.update(
+      `${index}/${files.length} files, ${formatBytes(done)} of ${formatBytes(total)}: ${
+        files[index]?.path ?? ""
+      }`,
+      total ? done / total : index / files.length,
+    ));
   try {
     for (const f of files) {
-      current = f.path;
       const got = await hashFile(env, f.file, f.algo, undefined, (n) => (done += n));
       index++;
       result.hashed_files++;
@@ -82,6 +77,7 @@ export async function hashAll(
     }
   } finally {
     stop();
+    row.done();
   }
   if (deep) {
     env.log.info(

@@ -475,7 +475,7 @@ Deno.test("download retries a HEAD that gets no answer within the stall timeout"
   await assertFilesMatch(server, dir.path);
 });
 
-Deno.test("download shows bytes, rate and ETA on a terminal only", async () => {
+Deno.test("download puts a total row and a row per file in flight on the progress board, all ended after", async () => {
   await using server = smallRepo();
   server.addFault({
     path: "model.safetensors",
@@ -484,22 +484,18 @@ Deno.test("download shows bytes, rate and ETA on a terminal only", async () => {
   });
   await using dir = await tempDir();
   const env = envFor(server);
-  env.stderrIsTerminal = true;
+  const updates: string[] = [];
+  const open = new Set<string>();
+  env.progress = {
+    row(label) {
+      open.add(label);
+      return { update: (text) => void updates.push(`${label} ${text}`), done: () => void open.delete(label) };
+    },
+  };
   await downloadRepo(env, { repo: server.repo, localDir: dir.path, ...FAST });
-  assert.ok(
-    env.logs.some((l) => /^progress: .*\/.* ETA .*model\.safetensors \d+%/.test(l)),
-    env.logs.join("\n"),
-  );
-
-  await using dir2 = await tempDir();
-  server.addFault({
-    path: "model.safetensors",
-    on: "body",
-    fault: { kind: "stall", afterBytes: 1000, ms: 1300 },
-  });
-  const quiet = envFor(server);
-  await downloadRepo(quiet, { repo: server.repo, localDir: dir2.path, ...FAST });
-  assert.ok(!quiet.logs.some((l) => l.startsWith("progress:")));
+  assert.ok(updates.some((l) => /^acme\/tiny-model: .*\/.* \(\d\/5 files\)$/.test(l)), updates.join("\n"));
+  assert.ok(updates.some((l) => /^ {2}model\.safetensors .*\/293\.0 KiB/.test(l)), updates.join("\n"));
+  assert.deepEqual([...open], [], "every row is ended");
 });
 
 Deno.test("verifyLocalModel() after a narrow --include reports the files a wider include still needs", async () => {
