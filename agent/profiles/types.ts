@@ -58,7 +58,7 @@ export interface ModelSpec {
   /**
    * "local-dir" (default): under the models root with hf's `--local-dir` records; "hub-cache": the Hugging
    * Face hub cache (HF_HUB_CACHE, default $HF_HOME/hub), where `from_pretrained("org/name")` finds it without
-   * a path. local_dir does not apply to the hub cache (the schema refuses both).
+   * a path. local_dir does not apply to the hub cache (lint refuses both).
    */
   layout?: "local-dir" | "hub-cache";
   include?: string[];

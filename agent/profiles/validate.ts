@@ -132,6 +132,13 @@ export function lintProfile(value: unknown, source: string): LintIssue[] {
         } of ${m.repo} is not a 40-hex commit: branches and tags move; pin the commit`,
       );
     }
+    if (m.layout === "hub-cache" && m.local_dir !== undefined) {
+      // The hub cache places a model by its repo id alone (models--ORG--NAME), as huggingface_hub does.
+      error(
+        `${mp}/local_dir`,
+        `model ${m.repo} has layout "hub-cache", which places it by repo id in the hub cache: local_dir does not apply; remove one of them`,
+      );
+    }
     if (!m.required_files?.length) {
       warn(
         `${mp}/required_files`,
