@@ -23,13 +23,19 @@ function readmeLines(): Line[] {
   const lines = Deno.readTextFileSync(`${REPO_ROOT}/README.md`).split("\n");
   const out: Line[] = [];
   let inBlock = false;
+  /** A block with `$ ` prompts shows output too: there only prompted lines are commands. */
+  let prompted = false;
   for (let i = 0; i < lines.length; i++) {
     const raw = lines[i];
     if (raw.trimStart().startsWith("```")) {
       inBlock = !inBlock;
+      if (inBlock) {
+        const end = lines.findIndex((l, k) => k > i && l.trimStart().startsWith("```"));
+        prompted = lines.slice(i + 1, end < 0 ? undefined : end).some((l) => l.startsWith("$ "));
+      }
       continue;
     }
-    if (!inBlock) continue;
+    if (!inBlock || (prompted && !raw.startsWith("$ "))) continue;
     const m = raw.match(/^\s*(?:\$ )?(?:npx -y deno@\S+ task )?(mlagent\s.*?)\s*(?:#.*)?$/);
     if (!m) continue;
     let exit: number | null = null;
