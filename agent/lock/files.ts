@@ -3,17 +3,18 @@ import type { Env } from "../core/env.ts";
 import { badInput } from "../core/errors.ts";
 import { localLockDir } from "../core/paths.ts";
 import { newToken } from "./record.ts";
+import { CACHE_LOCK_DIR } from "./specs.ts";
 
 export function dirOf(path: string): string {
   return path.slice(0, path.lastIndexOf("/")) || "/";
 }
 
 /**
- * Creates the lock's directory. The node-local lock dir is private (0700, ours); any lock dir writable by
- * everyone without the sticky bit is refused, since anyone could swap our lock files there.
+ * Creates the lock's directory. The node-local lock dir and a cache's lock dir are private (0700, ours); any
+ * lock dir writable by everyone without the sticky bit is refused, since anyone could swap our lock files there.
  */
 export async function ensureLockDir(env: Env, dir: string): Promise<void> {
-  const isPrivate = dir === localLockDir(env);
+  const isPrivate = dir === localLockDir(env) || dir.endsWith(`/${CACHE_LOCK_DIR}`);
   await env.fs.mkdir(dir, { recursive: true, mode: isPrivate ? 0o700 : 0o755 });
   const st = await env.fs.lstat(dir);
   if (st.isSymlink && isPrivate) {

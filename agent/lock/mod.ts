@@ -51,7 +51,14 @@ export {
 export type { ClearResult, LockDir } from "./inspect.ts";
 export { describeOwner, judgeRecord, parseOwnerRecord } from "./record.ts";
 export { lockModeFor } from "./settings.ts";
-export { cacheLockSpec, downloadLockSpec, namedLockSpec, validateLockName, venvLockSpec } from "./specs.ts";
+export {
+  CACHE_LOCK_DIR,
+  cacheLockSpec,
+  downloadLockSpec,
+  namedLockSpec,
+  validateLockName,
+  venvLockSpec,
+} from "./specs.ts";
 export type { ClaimMethod, LockHandle, LockInfo, LockSpec, LockVerdict, OwnerRecord } from "./types.ts";
 
 /**

@@ -2,7 +2,6 @@
 import type { Env } from "../core/env.ts";
 import { badInput } from "../core/errors.ts";
 import { localLockDir } from "../core/paths.ts";
-import { dirOf } from "./files.ts";
 import type { LockSpec } from "./types.ts";
 
 export function venvLockSpec(venvDir: string, purpose: string): LockSpec {
@@ -10,25 +9,26 @@ export function venvLockSpec(venvDir: string, purpose: string): LockSpec {
   return { name: `venv:${name}`, path: `${venvDir}.lock`, purpose };
 }
 
+/** The directory inside a cache root that holds the cache's lock and its sidecars; cache clean keeps it. */
+export const CACHE_LOCK_DIR = ".mlagent-lock";
+
 /**
  * A cache dir's lock is keyed by its canonical path, so two spellings of one cache meet on one lock and
- * unrelated caches never wait for each other. It sits beside the cache (so users sharing a cache share the
- * lock; not inside it, since a heal may remove the whole dir), except where the parent is writable by
- * everyone (the default cache under /tmp): there others could plant files, so it goes in our private dir.
+ * unrelated caches never wait for each other. It lives inside the cache root, in CACHE_LOCK_DIR: the one
+ * place every process on that cache can agree on whatever its environment. Beside the cache needs a
+ * writable parent, which a site's root-owned `/local/cache` (with `/local/cache/USER` the user's own) is
+ * not; the node-local lock dir follows MLAGENT_LOCK_DIR and XDG_RUNTIME_DIR, which differ between a cron
+ * heal and an install in a job, so two such processes would each take their own lock. The root is the user's
+ * own private dir (placement.ts refuses anything else), so no one else can plant files there, and nothing
+ * removes the root itself: heals and cleans remove entries inside it, never CACHE_LOCK_DIR.
  */
 export function cacheLockSpec(env: Env, cacheDir: string, purpose: string): LockSpec {
   let canonical = cacheDir.replace(/\/+$/, "") || "/";
   try {
     canonical = env.fs.realPathSync(canonical);
   } catch { /* not created yet: the path as given */ }
-  const name = `cache:${canonical}`;
-  let parentShared = true;
-  try {
-    parentShared = ((env.fs.statSync(dirOf(canonical)).mode ?? 0o777) & 0o002) !== 0;
-  } catch { /* parent missing: treat as shared, the private dir is always safe */ }
-  if (!parentShared) return { name, path: `${canonical}.lock`, purpose };
-  const key = canonical.replace(/[^A-Za-z0-9._-]/g, "_").slice(-180);
-  return { name, path: `${localLockDir(env)}/cache-${key}.lock`, purpose };
+  const root = canonical === "/" ? "" : canonical;
+  return { name: `cache:${canonical}`, path: `${root}/${CACHE_LOCK_DIR}/cache.lock`, purpose };
 }
 
 export function downloadLockSpec(targetDir: string, purpose: string): LockSpec {
