@@ -57,7 +57,7 @@ Deno.test("lock run --no-wait on a held lock exits 3 naming the holder, then a h
     const r = await runMlagent(["lock", "run", "busy", "--no-wait", "--", "true"], { env: vars });
     assert.equal(r.code, 3);
     const lines = r.stderr.trim().split("\n");
-    assert.match(lines[0], /^error: Cannot acquire lock "busy": held by \S+ pid \d+ for \d+s/);
+    assert.match(lines[0], /^error: cannot acquire lock "busy": held by \S+ pid \d+ for \d+s/);
     assert.match(lines[1], /^hint: /);
     const check = await runMlagent(["lock", "check", "busy"], { env: vars });
     assert.equal(check.code, 3);
@@ -88,7 +88,7 @@ Deno.test("lock run --timeout gives up with exit 1 and says who holds the lock",
     const r = await runMlagent(["lock", "run", "slow", "--timeout", "0.6", "--", "true"], { env: vars });
     assert.equal(r.code, 1);
     assert.match(r.stderr, /waiting for lock "slow": held by \S+ pid \d+/);
-    assert.match(r.stderr, /Timed out after \d+s waiting for lock "slow": held by/);
+    assert.match(r.stderr, /timed out after \d+s waiting for lock "slow": held by/);
   } finally {
     holder.child.kill("SIGTERM");
     await holder.done;
