@@ -150,7 +150,7 @@ Deno.test("a node-local lock dir owned by another user or writable by others is 
   await Deno.chmod(locks, 0o777);
   const open = await runMlagent(["lock", "run", "x", "--", "true"], { env: lockVars(dir.path) });
   assert.equal(open.code, 2);
-  assert.match(open.stderr, /lock directory .* is writable by others/);
+  assert.match(open.stderr, /lock directory \(MLAGENT_LOCK_DIR\) .* is writable by every user/);
   await Deno.chmod(locks, 0o700);
   await Deno.chown(locks, 4242, 4242);
   const foreign = await runMlagent(["lock", "run", "x", "--", "true"], { env: lockVars(dir.path) });
@@ -158,11 +158,11 @@ Deno.test("a node-local lock dir owned by another user or writable by others is 
   assert.match(foreign.stderr, /owned by uid 4242/);
 });
 
-Deno.test("lock run with an unknown command is bad input and leaves the lock free", async () => {
+Deno.test("lock run with an unknown command exits 127 as a shell would and leaves the lock free", async () => {
   await using dir = await tempDir();
   const vars = lockVars(dir.path);
   const r = await runMlagent(["lock", "run", "nf", "--", "no-such-command-xyz"], { env: vars });
-  assert.equal(r.code, 2);
+  assert.equal(r.code, 127);
   assert.match(r.stderr, /command not found: no-such-command-xyz/);
   assert.equal((await runMlagent(["lock", "check", "nf"], { env: vars })).code, 0);
 });
