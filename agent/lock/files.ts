@@ -41,6 +41,14 @@ export function checkPrivateLockDir(env: Env, dir: string): void {
       const what = p === dir ? "is a file, not a directory" : `lies under ${p}, which is a file`;
       throw badInput(`the ${role} ${dir} ${what}`, hint, { path: dir });
     }
+    // Judged by its mode even for root, who could write anyway: a lock dir made read-only was meant so.
+    if (p === dir && st.uid === env.uid && ((st.mode ?? 0o700) & 0o200) === 0) {
+      throw badInput(
+        `the ${role} ${dir} is not writable (mode ${((st.mode ?? 0) & 0o7777).toString(8)})`,
+        `chmod 700 ${dir}, or set MLAGENT_LOCK_DIR to a directory you can write`,
+        { path: dir },
+      );
+    }
     break;
   }
   requireTrustedDir(env, dir, role);

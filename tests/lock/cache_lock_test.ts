@@ -114,3 +114,28 @@ Deno.test("cache heal and clean work in a cache whose root-owned parent the user
   const again = await runAsNobody(["cache", "heal"], base, home);
   assert.equal(again.code, 0, again.stderr);
 });
+
+Deno.test("as another user, MLAGENT_LOCK_DIR under a root-owned dir or owned by root is refused with exit 2", async () => {
+  await using dir = await tempDir();
+  const d = dir.path;
+  await Deno.chmod(d, 0o755);
+  const home = await nobodyHome(d);
+  await Deno.mkdir(`${d}/rootdir`, { mode: 0o755 });
+  await Deno.chmod(`${d}/rootdir`, 0o755);
+  const rows: [string, RegExp][] = [
+    [
+      `${d}/rootdir/locks`,
+      /^error: cannot create the lock directory \(MLAGENT_LOCK_DIR\) \S+: permission denied$/,
+    ],
+    [`${d}/rootdir`, /^error: the lock directory \(MLAGENT_LOCK_DIR\) \S+ is owned by uid 0, not by you/],
+  ];
+  for (const [lockDir, line] of rows) {
+    const r = await runAsNobody(["lock", "run", "x", "--", "true"], { MLAGENT_LOCK_DIR: lockDir }, home);
+    assert.equal(r.code, 2, r.stderr);
+    const lines = r.stderr.trim().split("\n");
+    assert.equal(lines.length, 2, r.stderr);
+    assert.match(lines[0], line);
+    assert.ok(lines[0].includes(lockDir), lines[0]);
+    assert.match(lines[1], /^hint: /);
+  }
+});
