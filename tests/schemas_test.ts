@@ -162,6 +162,19 @@ const CASES: Case[] = [
   },
   { schema: "lock", name: "lock clear (dry run)", argv: () => ["lock", "clear"], codes: [0] },
   {
+    schema: "lock",
+    name: "lock run of a command that prints",
+    argv: () => ["lock", "run", "free-one", "--", "sh", "-c", "echo from the command; exit 3"],
+    codes: [3],
+  },
+  {
+    schema: "error",
+    name: "lock run of a command not found",
+    argv: () => ["lock", "run", "free-one", "--", "no-such-command-xyz"],
+    codes: [127],
+    error: true,
+  },
+  {
     schema: "error",
     name: "unknown profile",
     argv: () => ["doctor", "--profile", "no-such"],

@@ -8,7 +8,7 @@
  *
  * Concurrency design (a heal must never break a running install):
  * - Heals run only under the cache's exclusive lock (`cacheLockSpec`, keyed by the root's canonical path,
- *   a file beside the root so a heal can remove everything inside it). Installs that mlagent runs take the
+ *   a file in `<root>/.mlagent-lock/`, which every process on the cache finds and no heal or clean removes). Installs that mlagent runs take the
  *   same lock while the installer runs, so a scheduled `cache heal` finds it busy, says so and exits 0; a heal
  *   after an install failure runs inside the install's own hold (`lockHeld`).
  * - Even without the lock (a user's own `pip --cache-dir` on the same tree), a heal touches only entries it

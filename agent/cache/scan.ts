@@ -1,6 +1,7 @@
 /** Walking a cache once and judging each entry; changes nothing. */
 import type { Env } from "../core/env.ts";
 import { canonicalName } from "../core/pep503.ts";
+import { CACHE_LOCK_DIR } from "../lock/mod.ts";
 import { BOOK_FILE, TRASH_DIR } from "./book.ts";
 import {
   countFiles,
@@ -38,6 +39,8 @@ export async function scanCache(env: Env, cacheDir: string, opts: ScanOptions = 
   };
   for (const e of listDir(env, cacheDir)) {
     const p = `${cacheDir}/${e.name}`;
+    // The cache's lock and its records: not cache content, and never touched by a heal or a clean.
+    if (e.name === CACHE_LOCK_DIR) continue;
     if (e.name === "uv" && e.isDirectory) scanUv(env, p, st);
     else if (e.name === "pip" && e.isDirectory) await scanPip(env, p, st);
     else if (ROOT_KNOWN.has(e.name) || e.name.startsWith(".mlagent-probe-")) countFiles(env, p, e, st);

@@ -18,7 +18,15 @@ import type { Command } from "../cli.ts";
 import { parseCommandArgs } from "./args.ts";
 import type { Env } from "../core/env.ts";
 import { EXIT, failed, MlagentError, usageError } from "../core/errors.ts";
-import { cacheLockSpec, clearLock, listLocks, type LockHandle, venvLockSpec, withLock } from "../lock/mod.ts";
+import {
+  CACHE_LOCK_DIR,
+  cacheLockSpec,
+  clearLock,
+  listLocks,
+  type LockHandle,
+  venvLockSpec,
+  withLock,
+} from "../lock/mod.ts";
 import { formatBytes, isoTime, type Outcome } from "../core/output.ts";
 import { localLockDir, venvRoot } from "../core/paths.ts";
 import { readVenvState, writeVenvState } from "../install/state.ts";
@@ -422,7 +430,8 @@ async function runClean(env: Env, yes: boolean): Promise<Outcome> {
       entries = [...env.fs.readDirSync(root)];
     } catch { /* nothing there */ }
     for (const e of entries) {
-      if (e.name === TRASH_DIR || e.name === BOOK_FILE) continue;
+      // The lock dir stays: we hold the lock in it, and waiters would otherwise lock a file no one holds.
+      if (e.name === TRASH_DIR || e.name === BOOK_FILE || e.name === CACHE_LOCK_DIR) continue;
       removed.push(...(await removeEntry(env, root, { path: `${root}/${e.name}`, also: [] })));
     }
     await emptyTrash(env, root);

@@ -80,7 +80,10 @@ export async function install(env: Env, opts: InstallOptions): Promise<InstallRe
     venvLockSpec(plan.venvDir, `install ${plan.profile.name}`),
     // Our own signal handling stops the installer and records the venv as failed before the lock goes.
     { timeoutMs: opts.lockTimeoutMs, noWait: opts.noWait, handleSignals: false },
-    async () => {
+    async (lock) => {
+      // Only a real wait on another holder counts: the install may also have finished between our first
+      // look and taking a free lock.
+      const waited = (lock.waitedMs ?? 0) > 0;
       // Whoever held the lock may have finished this very install.
       if (!opts.force) {
         const ready = await readyAsPlanned(env, plan);
@@ -89,11 +92,11 @@ export async function install(env: Env, opts: InstallOptions): Promise<InstallRe
             ...baseReport(plan),
             action: "none" as const,
             packages: ready.packages,
-            waited_for_other: true,
+            waited_for_other: waited,
           };
         }
       }
-      return await installLocked(env, plan, opts, started);
+      return { ...await installLocked(env, plan, opts, started), waited_for_other: waited };
     },
   );
   return await finishWithModels(env, profile, plan.models, opts, report, started);

@@ -80,7 +80,7 @@ export interface InstallReport {
   venv: string;
   status: "ready" | "planned";
   action: InstallAction;
-  /** True when another process finished the install while this one waited for the lock. */
+  /** True when this run waited for the venv's lock while another process held it (which may have finished it). */
   waited_for_other: boolean;
   python: { executable: string; version: string };
   cuda_variant: string | null;

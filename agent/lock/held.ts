@@ -22,6 +22,8 @@ export abstract class HeldLock implements LockHandle {
   protected commandStart: number | null = null;
   /** True for a shared hold (shared.ts). */
   readonly shared: boolean = false;
+  /** Set by acquire from its Waiter (types.ts LockHandle.waitedMs). */
+  waitedMs = 0;
 
   constructor(
     protected env: Env,

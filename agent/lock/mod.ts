@@ -49,9 +49,17 @@ export {
   listLocks,
 } from "./inspect.ts";
 export type { ClearResult, LockDir } from "./inspect.ts";
+export { checkPrivateLockDir } from "./files.ts";
 export { describeOwner, judgeRecord, parseOwnerRecord } from "./record.ts";
 export { lockModeFor } from "./settings.ts";
-export { cacheLockSpec, downloadLockSpec, namedLockSpec, validateLockName, venvLockSpec } from "./specs.ts";
+export {
+  CACHE_LOCK_DIR,
+  cacheLockSpec,
+  downloadLockSpec,
+  namedLockSpec,
+  validateLockName,
+  venvLockSpec,
+} from "./specs.ts";
 export type { ClaimMethod, LockHandle, LockInfo, LockSpec, LockVerdict, OwnerRecord } from "./types.ts";
 
 /**
@@ -99,7 +107,7 @@ async function withPlainErrors(spec: LockSpec, fn: () => Promise<LockHandle>): P
       e instanceof Deno.errors.PermissionDenied || (e instanceof Error && /os error 30\b/.test(e.message))
     ) {
       throw failed(
-        `Cannot acquire lock "${spec.name}": ${e.message} (${spec.path})`,
+        `cannot acquire lock "${spec.name}": ${e.message} (${spec.path})`,
         "check the owner and mode of the lock's directory, or point MLAGENT_LOCK_DIR / --root elsewhere",
       );
     }
@@ -138,6 +146,7 @@ async function acquireOnce(
       throw e;
     }
   }
+  handle.waitedMs = waiter.waitedMs();
   if (opts.handleSignals ?? true) handle.watchSignals();
   return handle;
 }

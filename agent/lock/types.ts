@@ -58,6 +58,11 @@ export interface LockHandle {
    * Pass it as `signal` to env.run so the holder's children die before the lock is let go.
    */
   interrupted?: AbortSignal;
+  /**
+   * How long acquiring waited while another process held the lock (ms); 0 when it was taken without
+   * waiting on anyone (breaking a stale lock is not a wait). Callers report `waited_for_other` from it.
+   */
+  waitedMs?: number;
 }
 
 /** The owner record: what makes a lock judgeable from another process or host. */

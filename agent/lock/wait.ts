@@ -6,7 +6,7 @@ import { describeOwner } from "./record.ts";
 import { type LockOptions, type LockSpec, type OwnerRecord, type Settings } from "./types.ts";
 
 function abortError(spec: LockSpec): MlagentError {
-  return failed(`Stopped waiting for lock "${spec.name}": interrupted`);
+  return failed(`stopped waiting for lock "${spec.name}": interrupted`);
 }
 
 /** `who` names the holders when they are not one owner (shared holders: holders.ts describeHolders). */
@@ -19,7 +19,7 @@ export function busyError(
 ): MlagentError {
   return new MlagentError(
     "lock-busy",
-    `Cannot acquire lock "${spec.name}": held by ${who ?? describeOwner(env, owner)}${extra}`,
+    `cannot acquire lock "${spec.name}": held by ${who ?? describeOwner(env, owner)}${extra}`,
     "wait for it (drop --no-wait, or raise --timeout); see every lock and its owner: mlagent lock list",
     { lock: spec.name, path: spec.path, owner },
   );
@@ -34,7 +34,7 @@ function timeoutError(
 ): MlagentError {
   return new MlagentError(
     "lock-timeout",
-    `Timed out after ${formatDuration(waitedMs)} waiting for lock "${spec.name}": held by ${
+    `timed out after ${formatDuration(waitedMs)} waiting for lock "${spec.name}": held by ${
       who ?? describeOwner(env, owner)
     }`,
     "raise --timeout, or check whether the holder is stuck: mlagent lock list",
@@ -55,6 +55,8 @@ export function pause(env: Env, ms: number, ...signals: (AbortSignal | undefined
 export class Waiter {
   readonly started: number;
   private lastNotice = -Infinity;
+  /** Set by the first tick: ticks happen only while another process holds the lock. */
+  private waitedOnOther = false;
   constructor(private env: Env, private spec: LockSpec, private s: Settings, private opts: LockOptions) {
     this.started = env.now();
   }
@@ -66,6 +68,7 @@ export class Waiter {
    * are not one owner (shared holders).
    */
   tick(owner: OwnerRecord | null, who?: string): void {
+    this.waitedOnOther = true;
     if (this.opts.signal?.aborted) throw abortError(this.spec);
     const now = this.env.now();
     if (now >= this.deadline) throw timeoutError(this.env, this.spec, now - this.started, owner, who);
@@ -80,6 +83,10 @@ export class Waiter {
   noticeDue(): boolean {
     const now = this.env.now();
     return now >= this.deadline || now - this.lastNotice >= this.s.noticeMs || !!this.opts.signal?.aborted;
+  }
+  /** How long this acquisition waited on other holders: 0 when it never had to (only a wait counts). */
+  waitedMs(): number {
+    return this.waitedOnOther ? Math.max(1, this.env.now() - this.started) : 0;
   }
   untilNextTick(): number {
     return Math.max(1, Math.min(this.s.noticeMs, this.deadline - this.env.now()));

@@ -136,7 +136,7 @@ Deno.test("cache clean is a dry run without --yes and removes everything with it
   assert.equal(yes.code, 0, yes.stderr);
   assert.equal(yes.json<{ result: string }>().result, "cleaned");
   const left = [...Deno.readDirSync(v.MLAGENT_CACHE_DIR)].map((e) => e.name).sort();
-  assert.deepEqual(left, [".mlagent-cache.json", ".mlagent-trash"]);
+  assert.deepEqual(left, [".mlagent-cache.json", ".mlagent-lock", ".mlagent-trash"]);
   const info = await runMlagent(["cache", "info", "--json"], { env: v });
   assert.equal(info.json<{ last_heal: { action: string } }>().last_heal.action, "clean");
 });

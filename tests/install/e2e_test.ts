@@ -370,6 +370,7 @@ Deno.test("install killed mid-stage is repaired by the next run, and concurrent 
       const other = installed[0] === a.report ? b.report : a.report;
       assert.equal(other.action, "none");
       assert.equal(other.waited_for_other, true);
+      assert.equal(installed[0].waited_for_other, false, "the installer took the lock without waiting");
       assert.equal((await readState(venv)).status, "ready");
     },
   );

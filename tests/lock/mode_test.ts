@@ -70,7 +70,7 @@ Deno.test("acquire() falls back to a lease where flock fails with ENOSYS, and sa
   }
 });
 
-Deno.test("cacheLockSpec() keys one cache by its canonical path, whatever the spelling", async () => {
+Deno.test("cacheLockSpec() keys one cache by its canonical path, whatever the spelling or the lock dir", async () => {
   await using dir = await tempDir();
   const env = envFor(dir.path);
   await Deno.mkdir(`${dir.path}/real-cache`);
@@ -78,10 +78,12 @@ Deno.test("cacheLockSpec() keys one cache by its canonical path, whatever the sp
   const a = cacheLockSpec(env, `${dir.path}/real-cache/`, "heal");
   const b = cacheLockSpec(env, `${dir.path}/alias`, "heal");
   assert.equal(a.path, b.path);
-  assert.equal(a.path, `${await Deno.realPath(dir.path)}/real-cache.lock`);
-  // Under a world-writable parent such as /tmp the lock goes to the private lock dir instead.
+  assert.equal(a.path, `${await Deno.realPath(dir.path)}/real-cache/.mlagent-lock/cache.lock`);
+  // Inside the cache wherever it is: the parent's owner and mode, and the lock dir, play no part.
   await Deno.mkdir(`${dir.path}/public`, { mode: 0o777 });
   await Deno.chmod(`${dir.path}/public`, 0o1777);
   const shared = cacheLockSpec(env, `${dir.path}/public/cache`, "heal");
-  assert.equal(shared.path.startsWith(`${dir.path}/locks/cache-`), true, shared.path);
+  assert.equal(shared.path, `${dir.path}/public/cache/.mlagent-lock/cache.lock`);
+  const elsewhere = cacheLockSpec(envFor(`${dir.path}/other`), `${dir.path}/public/cache`, "heal");
+  assert.equal(elsewhere.path, shared.path);
 });

@@ -132,7 +132,7 @@ for (const mode of ["flock", "lease"] as const) {
     assert.equal(refused.code, 3, refused.stderr);
     assert.match(
       refused.stderr,
-      /^error: Cannot acquire lock "busy": held by 2 shared holders: \S+ pid \d+ for \d+s \(lock run sh\), \S+ pid \d+/,
+      /^error: cannot acquire lock "busy": held by 2 shared holders: \S+ pid \d+ for \d+s \(lock run sh\), \S+ pid \d+/,
     );
     const another = await runMlagent(shared("busy", "true", ["--no-wait"]), { env: vars });
     assert.equal(another.code, 0, `a third shared holder may join: ${another.stderr}`);
@@ -147,7 +147,7 @@ for (const mode of ["flock", "lease"] as const) {
     await waitUntil("the exclusive holder is in", () => fileExists(marker));
     const join = await runMlagent(shared("busy", "true", ["--no-wait"]), { env: vars });
     assert.equal(join.code, 3);
-    assert.match(join.stderr, /Cannot acquire lock "busy": held by \S+ pid \d+ for \d+s \(lock run sh\)/);
+    assert.match(join.stderr, /cannot acquire lock "busy": held by \S+ pid \d+ for \d+s \(lock run sh\)/);
     await Deno.writeTextFile(go, "");
     assert.equal((await ex.done).code, 0);
   });
