@@ -133,7 +133,7 @@ const CASES: Case[] = [
   {
     schema: "health",
     name: "health with a hung nvidia-smi (LSF, dry run)",
-    argv: () => ["health", "--scheduler", "lsf", "--dry-run", "--timeout", "2"],
+    argv: () => ["health", "--scheduler", "lsf", "--dry-run", "--timeout", "4"],
     codes: [1],
     env: (c) => ({ PATH: `${c.dir}/hang:${c.vars.PATH}` }),
   },

@@ -85,7 +85,10 @@ export async function runHealth(env: Env, opts: HealthOptions): Promise<HealthRe
   const reserve = opts.scheduler && opts.drain && !opts.dryRun ? Math.min(5000, Math.round(total / 4)) : 0;
   const checksMs = Math.max(100, total - reserve);
   const left = () => Math.max(50, checksMs - (env.now() - started));
-  const probeMs = () => Math.max(50, left() - 100);
+  // A probe must end (killed, judged a fault) before the whole deadline does, or a hung GPU reads as "cannot
+  // judge": on a loaded node killing and reaping it takes a while, so the margin grows with the deadline.
+  const margin = Math.max(100, Math.round(checksMs / 8));
+  const probeMs = () => Math.max(50, left() - margin);
 
   const root = venvRoot(env, opts.root);
   const tmp = env.vars.TMPDIR ? absolute(env, env.vars.TMPDIR) : "/tmp";

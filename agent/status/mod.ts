@@ -108,7 +108,7 @@ export async function gatherStatus(env: Env, opts: StatusOptions): Promise<Statu
       problem: `reading the last verdict did not finish within ${ms} ms (a hung filesystem?)`,
     })),
   ]);
-  // The cache's lock sits beside the cache (often in /tmp, among other programs' lock files): look at that one.
+  // The cache's lock lives inside the cache (cacheLockSpec): look at that one.
   if (cache.path) {
     const spec = cacheLockSpec(env, cache.path, "");
     const info = await bounded(
