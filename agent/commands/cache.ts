@@ -424,6 +424,7 @@ async function runClean(env: Env, yes: boolean): Promise<Outcome> {
     };
   }
   const removed: string[] = [];
+  let removable = 0;
   await withLock(env, cacheLockSpec(env, root, "cache clean"), { noWait: true }, async () => {
     let entries: Deno.DirEntry[] = [];
     try {
@@ -432,6 +433,7 @@ async function runClean(env: Env, yes: boolean): Promise<Outcome> {
     for (const e of entries) {
       // The lock dir stays: we hold the lock in it, and waiters would otherwise lock a file no one holds.
       if (e.name === TRASH_DIR || e.name === BOOK_FILE || e.name === CACHE_LOCK_DIR) continue;
+      removable++;
       removed.push(...(await removeEntry(env, root, { path: `${root}/${e.name}`, also: [] })));
     }
     await emptyTrash(env, root);
@@ -471,7 +473,8 @@ async function runClean(env: Env, yes: boolean): Promise<Outcome> {
     removed,
     bytes: scan.bytes,
   });
-  if (removed.length === 0 && scan.files > 0) throw failed(`cache ${root}: nothing could be removed`);
+  // Only the cache's own record and lock left: already clean, not a failure.
+  if (removed.length === 0 && removable > 0) throw failed(`cache ${root}: nothing could be removed`);
   return {
     exitCode: EXIT.ok,
     text: msg,

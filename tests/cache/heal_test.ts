@@ -139,4 +139,7 @@ Deno.test("cache clean is a dry run without --yes and removes everything with it
   assert.deepEqual(left, [".mlagent-cache.json", ".mlagent-lock", ".mlagent-trash"]);
   const info = await runMlagent(["cache", "info", "--json"], { env: v });
   assert.equal(info.json<{ last_heal: { action: string } }>().last_heal.action, "clean");
+  // A second clean finds only the cache's own record: already clean, not "nothing could be removed".
+  const again = await runMlagent(["cache", "clean", "--yes"], { env: v });
+  assert.equal(again.code, 0, again.stderr);
 });
