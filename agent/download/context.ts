@@ -1,6 +1,6 @@
 /** One download run's shared state: the jobs, their parts and segments, and the knobs that tune the transfer. */
+import { numberVar } from "../core/vars.ts";
 import type { Env } from "../core/env.ts";
-import { badInput } from "../core/errors.ts";
 import { type FileMetadata, HubClient, type HubFile } from "./hub.ts";
 import { InlineHasher } from "./hasher.ts";
 import type { Layout } from "./layout.ts";
@@ -90,13 +90,5 @@ export function ensureDir(ctx: Ctx, dir: string) {
 }
 
 export function stallMsFor(env: Env, opts: DownloadOptions): number {
-  return opts.stallTimeoutMs ?? (envNumber(env, "MLAGENT_STALL_TIMEOUT_S") ?? 60) * 1000;
-}
-
-export function envNumber(env: Env, name: string): number | undefined {
-  const v = env.vars[name];
-  if (v === undefined || v === "") return undefined;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw badInput(`${name} must be a number >= 0, got "${v}"`);
-  return n;
+  return opts.stallTimeoutMs ?? numberVar(env, "MLAGENT_STALL_TIMEOUT_S", 60) * 1000;
 }

@@ -24,7 +24,8 @@ import {
 } from "./hub.ts";
 import { downloadLockSpec, withLock } from "../lock/mod.ts";
 import { formatBytes } from "../core/output.ts";
-import { type Ctx, envNumber, type Job, stallMsFor } from "./context.ts";
+import { type Ctx, type Job, stallMsFor } from "./context.ts";
+import { numberVar } from "../core/vars.ts";
 import {
   hostilePathReason,
   META_DIR,
@@ -129,9 +130,9 @@ export async function downloadRepo(env: Env, opts: DownloadOptions): Promise<Dow
     token,
     stallMs,
     maxRetries: opts.maxRetries ?? 6,
-    backoffBaseMs: opts.backoffBaseMs ?? envNumber(env, "MLAGENT_DOWNLOAD_BACKOFF_MS") ?? 1000,
+    backoffBaseMs: opts.backoffBaseMs ?? numberVar(env, "MLAGENT_DOWNLOAD_BACKOFF_MS", 1000),
     rangeThreshold: opts.rangeThresholdBytes ??
-      (envNumber(env, "MLAGENT_DOWNLOAD_RANGE_MIN_MIB") ?? 64) * 1024 * 1024,
+      numberVar(env, "MLAGENT_DOWNLOAD_RANGE_MIN_MIB", 64) * 1024 * 1024,
     rangeParts: Math.max(1, opts.rangeParts ?? 4),
     splitBelow: opts.splitBelowBytesPerS ?? 256 * 1024 * 1024,
     splitAfterMs: opts.splitAfterMs ?? 1000,

@@ -1,4 +1,5 @@
 /** Owner records: making, parsing and judging them (same host by /proc, other hosts by heartbeat). */
+import { userName } from "../core/users.ts";
 import type { Env } from "../core/env.ts";
 import { formatDuration, isoTime } from "../core/output.ts";
 import { bootId, isAlive, type ProcIdentity, readProc, schedulerJob } from "../core/proc.ts";
@@ -12,18 +13,6 @@ import {
   type Settings,
   TOKEN_VAR,
 } from "./types.ts";
-
-function userName(env: Env): string {
-  if (env.vars.USER || env.vars.LOGNAME) return env.vars.USER || env.vars.LOGNAME;
-  try {
-    // Batch jobs often run without USER; the passwd entry still names the uid.
-    const line = env.fs.readTextFileSync("/etc/passwd").split("\n").find((l) =>
-      l.split(":")[2] === String(env.uid)
-    );
-    if (line) return line.split(":")[0];
-  } catch { /* no passwd file */ }
-  return `uid ${env.uid}`;
-}
 
 export function newToken(): string {
   return crypto.randomUUID().replaceAll("-", "");

@@ -1,6 +1,7 @@
 /** Lock timings from options and MLAGENT_LOCK_* variables, and the choice between flock and a lease. */
 import type { Env } from "../core/env.ts";
 import { badInput } from "../core/errors.ts";
+import { numberVar } from "../core/vars.ts";
 import { mountForPath } from "../core/mounts.ts";
 import {
   DEFAULT_HEARTBEAT_MS,
@@ -12,20 +13,14 @@ import {
   type Settings,
 } from "./types.ts";
 
+/** A MLAGENT_LOCK_* number of seconds, in ms. */
 function secondsVar(env: Env, name: string): number | undefined {
-  const v = env.vars[name];
-  if (v === undefined || v === "") return undefined;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw badInput(`${name} must be a number of seconds > 0, got "${v}"`);
-  return n * 1000;
+  const s = numberVar(env, name, undefined, { positive: true });
+  return s === undefined ? undefined : s * 1000;
 }
 
 export function settings(env: Env, opts: LockOptions): Settings {
-  const pollVar = env.vars.MLAGENT_LOCK_POLL_MS;
-  const poll = pollVar ? Number(pollVar) : undefined;
-  if (poll !== undefined && (!Number.isFinite(poll) || poll <= 0)) {
-    throw badInput(`MLAGENT_LOCK_POLL_MS must be a number > 0, got "${pollVar}"`);
-  }
+  const poll = numberVar(env, "MLAGENT_LOCK_POLL_MS", undefined, { positive: true });
   return {
     ttlMs: opts.ttlMs ?? secondsVar(env, "MLAGENT_LOCK_TTL") ?? DEFAULT_TTL_MS,
     heartbeatMs: opts.heartbeatMs ?? secondsVar(env, "MLAGENT_LOCK_HEARTBEAT") ?? DEFAULT_HEARTBEAT_MS,
