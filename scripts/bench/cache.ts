@@ -29,7 +29,14 @@ const LINK_MIB_S = 20;
 const REPO = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 const enc = new TextEncoder();
 
-export function generateCache(root: string): { files: number; corrupt: number } {
+/**
+ * A uv + pip cache of about 10 files per uv wheel and 2 per pip http entry; the defaults make the
+ * 100,000-file cache of the heal bench.
+ */
+export function generateCache(
+  root: string,
+  { wheels = 8800, httpEntries = 6000 }: { wheels?: number; httpEntries?: number } = {},
+): { files: number; corrupt: number } {
   let files = 0, corrupt = 0;
   const uv = `${root}/uv`;
   Deno.mkdirSync(`${uv}/archive-v0`, { recursive: true });
@@ -37,7 +44,7 @@ export function generateCache(root: string): { files: number; corrupt: number } 
   Deno.writeTextFileSync(`${uv}/.lock`, "");
   files += 2;
   const body = "x = 1\n".repeat(20);
-  for (let i = 0; i < 8800; i++) {
+  for (let i = 0; i < wheels; i++) {
     const name = `pkg${i}`;
     const id = `B${String(i).padStart(20, "0")}`;
     const dir = `${uv}/archive-v0/${id}`;
@@ -61,7 +68,7 @@ export function generateCache(root: string): { files: number; corrupt: number } 
     files += 10;
   }
   // pip http-v2: cc=4 header (msgpack) + body.
-  for (let i = 0; i < 6000; i++) {
+  for (let i = 0; i < httpEntries; i++) {
     const key = (i.toString(16).padStart(8, "0") + "a".repeat(48)).slice(0, 56);
     const dir = `${root}/pip/http-v2/${key[0]}/${key[1]}/${key[2]}/${key[3]}/${key[4]}`;
     Deno.mkdirSync(dir, { recursive: true });

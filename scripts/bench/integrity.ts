@@ -14,16 +14,21 @@ const PACKAGES = 40;
 const FILES_EACH = 500;
 const RUNS = 7;
 
-async function writeVenv(dir: string): Promise<PinnedDistribution[]> {
+/** A venv of `packages` pinned distributions of `filesEach` files each (default: the 20,000-file bench venv). */
+export async function writeVenv(
+  dir: string,
+  packages = PACKAGES,
+  filesEach = FILES_EACH,
+): Promise<PinnedDistribution[]> {
   const site = `${dir}/lib/python3.11/site-packages`;
   const dists: PinnedDistribution[] = [];
-  for (let p = 0; p < PACKAGES; p++) {
+  for (let p = 0; p < packages; p++) {
     const mod = `pkg${p}`;
     const info = `${mod}-1.0.dist-info`;
     await Deno.mkdir(`${site}/${mod}/sub`, { recursive: true });
     await Deno.mkdir(`${site}/${info}`, { recursive: true });
     const lines: string[] = [];
-    for (let f = 0; f < FILES_EACH; f++) {
+    for (let f = 0; f < filesEach; f++) {
       const rel = `${mod}/${f % 2 ? "sub/" : ""}m${f}.py`;
       const body = `# ${rel}\n${"x = 1\n".repeat(f % 7)}`;
       await Deno.writeTextFile(`${site}/${rel}`, body);

@@ -76,7 +76,7 @@ async function handoff(dir: string, mode: "flock" | "lease", rounds: number): Pr
 }
 
 /** Starts n contenders at once; returns the total wall time and the span from the first begin to the last end. */
-async function contend(dir: string, argvFor: (i: number) => string[], log: string, n: number) {
+export async function contend(dir: string, argvFor: (i: number) => string[], log: string, n: number) {
   const started = performance.now();
   const procs = Array.from({ length: n }, (_, i) => {
     const argv = argvFor(i);
@@ -137,8 +137,12 @@ async function contendHeld(
   return Number(stamps.at(-1)![2]) / 1e6 - releasedAt;
 }
 
-/** 20,000 records of one kind in `dir`: what a cluster's per-job lock names leave when jobs are killed. */
-async function writeRecords(dir: string, kind: "killed-here" | "other-hosts" | "flock-killed", n: number) {
+/** `n` records of one kind in `dir`: what a cluster's per-job lock names leave when jobs are killed. */
+export async function writeRecords(
+  dir: string,
+  kind: "killed-here" | "other-hosts" | "flock-killed",
+  n: number,
+) {
   await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
   const host = Deno.hostname();
   const at = new Date(Date.now() - 3600_000).toISOString();

@@ -16,13 +16,36 @@ import { runPrologue } from "../../agent/prologue/mod.ts";
 import { gatherStatus } from "../../agent/status/mod.ts";
 import { loadProfile } from "../../agent/profiles/mod.ts";
 import { SMI_XML_ARGV } from "../../checks/gpu.ts";
-import { makeNode, testProfile, writeProfile, writeVenv } from "../../tests/support/node_states.ts";
+import {
+  type FakeNode,
+  makeNode,
+  testProfile,
+  writeProfile,
+  writeVenv,
+} from "../../tests/support/node_states.ts";
 import { mlagentArgv } from "../../tests/support/cli.ts";
 import { median, REPO_ROOT, spawnQuiet, timed } from "../bench_util.ts";
 
 const RUNS = 9;
 const VENVS = 200;
 const spawn = async (argv: string[], env: Record<string, string>) => (await spawnQuiet(argv, env)).code;
+
+/** `count` venvs with their profiles, in turn ready, failed, outdated, installing and interpreter gone. */
+export async function writeMixedVenvs(n: FakeNode, count: number): Promise<void> {
+  const kinds = ["ready", "failed", "outdated", "installing", "gone"] as const;
+  for (let i = 0; i < count; i++) {
+    const kind = kinds[i % kinds.length];
+    const p = testProfile(`v${String(i).padStart(3, "0")}`);
+    await writeProfile(n, p);
+    await writeVenv(n.root, p.name, {
+      status: kind === "failed" ? "failed" : kind === "installing" ? "installing" : "ready",
+      profile: kind === "outdated"
+        ? testProfile(p.name, { stages: [{ name: "one", packages: ["x==0"] }] })
+        : p,
+      python: kind === "gone" ? "gone" : "real",
+    });
+  }
+}
 
 export async function run(): Promise<BenchRow[]> {
   const dir = await Deno.makeTempDir({ prefix: "mlagent-bench-status-" });
@@ -82,19 +105,7 @@ export async function run(): Promise<BenchRow[]> {
     }
 
     // 200 venvs in mixed states.
-    const kinds = ["ready", "failed", "outdated", "installing", "gone"] as const;
-    for (let i = 0; i < VENVS; i++) {
-      const kind = kinds[i % kinds.length];
-      const p = testProfile(`v${String(i).padStart(3, "0")}`);
-      await writeProfile(n, p);
-      await writeVenv(n.root, p.name, {
-        status: kind === "failed" ? "failed" : kind === "installing" ? "installing" : "ready",
-        profile: kind === "outdated"
-          ? testProfile(p.name, { stages: [{ name: "one", packages: ["x==0"] }] })
-          : p,
-        python: kind === "gone" ? "gone" : "real",
-      });
-    }
+    await writeMixedVenvs(n, VENVS);
     const statusCli = () => spawn(mlagentArgv(["status", "--json"]), vars);
     const statusInProcess = () => gatherStatus(env, { profiles: [] });
     await statusCli();
