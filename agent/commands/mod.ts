@@ -13,6 +13,26 @@ export const COMMANDS: readonly CommandEntry[] = [
     load: async () => (await import("./install.ts")).installCommand,
   },
   {
+    name: "run",
+    summary: "Run a command in a profile's venv, its models named, held against removal",
+    load: async () => (await import("./run.ts")).runCommand,
+  },
+  {
+    name: "env",
+    summary: "Print the environment `run` gives a command, for a shell to evaluate",
+    load: async () => (await import("./env.ts")).envCommand,
+  },
+  {
+    name: "remove",
+    summary: "Remove a profile's venv (and its models), waiting for running jobs",
+    load: async () => (await import("./remove.ts")).removeCommand,
+  },
+  {
+    name: "models",
+    summary: "List model directories (repo, size, completeness, users); remove one",
+    load: async () => (await import("./models.ts")).modelsCommand,
+  },
+  {
     name: "profiles",
     summary: "List, show and lint profiles",
     load: async () => (await import("./profiles.ts")).profilesCommand,

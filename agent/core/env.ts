@@ -7,6 +7,9 @@ import { makeBoard, type Progress } from "./progress.ts";
 import { makeRunner, type Runner } from "./run.ts";
 import { sleep } from "./time.ts";
 
+/** The signals mlagent handles: interruption, and the ones `mlagent run` passes on to its command. */
+export type HandledSignal = "SIGINT" | "SIGTERM" | "SIGHUP" | "SIGQUIT" | "SIGUSR1" | "SIGUSR2";
+
 export interface Logger {
   /** Shown only with --verbose (command lines, retries' details). */
   debug(msg: string): void;
@@ -95,8 +98,8 @@ export interface Env {
   stderrIsTerminal: boolean;
   /** Writes to stdout. Only agent/output.ts and main.ts should call it. */
   writeStdout(text: string): Promise<void>;
-  /** Registers a handler for SIGINT/SIGTERM; returns a function that removes it. */
-  onSignal(sig: "SIGINT" | "SIGTERM" | "SIGHUP", handler: () => void): () => void;
+  /** Registers a handler for a signal; returns a function that removes it. */
+  onSignal(sig: HandledSignal, handler: () => void): () => void;
   /** Ends the process; only for a signal handler that has cleaned up (a held lock released on SIGTERM). */
   exit?(code: number): never;
 }

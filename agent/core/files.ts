@@ -95,3 +95,77 @@ export function jsonNestingDepth(text: string): number {
   }
   return max;
 }
+
+/**
+ * Bytes a directory tree takes on disk (allocated blocks, as `du` counts them; each hard-linked inode once),
+ * without following symlinks. Unreadable parts count as nothing: this is for "how much will this free".
+ */
+export async function treeBytes(env: Env, root: string): Promise<number> {
+  const seen = new Set<string>();
+  let total = 0;
+  const walk = async (dir: string) => {
+    let entries: Deno.DirEntry[] = [];
+    try {
+      for await (const e of env.fs.readDir(dir)) entries.push(e);
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      const path = `${dir}/${e.name}`;
+      let st: Deno.FileInfo;
+      try {
+        st = await env.fs.lstat(path);
+      } catch {
+        continue;
+      }
+      const key = `${st.dev}:${st.ino}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      total += st.blocks !== null ? st.blocks * 512 : st.size;
+      if (st.isDirectory) await walk(path);
+    }
+  };
+  try {
+    const st = await env.fs.lstat(root);
+    if (!st.isDirectory) return st.blocks !== null ? st.blocks * 512 : st.size;
+    total += st.blocks !== null ? st.blocks * 512 : st.size;
+  } catch {
+    return 0;
+  }
+  await walk(root);
+  return total;
+}
+
+/** The hidden sibling a directory is renamed to before it is deleted: `.NAME.removing-PID-RANDOM`. */
+export function asideName(env: Env, dir: string): string {
+  const parent = dir.slice(0, dir.lastIndexOf("/")) || "/";
+  return `${parent}/.${dir.slice(dir.lastIndexOf("/") + 1)}.removing-${env.pid}-${
+    Math.floor(env.random() * 1e9)
+  }`;
+}
+
+/** Earlier removals of `dir` that were killed between the rename and the end of the delete. */
+export async function asideLeftovers(env: Env, dir: string): Promise<string[]> {
+  const parent = dir.slice(0, dir.lastIndexOf("/")) || "/";
+  const prefix = `.${dir.slice(dir.lastIndexOf("/") + 1)}.removing-`;
+  const out: string[] = [];
+  try {
+    for await (const e of env.fs.readDir(parent)) {
+      if (e.name.startsWith(prefix) && /^\d+-\d+$/.test(e.name.slice(prefix.length))) {
+        out.push(`${parent}/${e.name}`);
+      }
+    }
+  } catch { /* no parent: nothing left */ }
+  return out.sort();
+}
+
+/**
+ * Deletes a directory so that no reader ever sees half of it under its own name: one atomic rename to a
+ * hidden sibling (ready-looking state and all leave together), then the delete. A kill in between leaves
+ * only the hidden sibling, which asideLeftovers finds and the next removal deletes.
+ */
+export async function removeDirAside(env: Env, dir: string): Promise<void> {
+  const aside = asideName(env, dir);
+  await env.fs.rename(dir, aside);
+  await env.fs.remove(aside, { recursive: true });
+}
