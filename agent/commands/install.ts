@@ -115,6 +115,10 @@ function renderReport(r: InstallReport): string {
     lines.push(`  model ${m.repo}: ${m.skipped ? "skipped" : m.ok ? `ok (${m.local_dir})` : "FAILED"}`);
   }
   if (!r.ok) lines.push(`  models incomplete: see the errors above`);
+  // The last line says how to use what was built.
+  else {lines.push(
+      `use it: mlagent run ${r.profile} -- python ...   (or: eval "$(mlagent env ${r.profile})")`,
+    );}
   return lines.join("\n");
 }
 

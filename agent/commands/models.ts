@@ -57,10 +57,17 @@ export const modelsCommand: Command = {
       };
     }
     if (sub === "rm") {
-      if (args.length !== 1) throw usageError("models rm: one MODEL expected", "usage: mlagent models rm MODEL [--yes]");
+      if (args.length !== 1) {
+        throw usageError("models rm: one MODEL expected", "usage: mlagent models rm MODEL [--yes]");
+      }
       const known = await listModels(env, values.root);
       const target = resolveModelRef(env, args[0], known);
-      const needing = target.profiles.filter((p) => p.ready);
+      // A model dir may hold another (text encoders inside ckpts/): their users need it too.
+      const inside = known.filter((k) =>
+        k.local_dir === target.local_dir || k.local_dir.startsWith(`${target.local_dir}/`)
+      );
+      const needing = inside.flatMap((k) => k.profiles).filter((p) => p.ready)
+        .filter((p, i, all) => all.findIndex((q) => q.profile === p.profile) === i);
       if (needing.length && !values.force) {
         throw badInputOrRefusal(target, needing.map((p) => p.profile));
       }
@@ -85,21 +92,27 @@ export const modelsCommand: Command = {
           forced_for: values.force ? needed : [],
         },
         text: [
-          ...(needed.length ? [`warning: ${needed.join(", ")} need${needed.length > 1 ? "" : "s"} it (--force)`] : []),
+          ...(needed.length
+            ? [`warning: ${needed.join(", ")} need${needed.length > 1 ? "" : "s"} it (--force)`]
+            : []),
           yes
             ? `removed ${target.local_dir}: freed ${formatBytes(bytes)}`
             : `would remove ${target.local_dir} (${formatBytes(bytes)}); dry run: pass --yes to remove`,
         ].join("\n"),
       };
     }
-    if (sub === undefined) throw usageError("models: missing subcommand (list or rm)", "see: mlagent models --help");
+    if (sub === undefined) {
+      throw usageError("models: missing subcommand (list or rm)", "see: mlagent models --help");
+    }
     throw usageError(`models: unknown subcommand "${sub}"`, "subcommands: list, rm");
   },
 };
 
 function badInputOrRefusal(target: ModelDirInfo, profiles: string[]) {
   const e = badInput(
-    `models rm: ${target.name} is needed by ready profile${profiles.length > 1 ? "s" : ""} ${profiles.join(", ")}`,
+    `models rm: ${target.name} is needed by ready profile${profiles.length > 1 ? "s" : ""} ${
+      profiles.join(", ")
+    }`,
     `remove the profile first (mlagent remove ${profiles[0]} --models --yes), or pass --force`,
     { local_dir: target.local_dir, profiles },
   );
@@ -114,7 +127,9 @@ function modelJson(m: ModelDirInfo) {
 function modelLine(m: ModelDirInfo): string {
   const state = !m.exists ? "MISSING " : m.complete ? "complete" : "INCOMPLETE";
   const users = m.profiles.length
-    ? m.profiles.map((p) => `${p.profile}${p.ready ? " (ready)" : p.installed ? " (installed)" : ""}`).join(", ")
+    ? m.profiles.map((p) => `${p.profile}${p.ready ? " (ready)" : p.installed ? " (installed)" : ""}`).join(
+      ", ",
+    )
     : "no profile";
   const what = `${m.repo ?? "?"}${m.revision ? `@${m.revision}` : ""}`;
   return `${state.padEnd(10)} ${m.name}  ${what}  ${formatBytes(m.bytes)}  used by: ${users}${

@@ -44,7 +44,9 @@ export const removeCommand: Command = {
     });
     if (positionals.length !== 1) {
       throw usageError(
-        positionals.length ? `remove: one PROFILE expected, got ${positionals.length}` : "remove: PROFILE missing",
+        positionals.length
+          ? `remove: one PROFILE expected, got ${positionals.length}`
+          : "remove: PROFILE missing",
         "usage: mlagent remove PROFILE [--models] [--yes]",
       );
     }
@@ -74,7 +76,9 @@ function renderText(r: RemoveReport): string {
   lines.push(
     r.dry_run
       ? `dry run: ${formatBytes(r.freed_bytes)} would be freed; pass --yes to remove`
-      : `freed ${formatBytes(r.freed_bytes)}${r.waited_ms >= 1000 ? ` (waited ${Math.round(r.waited_ms / 1000)} s for running jobs)` : ""}`,
+      : `freed ${formatBytes(r.freed_bytes)}${
+        r.waited_ms >= 1000 ? ` (waited ${Math.round(r.waited_ms / 1000)} s for running jobs)` : ""
+      }`,
   );
   return lines.join("\n");
 }

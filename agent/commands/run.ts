@@ -108,12 +108,17 @@ export const runCommand: Command = {
       if (values.install) {
         // Loaded only when asked for: a plain run starts without the installer's modules.
         const { install } = await import("../install/mod.ts");
-        const report = await install(env, { profile: positionals[0], root: values.root, noWait: values["no-wait"] });
+        const report = await install(env, {
+          profile: positionals[0],
+          root: values.root,
+          noWait: values["no-wait"],
+        });
         record.installed = true;
         if (!report.ok) {
           throw failed(
             `run: install of ${profile.name} did not finish: ${
-              report.models.filter((m) => !m.ok).map((m) => `model ${m.repo} failed`).join(", ") || "see above"
+              report.models.filter((m) => !m.ok).map((m) => `model ${m.repo} failed`).join(", ") ||
+              "see above"
             }`,
             `mlagent install ${profile.name}`,
           );
@@ -132,7 +137,9 @@ export const runCommand: Command = {
         signal: r.signal,
         waited_ms: r.waitedMs,
         command_duration_ms: r.commandMs,
-        error: r.error ? { code: r.exitCode === 126 || r.exitCode === 127 ? "cannot-run" : "failed", message: r.error } : null,
+        error: r.error
+          ? { code: r.exitCode === 126 || r.exitCode === 127 ? "cannot-run" : "failed", message: r.error }
+          : null,
       });
       if (statusFile) await writeStatus(env, statusFile, record, started);
       return { exitCode: r.exitCode, json: {}, text: "" };

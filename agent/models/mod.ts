@@ -100,17 +100,25 @@ export async function findModelDirs(env: Env): Promise<string[]> {
     }
     for (const sub of subdirs.sort()) {
       if (await isDir(env, `${sub}/${RECORD_DIR}`)) found.push(sub);
-      else if (depth < 4) await walk(sub, depth + 1);
+      // On below a model dir too: a profile may put one model inside another's (text encoders in ckpts/).
+      if (depth < 4) await walk(sub, depth + 1);
     }
   };
   await walk(root, 1);
   return found;
 }
 
-/** Every model dir with what it holds, its size, completeness and users; also dirs profiles name but lack. */
+/**
+ * Every model dir with what it holds, its size, completeness and users; also the dirs installed profiles
+ * name but lack (built-in profiles never installed here are not listed for theirs).
+ */
 export async function listModels(env: Env, root?: string): Promise<ModelDirInfo[]> {
   const uses = await modelUses(env, root);
-  const dirs = new Set([...await findModelDirs(env), ...uses.keys()]);
+  const installed = new Set(
+    (await listVenvDirs(env, venvRoot(env, root))).map((d) => d.slice(d.lastIndexOf("/") + 1)),
+  );
+  const named = [...uses].filter(([, us]) => us.some((u) => installed.has(u.profile.name))).map(([d]) => d);
+  const dirs = new Set([...await findModelDirs(env), ...named]);
   const readyCache = new Map<string, { installed: boolean; ready: boolean }>();
   const venvOf = async (p: Profile) => {
     const hit = readyCache.get(p.name);
@@ -251,7 +259,12 @@ export function requireOwnDir(env: Env, dir: string, what: string): void {
  * Removes a model dir under its download lock taken exclusively (a download, or a `run` using it, is waited
  * for; opts.noWait refuses), renamed aside first so no reader sees half of it as the model.
  */
-export async function removeModelDir(env: Env, dir: string, purpose: string, opts: WaitOptions): Promise<RemovedModel> {
+export async function removeModelDir(
+  env: Env,
+  dir: string,
+  purpose: string,
+  opts: WaitOptions,
+): Promise<RemovedModel> {
   requireOwnDir(env, dir, "model dir");
   const leftovers = await asideLeftovers(env, dir);
   let bytes = 0;

@@ -51,13 +51,20 @@ export interface RemoveReport {
 }
 
 /** The profile, or (for a venv whose profile can no longer be read) just its name. */
-async function profileOrName(env: Env, ref: string, root?: string): Promise<{ name: string; profile: Profile | null }> {
+async function profileOrName(
+  env: Env,
+  ref: string,
+  root?: string,
+): Promise<{ name: string; profile: Profile | null }> {
   try {
     const { profile } = await resolveProfile(env, ref, root);
     return { name: profile.name, profile };
   } catch (e) {
     // A venv whose profile is gone (a deleted file, a renamed built-in) can still be removed by name.
-    if (e instanceof MlagentError && PROFILE_NAME_PATTERN.test(ref) && (await isDir(env, venvDirOf(env, ref, root)))) {
+    if (
+      e instanceof MlagentError && PROFILE_NAME_PATTERN.test(ref) &&
+      (await isDir(env, venvDirOf(env, ref, root)))
+    ) {
       env.log.warn(`profile "${ref}" cannot be read (${e.message}); removing its venv by name`);
       return { name: ref, profile: null };
     }
@@ -137,7 +144,14 @@ async function planModels(env: Env, profile: Profile, root?: string): Promise<Re
     const installedOthers: string[] = [];
     for (const o of others) if (await isDir(env, venvDirOf(env, o, root))) installedOthers.push(o);
     if (!(await isDir(env, dir))) {
-      out.push({ repo: m.repo, local_dir: dir, action: "missing", reason: "not there", bytes: 0, removed: false });
+      out.push({
+        repo: m.repo,
+        local_dir: dir,
+        action: "missing",
+        reason: "not there",
+        bytes: 0,
+        removed: false,
+      });
     } else if (installedOthers.length) {
       out.push({
         repo: m.repo,
@@ -151,7 +165,14 @@ async function planModels(env: Env, profile: Profile, root?: string): Promise<Re
       });
     } else {
       requireOwnDir(env, dir, "model dir");
-      out.push({ repo: m.repo, local_dir: dir, action: "remove", reason: null, bytes: await treeBytes(env, dir), removed: false });
+      out.push({
+        repo: m.repo,
+        local_dir: dir,
+        action: "remove",
+        reason: null,
+        bytes: await treeBytes(env, dir),
+        removed: false,
+      });
     }
   }
   return out;

@@ -56,7 +56,9 @@ export function profileEnvironment(env: Env, profile: Profile, venvDir: string):
     }
     if (!clash) models.push({ repo: m.repo, local_dir, variable });
   }
-  const path = env.vars.PATH ? `${venvDir}/bin:${env.vars.PATH}` : `${venvDir}/bin:/usr/local/bin:/usr/bin:/bin`;
+  const path = env.vars.PATH
+    ? `${venvDir}/bin:${env.vars.PATH}`
+    : `${venvDir}/bin:/usr/local/bin:/usr/bin:/bin`;
   const set = [
     { name: "VIRTUAL_ENV", value: venvDir },
     { name: "PATH", value: path },
@@ -94,8 +96,9 @@ export function renderShell(pe: ProfileEnvironment, shell: "sh" | "fish"): strin
   for (const v of pe.set) {
     if (shell === "sh") lines.push(`export ${v.name}=${quoteSh(v.value)}`);
     // fish keeps PATH as a list: one element per directory.
-    else if (v.name === "PATH") lines.push(`set -gx PATH ${v.value.split(":").filter(Boolean).map(quoteFish).join(" ")}`);
-    else lines.push(`set -gx ${v.name} ${quoteFish(v.value)}`);
+    else if (v.name === "PATH") {
+      lines.push(`set -gx PATH ${v.value.split(":").filter(Boolean).map(quoteFish).join(" ")}`);
+    } else lines.push(`set -gx ${v.name} ${quoteFish(v.value)}`);
   }
   for (const name of pe.unset) lines.push(shell === "sh" ? `unset ${name}` : `set -e ${name}`);
   return lines.join("\n") + "\n";

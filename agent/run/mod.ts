@@ -20,7 +20,14 @@ import { childVars, profileEnvironment } from "./environment.ts";
 import { judgeReadiness } from "./ready.ts";
 import { modelsRoot } from "../core/paths.ts";
 
-export { childVars, modelVariable, profileEnvironment, quoteFish, quoteSh, renderShell } from "./environment.ts";
+export {
+  childVars,
+  modelVariable,
+  profileEnvironment,
+  quoteFish,
+  quoteSh,
+  renderShell,
+} from "./environment.ts";
 export type { ProfileEnvironment } from "./environment.ts";
 export { judgeReadiness, type Readiness } from "./ready.ts";
 
@@ -152,7 +159,9 @@ export async function runInVenv(env: Env, req: RunRequest): Promise<RunResult> {
         onSpawn: (c) => {
           child = c;
           if (caught) c.kill(caught);
-          for (const h of holds) recordings.push(h.recordCommand?.(c.pid).catch(() => {}) ?? Promise.resolve());
+          for (const h of holds) {
+            recordings.push(h.recordCommand?.(c.pid).catch(() => {}) ?? Promise.resolve());
+          }
         },
       });
     } catch (e) {
