@@ -104,7 +104,7 @@ export async function treeBytes(env: Env, root: string): Promise<number> {
   const seen = new Set<string>();
   let total = 0;
   const walk = async (dir: string) => {
-    let entries: Deno.DirEntry[] = [];
+    const entries: Deno.DirEntry[] = [];
     try {
       for await (const e of env.fs.readDir(dir)) entries.push(e);
     } catch {
