@@ -175,6 +175,41 @@ const CASES: Case[] = [
     error: true,
   },
   {
+    schema: "env",
+    name: "env of a ready venv",
+    argv: () => ["env", "demo"],
+    codes: [0],
+  },
+  { schema: "remove", name: "remove (dry run)", argv: () => ["remove", "demo", "--models"], codes: [0] },
+  {
+    schema: "remove",
+    name: "remove --yes",
+    argv: () => ["remove", "doomed", "--yes"],
+    codes: [0],
+  },
+  {
+    schema: "download",
+    name: "download into the models root",
+    argv: (
+      c,
+    ) => ["download", c.vars.TEST_REPO, "--local-dir", `${c.vars.MLAGENT_MODELS_DIR}/${c.vars.TEST_REPO}`],
+    codes: [0],
+  },
+  { schema: "models", name: "models list", argv: () => ["models", "list"], codes: [0] },
+  {
+    schema: "models",
+    name: "models rm (dry run)",
+    argv: (c) => ["models", "rm", c.vars.TEST_REPO],
+    codes: [0],
+  },
+  {
+    schema: "run",
+    name: "run refuses --json (its record goes to --json-status FILE)",
+    argv: () => ["run", "demo", "--", "true"],
+    codes: [2],
+    error: true,
+  },
+  {
     schema: "error",
     name: "unknown profile",
     argv: () => ["doctor", "--profile", "no-such"],
@@ -197,6 +232,37 @@ Deno.test("every command has a schema in schemas/ and at least one real output c
     assert.ok(CASES.some((k) => k.schema === c.name), `no case for ${c.name}`);
   }
   assert.ok(loadSchema("error"));
+});
+
+Deno.test("run --json-status records validate against schemas/run.schema.json", async () => {
+  await using d = await tempDir();
+  const n = await makeNode(d.path);
+  const demo = testProfile("demo");
+  await writeProfile(n, demo);
+  await writeVenv(n.root, "demo", { status: "ready", profile: demo });
+  const rows: [string, string[], number][] = [
+    ["a command that ran", [
+      "run",
+      "demo",
+      "--json-status",
+      `${d.path}/ok.json`,
+      "--",
+      "python",
+      "-c",
+      "exit(3)",
+    ], 3],
+    ["a command not found", ["run", "demo", "--json-status", `${d.path}/nf.json`, "--", "no-such-cmd"], 127],
+    ["a profile not ready", ["run", "missing", "--json-status", `${d.path}/nr.json`, "--", "true"], 1],
+  ];
+  await writeProfile(n, testProfile("missing"));
+  for (const [why, argv, code] of rows) {
+    const r = await runMlagent(argv, { env: n.vars });
+    assert.equal(r.code, code, `${why}: ${r.stderr}`);
+    const file = argv[argv.indexOf("--json-status") + 1];
+    const doc = JSON.parse(await Deno.readTextFile(file));
+    assert.deepEqual(validateJson(loadSchema("run"), doc), [], `${why}: ${JSON.stringify(doc, null, 2)}`);
+    assert.equal(doc.exit_code, code, why);
+  }
 });
 
 Deno.test("records shared between schemas are one definition, copied whole", () => {
@@ -236,6 +302,8 @@ Deno.test(
     await writeVenv(n.root, "demo", { status: "ready", profile: demo });
     await writeProfile(n, testProfile("broken"));
     await writeVenv(n.root, "broken", { status: "failed", profile: testProfile("broken") });
+    await writeProfile(n, testProfile("doomed"));
+    await writeVenv(n.root, "doomed", { status: "ready", profile: testProfile("doomed") });
     await writeProfile(n, testProfile("tiny", { stages: [{ name: "one", packages: ["mla-gamma==1.0"] }] }));
     await Deno.mkdir(`${d.path}/fleet`);
     await Deno.mkdir(`${d.path}/fleet-bad`);
