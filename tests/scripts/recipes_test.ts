@@ -8,7 +8,8 @@ import assert from "node:assert/strict";
 import { MAIN_TS } from "../support/cli.ts";
 import { FIXTURES, hermeticVars, REPO_ROOT, tempDir } from "../support/env.ts";
 import { fakeCalls, writeFakeBin } from "../support/fake_bin.ts";
-import { makeNode, testProfile, writeProfile } from "../support/node_states.ts";
+import { makeNode, testProfile, writeProfile, writeVenv } from "../support/node_states.ts";
+import { waitForNumberIn } from "../support/procs.ts";
 import { startIndex, testDists } from "../support/pypi.ts";
 
 const ONE_GPU_XML = `${FIXTURES}/nvidia-smi/xml/q_x_535.86.05_1xRTX4090.xml`;
@@ -221,6 +222,62 @@ Deno.test("scripts/slurm/install_once_per_node.sh: two jobs on one node install 
   }
   const wheelFetches = index.requests.filter((q) => q.path.endsWith(".whl") && q.method === "GET");
   assert.equal(wheelFetches.length, 1, "one install for two jobs");
+});
+
+Deno.test("scripts/slurm/job_run.sh and scripts/lsf/job_run.sh run the command in the venv and pass its exit code and signals", async () => {
+  await using d = await tempDir();
+  const { n, vars } = await nodeWithMlagent(d.path, { stdoutFile: ONE_GPU_XML });
+  const tiny = testProfile("tiny");
+  await writeProfile(n, tiny);
+  await writeVenv(n.root, "tiny", { status: "ready", profile: tiny });
+  const code =
+    "import os, sys; print(sys.prefix, os.environ['CUDA_VISIBLE_DEVICES'], os.environ['HF_HUB_OFFLINE']); sys.exit(3)";
+  const slurm = {
+    ...vars,
+    MLAGENT_PROFILE: "tiny",
+    SLURM_JOB_ID: "404",
+    SLURM_SUBMIT_DIR: d.path,
+    CUDA_VISIBLE_DEVICES: "2",
+  };
+  const s = await sh("slurm/job_run.sh", ["python", "-c", code], slurm);
+  assert.equal(s.code, 3, s.stderr);
+  assert.equal(s.stdout.trim(), `${n.root}/tiny 2 1`);
+  const record = JSON.parse(await Deno.readTextFile(`${d.path}/mlagent-run-404.json`));
+  assert.equal(record.exit_code, 3);
+  assert.equal(record.job_id, "404");
+  const lsf = {
+    ...vars,
+    MLAGENT_PROFILE: "tiny",
+    LSB_JOBID: "505",
+    LS_SUBCWD: d.path,
+    CUDA_VISIBLE_DEVICES: "0",
+  };
+  // As `bsub < job_run.sh` runs it: no arguments, the command in MLAGENT_COMMAND.
+  const l = await sh("lsf/job_run.sh", [], { ...lsf, MLAGENT_COMMAND: "python -c exit(4)" });
+  assert.equal(l.code, 4, l.stderr);
+  assert.equal(JSON.parse(await Deno.readTextFile(`${d.path}/mlagent-run-505.json`)).exit_code, 4);
+  await writeProfile(n, testProfile("absent"));
+  const notReady = await sh("lsf/job_run.sh", ["true"], { ...lsf, MLAGENT_PROFILE: "absent" });
+  assert.equal(notReady.code, 1);
+  assert.match(notReady.stderr, /hint: mlagent install absent/);
+  // Slurm's --signal=B:USR1 goes to the batch shell, which is mlagent after exec; the command gets it.
+  const pidFile = `${d.path}/py.pid`;
+  const waiting = `import os, signal, sys, time
+signal.signal(signal.SIGUSR1, lambda *a: sys.exit(10))
+open("${pidFile}", "w").write(str(os.getpid()))
+time.sleep(60)`;
+  const child = new Deno.Command("sh", {
+    args: [`${REPO_ROOT}/scripts/slurm/job_run.sh`, "python", "-c", waiting],
+    env: hermeticVars({ ...slurm, SLURM_JOB_ID: "406" }),
+    clearEnv: true,
+    cwd: "/tmp",
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  await waitForNumberIn(pidFile, 30_000);
+  child.kill("SIGUSR1");
+  assert.equal((await child.status).code, 10);
 });
 
 const HAS_SYSTEMD_ANALYZE =
