@@ -293,6 +293,8 @@ time.sleep(60)`;
     assert.equal(refused.code, 3, refused.stderr);
     assert.match(refused.stderr, /pid \d+/);
     assert.ok(await exists(`${goneVenv}/.mlagent/state.json`));
+    const force = await mlagent(["install", "gone", "--force", "--no-wait"]);
+    assert.equal(force.code, 3, `install --force must not rebuild under a running job: ${force.stderr}`);
     const dry = await mlagent(["remove", "gone"]);
     assert.equal(dry.code, 0);
     assert.match(dry.stdout, /would remove venv .*gone \(\d/);
