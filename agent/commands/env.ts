@@ -71,7 +71,12 @@ export const envCommand: Command = {
       venv: pe.venv,
       variables: Object.fromEntries(pe.set.map((v) => [v.name, v.value])),
       unset: pe.unset,
-      models: pe.models,
+      models: pe.models.map(({ repo, local_dir, layout, variable }) => ({
+        repo,
+        local_dir,
+        layout,
+        variable,
+      })),
     };
     if (format === "json") {
       // Through main.ts's renderer, or (--format json without --json) as the same document here.

@@ -70,6 +70,8 @@ export async function modelUses(env: Env, root?: string): Promise<Map<string, Us
       throw e;
     }
     for (const spec of resolved.profile.models) {
+      // A hub-cache model lives in huggingface_hub's cache, shared with hf itself, not under the models root.
+      if (spec.layout === "hub-cache") continue;
       let dir: string;
       try {
         dir = modelDir(env, spec.repo, spec.local_dir);

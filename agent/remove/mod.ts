@@ -13,6 +13,7 @@ import { badInput, MlagentError } from "../core/errors.ts";
 import { asideLeftovers, removeDirAside, treeBytes } from "../core/files.ts";
 import { modelDir, venvDir as venvDirOf } from "../core/paths.ts";
 import { requireTrustedDir } from "../core/trust.ts";
+import { hubCacheRepoDir } from "../download/mod.ts";
 import { resolveProfile } from "../install/recorded.ts";
 import { acquire, venvLockSpec } from "../lock/mod.ts";
 import { modelUses, removeModelDir, requireOwnDir, type WaitOptions } from "../models/mod.ts";
@@ -136,6 +137,18 @@ async function planModels(env: Env, profile: Profile, root?: string): Promise<Re
   const uses = await modelUses(env, root);
   const out: RemovedModelReport[] = [];
   for (const m of profile.models) {
+    if (m.layout === "hub-cache") {
+      out.push({
+        repo: m.repo,
+        local_dir: hubCacheRepoDir(env, m.repo),
+        action: "keep",
+        reason:
+          "in the Hugging Face hub cache, which hf and other programs share: remove it with `hf cache delete`",
+        bytes: 0,
+        removed: false,
+      });
+      continue;
+    }
     const dir = modelDir(env, m.repo, m.local_dir);
     if (out.some((o) => o.local_dir === dir)) continue;
     const others = [...new Set((uses.get(dir) ?? []).map((u) => u.profile.name))].filter((n) =>

@@ -13,12 +13,17 @@
  */
 import type { Env } from "../core/env.ts";
 import { badInput } from "../core/errors.ts";
-import { hfHome, modelDir, modelsRoot } from "../core/paths.ts";
+import { hfHome, modelsRoot } from "../core/paths.ts";
+import { layoutOf, modelTarget } from "../download/mod.ts";
 import type { Profile } from "../profiles/types.ts";
 
 export interface ModelVariable {
   repo: string;
+  /** Where its files are: the local dir, or (layout "hub-cache") the snapshot folder in the hub cache. */
   local_dir: string;
+  layout: "local-dir" | "hub-cache";
+  /** The dir whose download lock guards it (the local dir, or the repo's folder in the hub cache). */
+  lock_root: string;
   /** The variable naming local_dir, MLAGENT_MODEL_<NAME>. */
   variable: string;
 }
@@ -45,7 +50,9 @@ export function modelVariable(repo: string): string {
 export function profileEnvironment(env: Env, profile: Profile, venvDir: string): ProfileEnvironment {
   const models: ModelVariable[] = [];
   for (const m of profile.models) {
-    const local_dir = modelDir(env, m.repo, m.local_dir);
+    const target = modelTarget(env, m);
+    const local_dir = target.dir;
+    const lock_root = layoutOf(env, m.repo, target).root;
     const variable = modelVariable(m.repo);
     const clash = models.find((o) => o.variable === variable);
     if (clash && clash.local_dir !== local_dir) {
@@ -54,7 +61,7 @@ export function profileEnvironment(env: Env, profile: Profile, venvDir: string):
         "give one of them another repo spelling, or split the profile",
       );
     }
-    if (!clash) models.push({ repo: m.repo, local_dir, variable });
+    if (!clash) models.push({ repo: m.repo, local_dir, layout: target.layout, lock_root, variable });
   }
   const path = env.vars.PATH
     ? `${venvDir}/bin:${env.vars.PATH}`

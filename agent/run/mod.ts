@@ -112,9 +112,9 @@ export async function runInVenv(env: Env, req: RunRequest): Promise<RunResult> {
     try {
       holds.push(await acquireShared(env, venvLockSpec(venvDir, `run ${profile.name}`), opts));
       // A model dir that does not exist has nothing to hold (and taking a hold would create it).
-      for (const m of pe.models) {
-        if (!(await isDir(env, m.local_dir))) continue;
-        holds.push(await acquireShared(env, downloadLockSpec(m.local_dir, `run ${profile.name}`), opts));
+      for (const root of new Set(pe.models.map((m) => m.lock_root))) {
+        if (!(await isDir(env, root))) continue;
+        holds.push(await acquireShared(env, downloadLockSpec(root, `run ${profile.name}`), opts));
       }
     } catch (e) {
       if (caught) return interruptedBefore(caught, env.now() - waitStart);

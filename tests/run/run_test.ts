@@ -282,6 +282,34 @@ time.sleep(60)`;
     },
   );
 
+  await t.step(
+    "a hub-cache model is named by its snapshot folder, and remove --models leaves the hub cache alone",
+    async () => {
+      const cached = await writeProfile(
+        testProfile("cached", { models: [{ repo: hub.repo, revision: "main", layout: "hub-cache" }] }),
+      );
+      await writeVenv(vars.MLAGENT_ROOT, "cached", { status: "ready", profile: cached });
+      const dl = await mlagent(["download", hub.repo, "--cache"]);
+      assert.equal(dl.code, 0, dl.stderr);
+      const r = await mlagent([
+        "run",
+        "cached",
+        "--",
+        "python",
+        "-c",
+        `import os; print(os.environ["${modelVar}"])`,
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      const snapshot = r.stdout.trim();
+      assert.match(snapshot, /\/hub\/models--[^/]+--[^/]+\/snapshots\/[0-9a-f]{40}$/);
+      assert.ok(await exists(`${snapshot}/config.json`));
+      const removed = await mlagent(["remove", "cached", "--models", "--yes", "--json"]);
+      assert.equal(removed.code, 0, removed.stderr);
+      assert.equal(removed.json<{ models: { action: string }[] }>().models[0].action, "keep");
+      assert.ok(await exists(`${snapshot}/config.json`));
+    },
+  );
+
   await t.step("remove waits for a running run, and --no-wait refuses naming it", async () => {
     const gone = await writeProfile(testProfile("gone"));
     const goneVenv = await writeVenv(vars.MLAGENT_ROOT, "gone", { status: "ready", profile: gone });
