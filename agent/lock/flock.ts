@@ -135,15 +135,9 @@ export async function acquireFlock(
   waiter: Waiter,
 ): Promise<HeldLock | null> {
   for (;;) {
-    await checkLockPath(env, spec.path);
     // Opened for writing without truncation: the holder's header stays intact until we hold the lock.
-    const file = await openLockFile(env, spec.path);
+    const file = await openCurrentLockFile(env, spec.path);
     const { handle } = file;
-    if (!(await sameInode(env, spec.path, handle))) {
-      handle.close();
-      await checkLockPath(env, spec.path);
-      continue;
-    }
     let locked: boolean;
     try {
       locked = await handle.tryLock(true);
@@ -209,6 +203,16 @@ export async function acquireFlock(
       env.log.debug(`lock "${spec.name}": previous owner ${verdict.reason}`);
     }
     return new FlockLock(env, spec, token, fencing, record, s, file);
+  }
+}
+
+/** The lock file `path` names now: a releaser may retire the file between our open and our check. */
+export async function openCurrentLockFile(env: Env, path: string): Promise<LockFile> {
+  for (;;) {
+    await checkLockPath(env, path);
+    const file = await openLockFile(env, path);
+    if (await sameInode(env, path, file.handle)) return file;
+    file.handle.close();
   }
 }
 

@@ -18,13 +18,13 @@ import { isoTime } from "../core/output.ts";
 import type { SpawnedChild } from "../core/run.ts";
 import { claimMethod, tryClaim } from "./claim.ts";
 import { readFence, readFenceFloor } from "./fence.ts";
-import { checkLockPath, dirOf, readText, replaceText, writeRecord } from "./files.ts";
+import { dirOf, readText, replaceText, writeRecord } from "./files.ts";
 import {
   blockOnFlock,
   flockBusy,
   flockUnsupported,
   type LockFile,
-  openLockFile,
+  openCurrentLockFile,
   retireLockFile,
   sameInode,
 } from "./flock.ts";
@@ -204,13 +204,8 @@ export async function acquireSharedFlock(
   waiter: Waiter,
 ): Promise<HeldLock | null> {
   for (;;) {
-    await checkLockPath(env, spec.path);
-    const file = await openLockFile(env, spec.path);
+    const file = await openCurrentLockFile(env, spec.path);
     const { handle } = file;
-    if (!(await sameInode(env, spec.path, handle))) {
-      handle.close();
-      continue;
-    }
     let locked: boolean;
     try {
       locked = await handle.tryLock(false);
