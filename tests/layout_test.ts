@@ -96,13 +96,14 @@ Deno.test("no module loads itself through a circle of imports", () => {
   assert.deepEqual(cycles, []);
 });
 
-Deno.test("start-up loads no library: the modules main.ts imports statically use only Deno, node: and each other", () => {
+/** The files `root` loads before running (static imports only), and the libraries they import. */
+function staticLoad(root: string): { seen: Set<string>; libraries: string[] } {
   const statically = new Map<string, string[]>();
   for (const e of EDGES.filter((e) => !e.typeOnly && !e.dynamic)) {
     statically.set(e.from, [...(statically.get(e.from) ?? []), e.to]);
   }
   const seen = new Set<string>();
-  const stack = ["main.ts"];
+  const stack = [root];
   while (stack.length) {
     const f = stack.pop()!;
     if (seen.has(f)) continue;
@@ -116,8 +117,26 @@ Deno.test("start-up loads no library: the modules main.ts imports statically use
       if (!m[1].startsWith("node:")) libraries.push(`${file}: ${m[1]}`);
     }
   }
+  return { seen, libraries };
+}
+
+Deno.test("start-up loads no library: the modules main.ts imports statically use only Deno, node: and each other", () => {
+  const { seen, libraries } = staticLoad("main.ts");
   assert.ok(seen.size > 5, `only ${seen.size} modules seen from main.ts`);
   assert.deepEqual(libraries, []);
+});
+
+Deno.test("the hot commands load only the profile validator up front: the JSON locator and msgpack wait until needed", () => {
+  // Each library costs tens of ms to load; a job's prologue or a no-op install needs neither unless a profile
+  // is broken or a pip cache is scanned.
+  for (const command of ["status", "install", "prologue", "run", "env", "verify", "health"]) {
+    const { libraries } = staticLoad(`agent/commands/${command}.ts`);
+    assert.deepEqual(
+      libraries.filter((l) => !l.endsWith(": @cfworker/json-schema")),
+      [],
+      `mlagent ${command} loads these before it runs`,
+    );
+  }
 });
 
 Deno.test("only main.ts reads Deno.args, and nothing outside main.ts and core/env.ts ends the process", () => {

@@ -1,5 +1,8 @@
 /** cachecontrol's serialized responses (pip's http cache): `cc=4,` + msgpack, read by @msgpack/msgpack. */
-import { decode } from "@msgpack/msgpack";
+
+type Msgpack = typeof import("@msgpack/msgpack");
+/** Loaded on first use: loading it costs tens of ms, and only a scan of a pip cache reads msgpack. */
+let msgpack: Promise<Msgpack> | null = null;
 
 interface CachedResponse {
   status: number | null;
@@ -10,9 +13,10 @@ interface CachedResponse {
 }
 
 /** Decodes a cachecontrol entry (`cc=4,` + msgpack). Returns the problem in words when it cannot. */
-export function decodeCachedResponse(raw: Uint8Array): CachedResponse | string {
+export async function decodeCachedResponse(raw: Uint8Array): Promise<CachedResponse | string> {
   const prefix = new TextDecoder().decode(raw.subarray(0, 5));
   if (prefix !== "cc=4,") return `no cc=4 prefix`;
+  const { decode } = await (msgpack ??= import("@msgpack/msgpack"));
   let value: unknown;
   try {
     value = decode(raw.subarray(5), { mapKeyConverter: keyText });

@@ -87,7 +87,7 @@ async function judgePipHttpEntry(
   } catch (e) {
     return bad(`cached response cannot be read (${(e as Error).message})`, null);
   }
-  const decoded = decodeCachedResponse(raw);
+  const decoded = await decodeCachedResponse(raw);
   if (typeof decoded === "string") {
     // pip itself treats an undecodable entry as a miss, but it stays on disk, and a torn write of a v2
     // header next to a whole body is what a killed pip leaves.

@@ -2,7 +2,6 @@
 import type { Env } from "../core/env.ts";
 import { badInput } from "../core/errors.ts";
 import { closestMatch } from "../core/did_you_mean.ts";
-import { jsonPointerLocations, locatePointer, parseJsonLocated } from "../core/json_location.ts";
 import { absolute } from "../core/paths.ts";
 import { describeFsError, jsonNestingDepth, readBoundedText } from "../core/files.ts";
 import type { Profile } from "./types.ts";
@@ -35,7 +34,7 @@ function looksLikePath(s: string): boolean {
  * Parses and lints a profile document; throws badInput naming the file, the field path and the rule.
  * `source` is what messages call the document (a path, or "builtin:NAME").
  */
-export function profileFromText(text: string, source: string): Profile {
+export async function profileFromText(text: string, source: string): Promise<Profile> {
   const depth = jsonNestingDepth(text);
   if (depth > MAX_PROFILE_DEPTH) {
     throw badInput(
@@ -43,35 +42,55 @@ export function profileFromText(text: string, source: string): Profile {
       "this is not a profile: check the file",
     );
   }
-  const parsed = parseJsonLocated(text);
-  if (!parsed.ok) {
-    const { line, column, message } = parsed.error;
-    throw badInput(
-      `${source}:${line}:${column}: malformed JSON: ${message}`,
-      "fix the JSON syntax (no trailing commas or comments in profiles)",
-      { file: source, line, column },
-    );
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    // Where it broke needs a JSON scanner (an npm library): loaded only when a profile is broken, so every
+    // command that merely reads a good profile starts without it.
+    const { parseJsonLocated } = await import("../core/json_location.ts");
+    const parsed = parseJsonLocated(text);
+    if (!parsed.ok) {
+      const { line, column, message } = parsed.error;
+      throw badInput(
+        `${source}:${line}:${column}: malformed JSON: ${message}`,
+        "fix the JSON syntax (no trailing commas or comments in profiles)",
+        { file: source, line, column },
+      );
+    }
+    value = parsed.value;
   }
-  return profileFromValue(parsed.value, source, text);
-}
-
-/**
- * Lints a parsed document and returns it as a Profile, or throws badInput with the first error. With the
- * document's text, the message also gives the line and column of the offending field.
- */
-export function profileFromValue(value: unknown, source: string, text?: string): Profile {
-  const errors = lintProfile(value, source).filter((i) => i.severity === "error");
+  const errors = lintErrors(value, source);
   if (errors.length > 0) {
-    const first = errors[0];
-    const more = errors.length > 1 ? ` (and ${errors.length - 1} more)` : "";
-    const at = text === undefined ? null : locatePointer(jsonPointerLocations(text), first.path);
-    throw badInput(
-      `${source}${at ? `:${at.line}:${at.column}` : ""}: ${first.path || "/"}: ${first.rule}${more}`,
-      `run: mlagent profiles lint ${source.startsWith("builtin:") ? "<file>" : source}`,
-      { file: source, issues: errors.map(({ path, rule }) => ({ path, rule })) },
-    );
+    const { jsonPointerLocations, locatePointer } = await import("../core/json_location.ts");
+    throw lintFailure(source, errors, locatePointer(jsonPointerLocations(text), errors[0].path));
   }
   return value as Profile;
+}
+
+/** Lints a parsed document and returns it as a Profile, or throws badInput with the first error. */
+export function profileFromValue(value: unknown, source: string): Profile {
+  const errors = lintErrors(value, source);
+  if (errors.length > 0) throw lintFailure(source, errors, null);
+  return value as Profile;
+}
+
+const lintErrors = (value: unknown, source: string) =>
+  lintProfile(value, source).filter((i) => i.severity === "error");
+
+/** The first lint error as bad input, at its line and column when the text was at hand. */
+function lintFailure(
+  source: string,
+  errors: ReturnType<typeof lintErrors>,
+  at: { line: number; column: number } | null,
+) {
+  const first = errors[0];
+  const more = errors.length > 1 ? ` (and ${errors.length - 1} more)` : "";
+  return badInput(
+    `${source}${at ? `:${at.line}:${at.column}` : ""}: ${first.path || "/"}: ${first.rule}${more}`,
+    `run: mlagent profiles lint ${source.startsWith("builtin:") ? "<file>" : source}`,
+    { file: source, issues: errors.map(({ path, rule }) => ({ path, rule })) },
+  );
 }
 
 /** Profiles are a few KiB; anything far larger, or nested far deeper than one, is not a profile. */

@@ -17,14 +17,14 @@ const response = {
   vary: {},
 };
 
-Deno.test("decodeCachedResponse() reads status, length, encoding and the inline body", () => {
-  const r = decodeCachedResponse(entry(response));
+Deno.test("decodeCachedResponse() reads status, length, encoding and the inline body", async () => {
+  const r = await decodeCachedResponse(entry(response));
   assert.ok(typeof r !== "string", String(r));
   assert.deepEqual([r.status, r.contentLength, r.compressed], [200, 11, true]);
   assert.equal(new TextDecoder().decode(r.body), "wheel bytes");
 });
 
-Deno.test("decodeCachedResponse() reads a record whose map keys were written as bytes", () => {
+Deno.test("decodeCachedResponse() reads a record whose map keys were written as bytes", async () => {
   // msgpack bin8 keys: {b"response": {b"status": 304}}
   const raw = new Uint8Array([
     ...enc("cc=4,"),
@@ -40,20 +40,27 @@ Deno.test("decodeCachedResponse() reads a record whose map keys were written as 
     0x01,
     0x30,
   ]);
-  const r = decodeCachedResponse(raw);
+  const r = await decodeCachedResponse(raw);
   assert.ok(typeof r !== "string", String(r));
   assert.deepEqual([r.status, r.contentLength, r.body.length], [304, null, 0]);
 });
 
-Deno.test("decodeCachedResponse() names what is wrong with a torn, padded or foreign entry", () => {
+Deno.test("decodeCachedResponse() names what is wrong with a torn, padded or foreign entry", async () => {
   const whole = entry(response);
   for (const cut of [6, 20, whole.length - 1]) {
-    assert.equal(decodeCachedResponse(whole.subarray(0, cut)), "msgpack data ends early", `cut at ${cut}`);
+    assert.equal(
+      await decodeCachedResponse(whole.subarray(0, cut)),
+      "msgpack data ends early",
+      `cut at ${cut}`,
+    );
   }
-  assert.equal(decodeCachedResponse(entry(response, [0, 0, 0])), "3 trailing bytes");
-  assert.match(decodeCachedResponse(new Uint8Array([...enc("cc=4,"), 0xc1])) as string, /^msgpack: .*0xc1/);
-  assert.equal(decodeCachedResponse(enc("cc=2,")), "no cc=4 prefix");
-  assert.equal(decodeCachedResponse(new Uint8Array()), "no cc=4 prefix");
-  assert.equal(decodeCachedResponse(entry({ vary: {} })), "no response record");
-  assert.equal(decodeCachedResponse(entry([1, 2])), "no response record");
+  assert.equal(await decodeCachedResponse(entry(response, [0, 0, 0])), "3 trailing bytes");
+  assert.match(
+    await decodeCachedResponse(new Uint8Array([...enc("cc=4,"), 0xc1])) as string,
+    /^msgpack: .*0xc1/,
+  );
+  assert.equal(await decodeCachedResponse(enc("cc=2,")), "no cc=4 prefix");
+  assert.equal(await decodeCachedResponse(new Uint8Array()), "no cc=4 prefix");
+  assert.equal(await decodeCachedResponse(entry({ vary: {} })), "no response record");
+  assert.equal(await decodeCachedResponse(entry([1, 2])), "no response record");
 });

@@ -216,7 +216,7 @@ Deno.test("zipProblem() accepts a whole wheel and rejects one cut in half", () =
   assert.equal(packageFromBytes(data.subarray(0, 60)), "mla-zip"); // from the first local header
 });
 
-Deno.test("decodeCachedResponse() reads cachecontrol's cc=4 msgpack and reports a torn one", () => {
+Deno.test("decodeCachedResponse() reads cachecontrol's cc=4 msgpack and reports a torn one", async () => {
   // {"response": {"body": b"abc", "headers": {"Content-Length": "3"}, "status": 200}, "vary": {}}
   const parts: number[] = [];
   const str = (s: string) => parts.push(0xa0 | s.length, ...enc(s));
@@ -234,13 +234,13 @@ Deno.test("decodeCachedResponse() reads cachecontrol's cc=4 msgpack and reports 
   str("vary");
   parts.push(0x80);
   const raw = new Uint8Array([...enc("cc=4,"), ...parts]);
-  const r = decodeCachedResponse(raw);
+  const r = await decodeCachedResponse(raw);
   assert.ok(typeof r !== "string");
   assert.equal(r.contentLength, 3);
   assert.equal(r.status, 200);
   assert.equal(new TextDecoder().decode(r.body), "abc");
-  assert.match(decodeCachedResponse(raw.subarray(0, raw.length - 6)) as string, /ends early/);
-  assert.match(decodeCachedResponse(enc("garbage")) as string, /cc=4/);
+  assert.match(await decodeCachedResponse(raw.subarray(0, raw.length - 6)) as string, /ends early/);
+  assert.match(await decodeCachedResponse(enc("garbage")) as string, /cc=4/);
 });
 
 Deno.test("scanCache() counts entries of an empty or missing cache as zero", async () => {

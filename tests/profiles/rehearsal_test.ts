@@ -122,7 +122,7 @@ Deno.test({
     await using index = await startRehearsalIndex();
     const node = await rehearsalNode(dir.path);
     const text = await Deno.readTextFile(`${REHEARSAL_FIXTURES}/hunyuan-video-i2v.before.json`);
-    const before = profileFromText(text, "hunyuan-video-i2v.before.json");
+    const before = await profileFromText(text, "hunyuan-video-i2v.before.json");
     const run = await rehearseInstall(node, index, before, {
       root: "before",
       env: { MLAGENT_CUDA_VARIANT: "cu124", MLAGENT_STAGE_CONSTRAINTS: "0" },
