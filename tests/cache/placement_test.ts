@@ -6,10 +6,9 @@
  */
 import assert from "node:assert/strict";
 import { resolveCacheDir } from "../../agent/cache/mod.ts";
-import { MAIN_TS, runMlagent } from "../support/cli.ts";
-import { hermeticVars, tempDir, testEnv } from "../support/env.ts";
-
-const NOBODY = 65534;
+import { runMlagent } from "../support/cli.ts";
+import { NOBODY, nobodyHome, runAsNobody } from "../support/nobody.ts";
+import { tempDir, testEnv } from "../support/env.ts";
 
 interface Info {
   path: string;
@@ -59,52 +58,24 @@ Deno.test("cache placement: TMPDIR that is usable, missing, a file, someone else
   }
 });
 
-/** Runs main.ts as nobody (uid 65534) with its own Deno cache dir. */
-async function runAsNobody(args: string[], vars: Record<string, string | undefined>, denoDir: string) {
-  const env = hermeticVars({
-    ...vars,
-    DENO_DIR: denoDir,
-    HOME: denoDir,
-    MLAGENT_CACHE_DIR: vars.MLAGENT_CACHE_DIR,
-  });
-  const out = await new Deno.Command("setpriv", {
-    args: [
-      `--reuid=${NOBODY}`,
-      `--regid=${NOBODY}`,
-      "--clear-groups",
-      Deno.execPath(),
-      "run",
-      "--allow-all",
-      "--quiet",
-      MAIN_TS,
-      ...args,
-    ],
-    env,
-    clearEnv: true,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = (b: Uint8Array) => new TextDecoder().decode(b);
-  return { code: out.code, stdout: dec(out.stdout), stderr: dec(out.stderr) };
-}
-
 Deno.test("cache placement as another user: an unwritable TMPDIR falls back to /tmp; an unwritable cache dir is refused", async () => {
   await using dir = await tempDir();
   const d = dir.path;
   await Deno.chmod(d, 0o755);
-  for (const sub of ["deno", "ro-tmp", "ro-cache"]) {
+  const home = await nobodyHome(d);
+  for (const sub of ["ro-tmp", "ro-cache"]) {
     await Deno.mkdir(`${d}/${sub}`);
     await Deno.chown(`${d}/${sub}`, NOBODY, NOBODY);
   }
   await Deno.chmod(`${d}/ro-tmp`, 0o500);
   await Deno.chmod(`${d}/ro-cache`, 0o500);
-  const r = await runAsNobody(["cache", "info", "--json"], { TMPDIR: `${d}/ro-tmp` }, `${d}/deno`);
+  const r = await runAsNobody(["cache", "info", "--json"], { TMPDIR: `${d}/ro-tmp` }, home);
   assert.equal(r.code, 0, r.stderr);
   const j = JSON.parse(r.stdout) as Info;
   assert.equal(j.path, `/tmp/mlagent-cache-${NOBODY}`);
   assert.match(j.reason, /TMPDIR is not writable/);
 
-  const bad = await runAsNobody(["cache", "heal"], { MLAGENT_CACHE_DIR: `${d}/ro-cache` }, `${d}/deno`);
+  const bad = await runAsNobody(["cache", "heal"], { MLAGENT_CACHE_DIR: `${d}/ro-cache` }, home);
   assert.equal(bad.code, 2, bad.stderr);
   assert.match(bad.stderr, new RegExp(`cache dir ${d}/ro-cache is not writable`));
 });

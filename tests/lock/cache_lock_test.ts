@@ -5,51 +5,9 @@
  * setpriv: root could write the parent anyway.
  */
 import assert from "node:assert/strict";
-import { MAIN_TS } from "../support/cli.ts";
-import { hermeticVars, REPO_ROOT, tempDir } from "../support/env.ts";
+import { tempDir } from "../support/env.ts";
+import { NOBODY, nobodyHome, runAsNobody, spawnAsNobody } from "../support/nobody.ts";
 import { fileExists, waitUntil } from "../support/lock_helpers.ts";
-
-const NOBODY = 65534;
-
-/** A home for nobody, with a Deno cache holding the npm packages mlagent imports (copied from ours). */
-async function nobodyHome(dir: string): Promise<string> {
-  const home = `${dir}/home`;
-  await Deno.mkdir(`${home}/deno`, { recursive: true });
-  const ours = hermeticVars().DENO_DIR;
-  const cp = await new Deno.Command("cp", { args: ["-r", `${ours}/npm`, `${home}/deno/npm`] }).output();
-  assert.equal(cp.code, 0, new TextDecoder().decode(cp.stderr));
-  const chown = await new Deno.Command("chown", { args: ["-R", `${NOBODY}:${NOBODY}`, home] }).output();
-  assert.equal(chown.code, 0);
-  return home;
-}
-
-function spawnAsNobody(args: string[], vars: Record<string, string>, home: string) {
-  return new Deno.Command("setpriv", {
-    args: [
-      `--reuid=${NOBODY}`,
-      `--regid=${NOBODY}`,
-      "--clear-groups",
-      Deno.execPath(),
-      "run",
-      "--allow-all",
-      "--quiet",
-      MAIN_TS,
-      ...args,
-    ],
-    cwd: REPO_ROOT,
-    env: hermeticVars({ HOME: home, DENO_DIR: `${home}/deno`, XDG_STATE_HOME: `${home}/state`, ...vars }),
-    clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-}
-
-async function runAsNobody(args: string[], vars: Record<string, string>, home: string) {
-  const out = await spawnAsNobody(args, vars, home).output();
-  const dec = (b: Uint8Array) => new TextDecoder().decode(b);
-  return { code: out.code, stdout: dec(out.stdout), stderr: dec(out.stderr) };
-}
 
 Deno.test("cache heal and clean work in a cache whose root-owned parent the user cannot write, and meet on one lock", async () => {
   await using dir = await tempDir();
