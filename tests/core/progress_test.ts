@@ -5,14 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { makeBoard } from "../../agent/core/progress.ts";
-import { runMlagent } from "../support/cli.ts";
-import { hermeticVars, installVars, REPO_ROOT, tempDir } from "../support/env.ts";
-import { mlagentArgv } from "../support/cli.ts";
+import { ESC, runMlagent, runMlagentOnTerminal } from "../support/cli.ts";
+import { installVars, tempDir } from "../support/env.ts";
 import { startIndex, testDists } from "../support/pypi.ts";
 import { testProfile } from "../support/node_states.ts";
-
-/** The terminal escape, spelled out: a control character in a regex literal reads as a typo. */
-const ESC = "\x1b";
 
 function fakeBoard(isTerminal: boolean, enabled = true) {
   let now = 0;
@@ -99,16 +95,8 @@ Deno.test("install shows live rows on a terminal and plain lines through a pipe"
     JSON.stringify(testProfile("prog", { stages: [{ name: "one", packages: ["mla-gamma==1.0"] }] })),
   );
   // `script` gives the child a real pseudo-terminal; its transcript is what a person saw.
-  const argv = mlagentArgv(["install", file, "--no-models"]).map((a) => `'${a}'`).join(" ");
-  const tty = await new Deno.Command("script", {
-    args: ["-qec", argv, "/dev/null"],
-    env: hermeticVars(vars),
-    clearEnv: true,
-    cwd: REPO_ROOT,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const seen = new TextDecoder().decode(tty.stdout);
+  const tty = await runMlagentOnTerminal(["install", file, "--no-models"], vars);
+  const seen = tty.transcript;
   assert.equal(tty.code, 0, seen);
   assert.match(seen, new RegExp(`${ESC}\\[\\d+A`), "rows are redrawn in place");
   assert.match(seen, /creating venv .*\(\d+s\)/);

@@ -3,13 +3,12 @@
  * flight, redrawn in place; through a pipe never a terminal code; with --no-progress or -q no row at all.
  */
 import assert from "node:assert/strict";
-import { mlagentArgv, runMlagent } from "../support/cli.ts";
-import { hermeticVars, REPO_ROOT, tempDir } from "../support/env.ts";
+import { ESC, runMlagent, runMlagentOnTerminal } from "../support/cli.ts";
+import { tempDir } from "../support/env.ts";
 import { smallRepo } from "../support/hf_server.ts";
 import { progressText } from "../../agent/download/progress.ts";
 
 const MiB = 1024 * 1024;
-const ESC = "\x1b";
 const opts = { sanitizeResources: false, sanitizeOps: false };
 
 Deno.test("progressText() says bytes, then rate and ETA once something moved", () => {
@@ -33,17 +32,8 @@ Deno.test(
       });
     stall();
     const vars = { HF_ENDPOINT: server.url, HF_HOME: `${tmp.path}/hf` };
-    const argv = mlagentArgv(["download", server.repo, "--local-dir", `${tmp.path}/tty`]).map((a) => `'${a}'`)
-      .join(" ");
-    const tty = await new Deno.Command("script", {
-      args: ["-qec", argv, "/dev/null"],
-      env: hermeticVars(vars),
-      clearEnv: true,
-      cwd: REPO_ROOT,
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const seen = new TextDecoder().decode(tty.stdout);
+    const tty = await runMlagentOnTerminal(["download", server.repo, "--local-dir", `${tmp.path}/tty`], vars);
+    const seen = tty.transcript;
     assert.equal(tty.code, 0, seen);
     assert.match(seen, new RegExp(`${ESC}\\[\\d+A`), "rows are redrawn in place");
     assert.match(seen, /acme\/tiny-model: [\d.]+ \w*B\/[\d.]+ MiB .*\(\d\/5 files\)/, "the total row");

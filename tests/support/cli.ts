@@ -24,6 +24,29 @@ export function mlagentArgv(args: string[]): string[] {
   return [Deno.execPath(), "run", "--allow-all", "--quiet", MAIN_TS, ...args];
 }
 
+/** The terminal escape, spelled out: a control character in a regex literal reads as a typo. */
+export const ESC = "\x1b";
+
+/**
+ * Runs mlagent on a real pseudo-terminal (`script`): the transcript is what a person at it saw, progress
+ * redraws included.
+ */
+export async function runMlagentOnTerminal(
+  args: string[],
+  vars: Record<string, string | undefined>,
+): Promise<{ code: number; transcript: string }> {
+  const line = mlagentArgv(args).map((a) => `'${a}'`).join(" ");
+  const out = await new Deno.Command("script", {
+    args: ["-qec", line, "/dev/null"],
+    env: hermeticVars(vars),
+    clearEnv: true,
+    cwd: REPO_ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return { code: out.code, transcript: new TextDecoder().decode(out.stdout) };
+}
+
 export async function runMlagent(args: string[], opts: CliOptions = {}): Promise<CliResult> {
   const [cmd, ...rest] = mlagentArgv(args);
   const child = new Deno.Command(cmd, {
