@@ -12,6 +12,7 @@ import {
   FLOCK_MAGIC,
   type LockOptions,
   type LockSpec,
+  type LockVerdict,
   type OwnerRecord,
   type Settings,
 } from "./types.ts";
@@ -162,24 +163,7 @@ export async function acquireFlock(
       handle.close();
       continue;
     }
-    // Kernel lock held. The previous owner may still be alive in one sense: a command it ran outlived it.
-    let state = await readLockState(env, spec.path);
-    let verdict = judgeState(env, state, s, { kernelLockFree: true });
-    while (verdict.status === "held" || verdict.status === "held-remote") {
-      if (opts.noWait) {
-        handle.close();
-        throw busyError(env, spec, verdict.owner);
-      }
-      try {
-        waiter.tick(verdict.owner);
-      } catch (e) {
-        handle.close();
-        throw e;
-      }
-      await pause(env, Math.min(s.pollMs, waiter.untilNextTick()), opts.signal);
-      state = await readLockState(env, spec.path);
-      verdict = judgeState(env, state, s, { kernelLockFree: true });
-    }
+    const verdict = await outliveOrphanedCommand(env, spec, handle, s, opts, waiter);
     const header = await readText(env, spec.path);
     const fencing = Math.max(
       parseFencingHeader(header),
@@ -203,6 +187,32 @@ export async function acquireFlock(
       env.log.debug(`lock "${spec.name}": previous owner ${verdict.reason}`);
     }
     return new FlockLock(env, spec, token, fencing, record, s, file);
+  }
+}
+
+/**
+ * With the kernel lock in hand, waits until no earlier exclusive owner lives on through a command that
+ * outlived it (the owner record says so); closes `handle` when it gives up (--no-wait, interrupted).
+ */
+export async function outliveOrphanedCommand(
+  env: Env,
+  spec: LockSpec,
+  handle: Deno.FsFile,
+  s: Settings,
+  opts: LockOptions,
+  waiter: Waiter,
+): Promise<LockVerdict> {
+  for (;;) {
+    const verdict = judgeState(env, await readLockState(env, spec.path), s, { kernelLockFree: true });
+    if (!isHeld(verdict)) return verdict;
+    try {
+      if (opts.noWait) throw busyError(env, spec, verdict.owner);
+      waiter.tick(verdict.owner);
+    } catch (e) {
+      handle.close();
+      throw e;
+    }
+    await pause(env, Math.min(s.pollMs, waiter.untilNextTick()), opts.signal);
   }
 }
 

@@ -25,6 +25,7 @@ import {
   flockUnsupported,
   type LockFile,
   openCurrentLockFile,
+  outliveOrphanedCommand,
   retireLockFile,
   sameInode,
 } from "./flock.ts";
@@ -42,7 +43,7 @@ import {
 } from "./holders.ts";
 import { acquireLease, removeClaimIf, startWatchdog } from "./lease.ts";
 import { makeRecord, newToken, parseOwnerRecord } from "./record.ts";
-import { type Heartbeat, judgeState, parseFencingHeader, readLockState } from "./state.ts";
+import { type Heartbeat, parseFencingHeader } from "./state.ts";
 import type { LockMode, LockOptions, LockSpec, OwnerRecord, Settings } from "./types.ts";
 import { busyError, pause, type Waiter } from "./wait.ts";
 
@@ -227,18 +228,7 @@ export async function acquireSharedFlock(
       continue;
     }
     // No exclusive holder has the kernel lock now, but one's command may have outlived it.
-    let verdict = judgeState(env, await readLockState(env, spec.path), s, { kernelLockFree: true });
-    while (isHeld(verdict)) {
-      try {
-        if (opts.noWait) throw busyError(env, spec, verdict.owner);
-        waiter.tick(verdict.owner);
-      } catch (e) {
-        handle.close();
-        throw e;
-      }
-      await pause(env, Math.min(s.pollMs, waiter.untilNextTick()), opts.signal);
-      verdict = judgeState(env, await readLockState(env, spec.path), s, { kernelLockFree: true });
-    }
+    await outliveOrphanedCommand(env, spec, handle, s, opts, waiter);
     const fencing = Math.max(
       parseFencingHeader(await readText(env, spec.path)),
       await readFence(env, spec.path),
