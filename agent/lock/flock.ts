@@ -71,7 +71,7 @@ export async function sameInode(env: Env, path: string, file: Deno.FsFile): Prom
 }
 
 /** Errors that say flock does not work on this filesystem (ENOLCK, ENOSYS, ENOTSUP/524, EBADF on NFS). */
-export function flockUnsupported(e: unknown): boolean {
+function flockUnsupported(e: unknown): boolean {
   const msg = e instanceof Error ? e.message : String(e);
   return /os error (37|38|95|524|9)\b/.test(msg) || e instanceof Deno.errors.NotSupported;
 }
@@ -120,7 +120,7 @@ export async function holdersMessage(
 }
 
 /** The busy error for a flock lock: names the exclusive owner, or the shared holders. */
-export async function flockBusy(env: Env, spec: LockSpec, s: Settings) {
+async function flockBusy(env: Env, spec: LockSpec, s: Settings) {
   const { owner, shared } = await holdersMessage(env, spec, s);
   return shared.length
     ? busyError(env, spec, null, "", describeHolders(env, shared))
@@ -135,13 +135,54 @@ export async function acquireFlock(
   opts: LockOptions,
   waiter: Waiter,
 ): Promise<HeldLock | null> {
+  const file = await takeKernelLock(env, spec, true, s, opts, waiter);
+  if (!file) return null;
+  const { handle } = file;
+  const verdict = await outliveOrphanedCommand(env, spec, handle, s, opts, waiter);
+  const header = await readText(env, spec.path);
+  const fencing = Math.max(
+    parseFencingHeader(header),
+    await readFence(env, spec.path),
+    await readFenceFloor(env, dirOf(spec.path)),
+    verdict.owner?.fencing ?? 0,
+  ) + 1;
+  const token = newToken();
+  const record = makeRecord(env, spec, "flock", token, fencing, s, opts.command);
+  try {
+    // Another user's lock file (a shared venv) opens read-only: flock works, the counter goes beside it.
+    if (!(await writeHeader(handle, fencing, header))) {
+      await writeRecord(env, `${spec.path}.fence`, fencing);
+    }
+    await writeRecord(env, `${spec.path}.owner`, record);
+  } catch (e) {
+    handle.close();
+    throw e;
+  }
+  if (verdict.status !== "free" && verdict.owner) {
+    env.log.debug(`lock "${spec.name}": previous owner ${verdict.reason}`);
+  }
+  return new FlockLock(env, spec, token, fencing, record, s, file);
+}
+
+/**
+ * flock(2), exclusive or shared, on the file `spec.path` names once it is granted (waiting unless --no-wait);
+ * null when flock does not work on this filesystem, so the caller falls back to a lease. Opened for writing
+ * without truncation: a holder's header stays intact until we hold the lock.
+ */
+export async function takeKernelLock(
+  env: Env,
+  spec: LockSpec,
+  exclusive: boolean,
+  s: Settings,
+  opts: LockOptions,
+  waiter: Waiter,
+): Promise<LockFile | null> {
   for (;;) {
-    // Opened for writing without truncation: the holder's header stays intact until we hold the lock.
     const file = await openCurrentLockFile(env, spec.path);
     const { handle } = file;
     let locked: boolean;
     try {
-      locked = await handle.tryLock(true);
+      locked = await handle.tryLock(exclusive);
     } catch (e) {
       handle.close();
       if (flockUnsupported(e)) {
@@ -156,37 +197,11 @@ export async function acquireFlock(
         handle.close();
         throw err;
       }
-      locked = await blockOnFlock(env, spec, handle, true, s, opts, waiter);
+      await blockOnFlock(env, spec, handle, exclusive, s, opts, waiter);
     }
     // Whoever held it may have removed the file (release, lock clear) while we waited on the old inode.
-    if (!(await sameInode(env, spec.path, handle))) {
-      handle.close();
-      continue;
-    }
-    const verdict = await outliveOrphanedCommand(env, spec, handle, s, opts, waiter);
-    const header = await readText(env, spec.path);
-    const fencing = Math.max(
-      parseFencingHeader(header),
-      await readFence(env, spec.path),
-      await readFenceFloor(env, dirOf(spec.path)),
-      verdict.owner?.fencing ?? 0,
-    ) + 1;
-    const token = newToken();
-    const record = makeRecord(env, spec, "flock", token, fencing, s, opts.command);
-    try {
-      // Another user's lock file (a shared venv) opens read-only: flock works, the counter goes beside it.
-      if (!(await writeHeader(handle, fencing, header))) {
-        await writeRecord(env, `${spec.path}.fence`, fencing);
-      }
-      await writeRecord(env, `${spec.path}.owner`, record);
-    } catch (e) {
-      handle.close();
-      throw e;
-    }
-    if (verdict.status !== "free" && verdict.owner) {
-      env.log.debug(`lock "${spec.name}": previous owner ${verdict.reason}`);
-    }
-    return new FlockLock(env, spec, token, fencing, record, s, file);
+    if (await sameInode(env, spec.path, handle)) return file;
+    handle.close();
   }
 }
 
@@ -217,7 +232,7 @@ export async function outliveOrphanedCommand(
 }
 
 /** The lock file `path` names now: a releaser may retire the file between our open and our check. */
-export async function openCurrentLockFile(env: Env, path: string): Promise<LockFile> {
+async function openCurrentLockFile(env: Env, path: string): Promise<LockFile> {
   for (;;) {
     await checkLockPath(env, path);
     const file = await openLockFile(env, path);
@@ -264,7 +279,7 @@ async function writeHeader(file: Deno.FsFile, fencing: number, previous: string 
  * holds the lock and to honour the deadline. On giving up we close our handle: the pending flock then ends
  * with the last reference to the file and releases at once if it had just succeeded.
  */
-export async function blockOnFlock(
+async function blockOnFlock(
   env: Env,
   spec: LockSpec,
   file: Deno.FsFile,

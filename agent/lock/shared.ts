@@ -19,16 +19,7 @@ import type { SpawnedChild } from "../core/run.ts";
 import { claimMethod, tryClaim } from "./claim.ts";
 import { readFence, readFenceFloor } from "./fence.ts";
 import { dirOf, readText, replaceText, writeRecord } from "./files.ts";
-import {
-  blockOnFlock,
-  flockBusy,
-  flockUnsupported,
-  type LockFile,
-  openCurrentLockFile,
-  outliveOrphanedCommand,
-  retireLockFile,
-  sameInode,
-} from "./flock.ts";
+import { type LockFile, outliveOrphanedCommand, retireLockFile, takeKernelLock } from "./flock.ts";
 import { HeldLock } from "./held.ts";
 import {
   describeHolders,
@@ -204,48 +195,27 @@ export async function acquireSharedFlock(
   opts: LockOptions,
   waiter: Waiter,
 ): Promise<HeldLock | null> {
-  for (;;) {
-    const file = await openCurrentLockFile(env, spec.path);
-    const { handle } = file;
-    let locked: boolean;
-    try {
-      locked = await handle.tryLock(false);
-    } catch (e) {
-      handle.close();
-      if (flockUnsupported(e)) return null;
-      throw e;
-    }
-    if (!locked) {
-      if (opts.noWait) {
-        const err = await flockBusy(env, spec, s);
-        handle.close();
-        throw err;
-      }
-      await blockOnFlock(env, spec, handle, false, s, opts, waiter);
-    }
-    if (!(await sameInode(env, spec.path, handle))) {
-      handle.close();
-      continue;
-    }
-    // No exclusive holder has the kernel lock now, but one's command may have outlived it.
-    await outliveOrphanedCommand(env, spec, handle, s, opts, waiter);
-    const fencing = Math.max(
-      parseFencingHeader(await readText(env, spec.path)),
-      await readFence(env, spec.path),
-      await readFenceFloor(env, dirOf(spec.path)),
-    );
-    const token = newToken();
-    const record = makeRecord(env, spec, "flock", token, fencing, s, opts.command, { shared: true });
-    const recordPath = `${sharedDirOf(spec.path)}/${holderId(env, token)}.json`;
-    try {
-      await env.fs.mkdir(sharedDirOf(spec.path), { recursive: true, mode: 0o755 });
-      await writeRecord(env, recordPath, record);
-    } catch (e) {
-      handle.close();
-      throw e;
-    }
-    return new SharedFlockLock(env, spec, token, fencing, record, s, recordPath, file);
+  const file = await takeKernelLock(env, spec, false, s, opts, waiter);
+  if (!file) return null;
+  const { handle } = file;
+  // No exclusive holder has the kernel lock now, but one's command may have outlived it.
+  await outliveOrphanedCommand(env, spec, handle, s, opts, waiter);
+  const fencing = Math.max(
+    parseFencingHeader(await readText(env, spec.path)),
+    await readFence(env, spec.path),
+    await readFenceFloor(env, dirOf(spec.path)),
+  );
+  const token = newToken();
+  const record = makeRecord(env, spec, "flock", token, fencing, s, opts.command, { shared: true });
+  const recordPath = `${sharedDirOf(spec.path)}/${holderId(env, token)}.json`;
+  try {
+    await env.fs.mkdir(sharedDirOf(spec.path), { recursive: true, mode: 0o755 });
+    await writeRecord(env, recordPath, record);
+  } catch (e) {
+    handle.close();
+    throw e;
   }
+  return new SharedFlockLock(env, spec, token, fencing, record, s, recordPath, file);
 }
 
 /** Takes a shared hold in lease mode: joins under the claim, then lets the claim go. */
