@@ -4,6 +4,8 @@
  * DENORT_BIN at a denort binary for the target (then only that target is built).
  * Usage: deno task build [--target x86_64-unknown-linux-gnu]
  */
+import { COMMANDS } from "../agent/commands/mod.ts";
+
 const TARGETS = ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu"];
 const root = new URL("../", import.meta.url).pathname;
 const args = Deno.args;
@@ -17,7 +19,18 @@ for (const target of targets) {
   const arch = target.split("-")[0];
   const out = `${root}/dist/mlagent-linux-${arch}`;
   const cmd = new Deno.Command(Deno.execPath(), {
-    args: ["compile", "--allow-all", "--no-check", "--target", target, "--output", out, `${root}/main.ts`],
+    args: [
+      "compile",
+      "--allow-all",
+      "--no-check",
+      "--target",
+      target,
+      "--output",
+      out,
+      // The command table imports each command by a specifier the module graph does not follow (start-up).
+      ...COMMANDS.flatMap((c) => ["--include", `${root}/agent/commands/${c.name}.ts`]),
+      `${root}/main.ts`,
+    ],
     env: denort ? { DENORT_BIN: denort } : {},
     stdout: "inherit",
     stderr: "inherit",
