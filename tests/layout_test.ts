@@ -143,13 +143,13 @@ Deno.test("deno run reads only the start-up modules: the module graph Deno build
   assert.ok(files.length < 20, `main.ts's graph has ${files.length} modules: ${files.join(" ")}`);
 });
 
-Deno.test("the hot commands load only the profile validator up front: the JSON locator and msgpack wait until needed", () => {
+Deno.test("the hot commands load only the profile validator and the small hashes up front: the JSON locator and msgpack wait until needed", () => {
   // Each library costs tens of ms to load; a job's prologue or a no-op install needs neither unless a profile
   // is broken or a pip cache is scanned.
   for (const command of ["status", "install", "prologue", "run", "env", "verify", "health"]) {
     const { libraries } = staticLoad(`agent/commands/${command}.ts`);
     assert.deepEqual(
-      libraries.filter((l) => !l.endsWith(": @cfworker/json-schema")),
+      libraries.filter((l) => !/: (@cfworker\/json-schema|@noble\/hashes\/[a-z0-9]+\.js)$/.test(l)),
       [],
       `mlagent ${command} loads these before it runs`,
     );

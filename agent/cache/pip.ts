@@ -114,7 +114,7 @@ async function judgePipHttpEntry(
     body = decoded.body;
     bodySize = body.length;
   }
-  const pkgOf = async () => body ? packageFromBytes(body) : await bodyPackage(env, bodyPath!);
+  const pkgOf = async () => body ? await packageFromBytes(body) : await bodyPackage(env, bodyPath!);
   if (expected !== null && bodySize !== expected && !decoded.compressed) {
     return bad(
       `cached body is ${bodySize} bytes, its Content-Length says ${expected} (${

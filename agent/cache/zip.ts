@@ -1,5 +1,4 @@
 /** Zip archives (wheels): truncation and damage found from the end-of-central-directory record, and which package a body is. */
-import { constants as zlibConstants, gunzipSync } from "node:zlib";
 import type { Env } from "../core/env.ts";
 import { canonicalName } from "../core/pep503.ts";
 import {
@@ -83,7 +82,7 @@ export async function zipProblemFile(env: Env, path: string): Promise<string | n
 }
 
 /** The project a downloaded file belongs to: a wheel's dist-info or top-level package, an sdist's root dir. */
-export function packageFromBytes(b: Uint8Array): string | null {
+export async function packageFromBytes(b: Uint8Array): Promise<string | null> {
   if (isZipStart(b)) {
     // Walk local file headers (they survive a truncation the central directory does not).
     const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
@@ -105,8 +104,10 @@ export function packageFromBytes(b: Uint8Array): string | null {
   }
   if (b.length > 2 && b[0] === 0x1f && b[1] === 0x8b) {
     try {
+      // Loaded here, for the rare sdist: node:zlib costs every command that reaches this module ~20 ms to load.
+      const { constants, gunzipSync } = await import("node:zlib");
       const tar = gunzipSync(b.subarray(0, Math.min(b.length, 65536)), {
-        finishFlush: zlibConstants.Z_SYNC_FLUSH,
+        finishFlush: constants.Z_SYNC_FLUSH,
       });
       const name = new TextDecoder().decode(tar.subarray(0, 100)).replace(/\0.*$/s, "");
       const root = name.split("/")[0];
@@ -130,7 +131,7 @@ export async function bodyPackage(env: Env, path: string): Promise<string | null
         if (r === null) break;
         off += r;
       }
-      return packageFromBytes(buf.subarray(0, off));
+      return await packageFromBytes(buf.subarray(0, off));
     } finally {
       f.close();
     }

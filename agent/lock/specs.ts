@@ -1,5 +1,5 @@
 /** Which file locks which resource, and what a user may call a lock. */
-import { createHash } from "node:crypto";
+import { sha256Hex } from "../core/hash.ts";
 import type { Env } from "../core/env.ts";
 import { badInput } from "../core/errors.ts";
 import { localLockDir } from "../core/paths.ts";
@@ -24,7 +24,7 @@ const utf8 = new TextEncoder();
  */
 export function lockStem(name: string): string {
   if (utf8.encode(name).length <= LOCK_STEM_MAX_BYTES) return name;
-  const hash = createHash("sha256").update(name).digest("hex").slice(0, 16);
+  const hash = sha256Hex(name).slice(0, 16);
   let prefix = "";
   let bytes = 0;
   for (const ch of name) {

@@ -1,5 +1,5 @@
 /** Hashes of a profile and of each stage, over canonical JSON, so an edit that changes nothing installs nothing. */
-import { createHash } from "node:crypto";
+import { sha256Hex } from "../core/hash.ts";
 import type { Profile, Stage } from "./types.ts";
 
 /** JSON with object keys sorted at every level: the same profile always hashes the same. */
@@ -25,14 +25,10 @@ export function profileSha256(profile: Profile): string {
   const subset = Object.fromEntries(
     Object.entries(profile).filter(([k]) => !NOT_INSTALL_INPUTS.includes(k)),
   );
-  return sha256(canonicalJson(subset));
+  return sha256Hex(canonicalJson(subset));
 }
 
 /** SHA-256 (hex) of one stage in canonical JSON, for reinstalling only the stages that changed. */
 export function stageSha256(stage: Stage): string {
-  return sha256(canonicalJson(stage));
-}
-
-export function sha256(text: string): string {
-  return createHash("sha256").update(text).digest("hex");
+  return sha256Hex(canonicalJson(stage));
 }

@@ -75,7 +75,7 @@ await new Promise((r) => setTimeout(r, 30_000));
 `,
   );
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", script],
+    args: ["run", "-A", "--quiet", "--config", `${REPO_ROOT}/deno.json`, script],
     env: hermeticVars(lockVars(dir.path)),
     clearEnv: true,
     stdout: "piped",
