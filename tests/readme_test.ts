@@ -127,7 +127,10 @@ Deno.test("every README example runs as written: no usage error, no stack trace,
     const r = await runMlagent(argv, { env, cwd: d.path, timeoutMs: 120_000 });
     await holder?.release();
     const where = `README:${l.lineNo} \`${l.text}\` (exit ${r.code})`;
-    if (/^error: .*(unknown option|unknown command|Unexpected argument|must be a)/m.test(r.stderr)) {
+    if (
+      /^error: .*(unknown option|unknown command|unexpected argument|needs a value|takes no value|must be a)/m
+        .test(r.stderr)
+    ) {
       problems.push(`${where}: usage error: ${r.stderr.split("\n")[0]}`);
     }
     if (/^\s+at .*\.(ts|js):\d+:\d+\)?$/m.test(r.stderr)) problems.push(`${where}: stack trace`);

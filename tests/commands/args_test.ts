@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { parseNumberFlag } from "../../agent/commands/args.ts";
+import { parseArgs } from "node:util";
+import { parseCommandArgs, parseNumberFlag } from "../../agent/commands/args.ts";
 import { MlagentError } from "../../agent/core/errors.ts";
 import { numberVar } from "../../agent/core/vars.ts";
 import { hermeticVars, testEnv } from "../support/env.ts";
@@ -27,4 +28,86 @@ Deno.test("numberVar() reads a variable's number or refuses it naming the variab
     (e) =>
       e instanceof MlagentError && /MLAGENT_XID_WINDOW_S must be a number >= 0, got "0x10"/.test(e.message),
   );
+});
+
+const OPTIONS = {
+  root: { type: "string" },
+  include: { type: "string", multiple: true },
+  force: { type: "boolean" },
+  out: { type: "string", short: "o" },
+} as const;
+
+Deno.test("parseCommandArgs() reads what node:util parseArgs (strict) reads, for every shape of argument", () => {
+  const cases: string[][] = [
+    [],
+    ["p"],
+    ["--root", "/r", "p"],
+    ["--root=/r", "p", "--json"],
+    ["--root=", "p"],
+    ["--root=--x"],
+    ["-vq", "p"],
+    ["-h"],
+    ["-o", "f"],
+    ["-ofile"],
+    ["-vofile"],
+    ["--include", "a", "--include=b", "--include", "c"],
+    ["--root", "/a", "--root", "/b"],
+    ["p", "--", "--json", "-v", "x"],
+    ["-", "p"],
+    ["--force", "--no-progress", "--verbose", "--quiet", "--help", "--json"],
+    ["--root", "-"],
+  ];
+  const node = (argv: string[]) =>
+    parseArgs({
+      args: argv,
+      options: {
+        json: { type: "boolean" },
+        verbose: { type: "boolean", short: "v" },
+        quiet: { type: "boolean", short: "q" },
+        "no-progress": { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+        ...OPTIONS,
+      },
+      allowPositionals: true,
+      strict: true,
+    });
+  for (const argv of cases) {
+    const ours = parseCommandArgs("t", argv, OPTIONS);
+    const theirs = node(argv);
+    assert.deepEqual(
+      { values: { ...ours.values }, positionals: ours.positionals },
+      { values: { ...theirs.values }, positionals: theirs.positionals },
+      JSON.stringify(argv),
+    );
+  }
+});
+
+Deno.test("parseCommandArgs() refuses what strict parseArgs refuses, with one line naming the flag", () => {
+  const refused: [string[], RegExp][] = [
+    [["--frobnicate"], /^t: unknown option "--frobnicate"$/],
+    [["--roots", "/r"], /^t: unknown option "--roots" \(did you mean --root\?\)$/],
+    [["--jsn"], /did you mean --json\?/],
+    [["-x"], /^t: unknown option "-x"$/],
+    [["-vx"], /unknown option "-x"/],
+    [["--root"], /^t: --root needs a value$/],
+    [["-o"], /^t: -o needs a value$/],
+    [["--root", "--json"], /--root needs a value, got the option "--json"/],
+    [["--force=yes"], /^t: --force takes no value$/],
+    [["--__proto__"], /unknown option "--__proto__"/],
+    [["--constructor=1"], /unknown option "--constructor"/],
+  ];
+  for (const [argv, message] of refused) {
+    assert.throws(
+      () => parseCommandArgs("t", argv, OPTIONS),
+      (e) =>
+        e instanceof MlagentError && e.exitCode === 2 && message.test(e.message) &&
+        e.hint === "see: mlagent t --help",
+      JSON.stringify(argv),
+    );
+  }
+  assert.throws(
+    () => parseCommandArgs("t", ["stray"], OPTIONS, { allowPositionals: false }),
+    (e) => e instanceof MlagentError && /^t: unexpected argument "stray"$/.test(e.message),
+  );
+  assert.deepEqual(parseCommandArgs("t", ["--", "x"], OPTIONS).positionals, ["x"]);
 });
