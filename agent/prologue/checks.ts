@@ -167,6 +167,10 @@ const venvTask: PrologueTask = {
         remedy: "another user could plant files there; point MLAGENT_ROOT at a directory of your own",
       })];
     }
+    const probe = () => probePython(env, venvPython(venvPath), ctx.probeMs());
+    // Without --install the interpreter is asked while the state and files are read (the probe is most of
+    // this check's time); after an install it is asked about the venv as the install left it.
+    const early = opts.install ? null : probe();
     let v = await inspectVenvState(env, venvPath, profile);
     if (!v.ready && opts.install && opts.profileRef && v.condition !== "interpreter-gone") {
       const t = env.now();
@@ -189,8 +193,8 @@ const venvTask: PrologueTask = {
       v = await inspectVenvState(env, venvPath, profile);
     }
     ctx.found.venv = v;
+    const py = await (early ?? (v.ready ? probe() : null));
     if (!v.ready) return [venvCheck(v, false, null)];
-    const py = await probePython(env, venvPython(venvPath), ctx.probeMs());
     const problem = !py
       ? `${venvPython(venvPath)} does not run`
       : v.python_version && py.version !== v.python_version

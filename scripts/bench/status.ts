@@ -3,8 +3,8 @@
  *
  * Prologue: a fake node (fake nvidia-smi printing a real XML capture, fake dmesg, a ready venv whose
  * bin/python is the real interpreter) judged by runPrologue in this process, against the same probes spawned
- * directly in the same arrangement (nvidia-smi, dmesg, stat of each path then df, the venv's python probe,
- * side by side as the prologue runs them). Measured alternately, medians. The spawned `mlagent prologue` row
+ * directly in the same arrangement (nvidia-smi, dmesg, stat of each path then df, the venv's python probe
+ * (the same script), side by side as the prologue runs them). Measured alternately, medians. The spawned `mlagent prologue` row
  * adds Deno's start-up and module loading, which a person waits for but the probes do not share.
  *
  * Status: 200 venvs in mixed states (ready, failed, outdated, installing, interpreter gone), `status --json`
@@ -13,6 +13,7 @@
 import type { BenchRow } from "../bench.ts";
 import { realEnv } from "../../agent/core/env.ts";
 import { runPrologue } from "../../agent/prologue/mod.ts";
+import { PYTHON_PROBE } from "../../agent/install/venv.ts";
 import { gatherStatus } from "../../agent/status/mod.ts";
 import { loadProfile } from "../../agent/profiles/mod.ts";
 import { SMI_XML_ARGV } from "../../checks/gpu.ts";
@@ -76,9 +77,7 @@ export async function run(): Promise<BenchRow[]> {
         Promise.all([n.root, n.tmp].map((p) => spawn(["stat", "-c", "%F", "--", p], vars)))
           .then(() => spawn(["df", "-P", "-k", n.root, n.tmp], vars)),
         spawn(["stat", "-c", "%F", "--", n.root], vars)
-          .then(() =>
-            spawn([`${n.root}/demo/bin/python`, "-I", "-c", "import sys; print(sys.version)"], vars)
-          ),
+          .then(() => spawn([`${n.root}/demo/bin/python`, "-I", "-c", PYTHON_PROBE], vars)),
       ]);
     const prologueInProcess = () =>
       runPrologue(env, {
