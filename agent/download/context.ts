@@ -39,6 +39,8 @@ export interface Job {
   head?: Promise<FileMetadata>;
   /** Size and mtime of the part file, read from the open handle by the one stream that completed it. */
   written?: { size: number; mtimeMs: number };
+  /** The GET whose headers gave `meta`, its body not yet read (a regular file's bytes from byte 0). */
+  opened?: Response;
   /** Hub cache: the other listed paths with the same bytes, linked to the one blob this job fetches. */
   alsoPaths?: string[];
 }

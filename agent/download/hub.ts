@@ -292,9 +292,10 @@ export class HubClient {
       stopAtOtherHost?: boolean;
       /** Bound the whole exchange, body included, by apiTimeoutMs (not for file bodies: the watchdog does those). */
       bounded?: boolean;
+      /** Bound only the wait for the answer's headers by apiTimeoutMs (a file's GET: its body has the watchdog). */
+      boundedHeaders?: boolean;
     },
   ): Promise<Response> {
-    let current = url;
     const first = redirectProblem(url, url);
     if (first) {
       throw new HubHttpError(
@@ -305,8 +306,34 @@ export class HubClient {
         REFUSED_REDIRECT,
       );
     }
-    const timeout = init.bounded ? AbortSignal.timeout(this.apiTimeoutMs) : undefined;
+    let headersTimer: ReturnType<typeof setTimeout> | undefined;
+    let timeout: AbortSignal | undefined;
+    if (init.bounded) timeout = AbortSignal.timeout(this.apiTimeoutMs);
+    else if (init.boundedHeaders) {
+      const ctl = new AbortController();
+      headersTimer = setTimeout(() => ctl.abort(), this.apiTimeoutMs);
+      timeout = ctl.signal;
+    }
     const signal = timeout ? (init.signal ? AbortSignal.any([init.signal, timeout]) : timeout) : init.signal;
+    try {
+      return await this.follow(url, init, signal, timeout);
+    } finally {
+      clearTimeout(headersTimer);
+    }
+  }
+
+  private async follow(
+    url: string,
+    init: {
+      method?: string;
+      headers?: Record<string, string>;
+      signal?: AbortSignal;
+      stopAtOtherHost?: boolean;
+    },
+    signal: AbortSignal | undefined,
+    timeout: AbortSignal | undefined,
+  ): Promise<Response> {
+    let current = url;
     for (let hop = 0; hop < 10; hop++) {
       // Built outside the try: a header the HTTP layer refuses is not a network error to retry.
       const headers = this.headersFor(current, init.headers);
@@ -531,6 +558,51 @@ export class HubClient {
       bounded: true,
     });
     await res.body?.cancel().catch(() => {});
+    return await this.metadataOf(res, url, repo, path);
+  }
+
+  /**
+   * GET on the resolve URL, not following a redirect to the CDN: the Hub answers it with the headers it gives
+   * the HEAD (the same checks read them, metadataOf), so a fresh file costs no round trip of its own for
+   * them. A regular file's answer carries its body (`body`, to be read or cancelled by the caller); an LFS
+   * file's is the redirect, whose location the body is then fetched from. Only the wait for the headers is
+   * bounded by apiTimeoutMs; the body has the transfer's watchdog.
+   */
+  async openFile(
+    repo: string,
+    commit: string,
+    path: string,
+    signal?: AbortSignal,
+  ): Promise<{ meta: FileMetadata; body?: Response }> {
+    const url = this.resolveUrl(repo, commit, path);
+    const res = await this.request(url, {
+      headers: { "accept-encoding": "identity" },
+      signal,
+      stopAtOtherHost: true,
+      boundedHeaders: true,
+    });
+    const redirected = res.status >= 300 && res.status < 400;
+    if (res.ok && !res.headers.has("content-length") && !res.headers.has("x-linked-size")) {
+      // A body sent without its length (chunked by a proxy): the HEAD says the size, as it always did.
+      await res.body?.cancel().catch(() => {});
+      return { meta: await this.headFile(repo, commit, path, signal) };
+    }
+    let meta: FileMetadata;
+    try {
+      meta = await this.metadataOf(res, url, repo, path);
+    } catch (e) {
+      await res.body?.cancel().catch(() => {});
+      throw e;
+    }
+    if (redirected || !res.body) {
+      await res.body?.cancel().catch(() => {});
+      return { meta };
+    }
+    return { meta, body: res };
+  }
+
+  /** What a resolve answer (a HEAD's or a GET's) says about the file; an error answer is explained. */
+  private async metadataOf(res: Response, url: string, repo: string, path: string): Promise<FileMetadata> {
     const redirected = res.status >= 300 && res.status < 400;
     const name = quote(path);
     if (!res.ok && !redirected) throw await this.explain(res, repo, `file ${name}`);

@@ -1,4 +1,7 @@
-/** Moving one file's bytes: HEAD, GET (whole or in ranges, resumed), hashing as they land, verify, rename, record. */
+/**
+ * Moving one file's bytes: the resolve answer's headers (a HEAD when a part is resumed, else the GET's own),
+ * GET (whole or in ranges, resumed), hashing as they land, verify, rename, record.
+ */
 import { failed } from "../core/errors.ts";
 import { type FileMetadata, HubHttpError, networkHint } from "./hub.ts";
 import { formatBytes, formatDuration } from "../core/output.ts";
@@ -29,10 +32,12 @@ function headWithRetries(ctx: Ctx, job: Job): Promise<FileMetadata> {
 }
 
 /**
- * Starts the HEADs in list order, `ahead` at a time beyond the transfers, so a repo of many small files is
- * not one Hub round trip slower per file. A failed HEAD surfaces in that file's fetchFile.
+ * Starts the HEADs of the files that resume a part (they need the headers before their Range request) in list
+ * order, `ahead` at a time beyond the transfers. A fresh file needs none: its GET answers with the same
+ * headers (fetchFile). A failed HEAD surfaces in that file's fetchFile.
  */
-export function prefetchHeads(ctx: Ctx, jobs: Job[], parallel: number) {
+export function prefetchHeads(ctx: Ctx, all: Job[], parallel: number) {
+  const jobs = all.filter((j) => j.hasPart);
   const resolvers = new Map<Job, { resolve: (m: FileMetadata) => void; reject: (e: unknown) => void }>();
   for (const j of jobs) {
     j.head = new Promise<FileMetadata>((resolve, reject) => resolvers.set(j, { resolve, reject }));
@@ -53,12 +58,36 @@ export function prefetchHeads(ctx: Ctx, jobs: Job[], parallel: number) {
   for (let i = 0; i < Math.min(jobs.length, parallel * 2); i++) worker();
 }
 
-/** HEAD, fetch (resuming), verify, rename, record. */
+/** The resolve answer (HEAD or GET), fetch (resuming), verify, rename, record. */
 export async function fetchFile(ctx: Ctx, job: Job): Promise<void> {
+  try {
+    await fetchOpened(ctx, job);
+  } finally {
+    // An answer whose body was not read (a mismatch, ranges instead of one stream): its connection is freed.
+    await job.opened?.body?.cancel().catch(() => {});
+    job.opened = undefined;
+  }
+}
+
+async function fetchOpened(ctx: Ctx, job: Job): Promise<void> {
   const { env, layout } = ctx;
   const path = job.file.path;
-  const meta = await (job.head ?? headWithRetries(ctx, job));
+  let meta: FileMetadata;
+  if (job.head || job.hasPart) meta = await (job.head ?? headWithRetries(ctx, job));
+  else {
+    const opened = await withRetries(
+      ctx,
+      path,
+      () => ctx.client.openFile(ctx.repo, ctx.commit, path, ctx.signal),
+    );
+    meta = opened.meta;
+    job.opened = opened.body;
+  }
   job.meta = meta;
+  // A body announced longer than the listed file is refused as the stream itself would refuse it.
+  if (job.opened && meta.size > job.file.size) {
+    throw tooLong(job, `announced ${meta.size} bytes for bytes 0-`);
+  }
   if (meta.size !== job.file.size) {
     throw failed(
       `${path}: the Hub lists ${job.file.size} bytes but serves ${meta.size}`,
@@ -352,10 +381,16 @@ async function streamOnce(
   // A split while streaming shortens this segment: the server's extra bytes then belong to other ranges.
   const requestedEnd = seg.end;
   let file: Deno.FsFile | undefined;
+  // The GET that brought the file's headers (fetchFile) already carries the whole body from byte 0.
+  const opened = !useRange ? job.opened : undefined;
+  job.opened = undefined;
+  let cancelBody: (() => void) | undefined;
+  const onStall = () => cancelBody?.();
+  ac.signal.addEventListener("abort", onStall);
   try {
     const headers: Record<string, string> = { "accept-encoding": "identity" };
     if (useRange) headers.range = `bytes=${seg.pos}-${seg.end - 1}`;
-    const res = await ctx.client.request(url, { headers, signal: ac.signal });
+    const res = opened ?? await ctx.client.request(url, { headers, signal: ac.signal });
     if (res.status === 416) {
       await res.body?.cancel();
       throw new RestartFile(`the server answered 416 to bytes=${seg.pos}-`);
@@ -388,6 +423,8 @@ async function streamOnce(
     // A BYOB reader fills one buffer again and again: no allocation per chunk, so memory stays flat and GC
     // has nothing to chase however big the file is.
     const reader = res.body.getReader({ mode: "byob" });
+    // The opened answer was asked for before this stream's watchdog existed: a stall cancels its reader.
+    if (opened) cancelBody = () => void reader.cancel().catch(() => {});
     let buf = ctx.buffers.pop() ?? new ArrayBuffer(READ_BUFFER_BYTES);
     try {
       while (true) {
@@ -432,6 +469,7 @@ async function streamOnce(
   } finally {
     stopWatchdog();
     signal.removeEventListener("abort", onAbort);
+    ac.signal.removeEventListener("abort", onStall);
     file?.close();
   }
 }

@@ -62,8 +62,13 @@ for (
     const secret = `${secrets.path}/private.key`;
     await Deno.writeTextFile(secret, "-----BEGIN PRIVATE KEY----- do not copy");
     const target = location.replace("SECRET", secret);
-    // As the LFS HEAD (the CDN location the body would be read from) and as a regular file's GET.
-    server.addFault({ path: "model.safetensors", on: "head", fault: { kind: "redirect", location: target } });
+    // As the LFS file's resolve answer (the CDN location the body would be read from) and as a regular file's
+    // body GET.
+    server.addFault({
+      path: "model.safetensors",
+      on: "resolve",
+      fault: { kind: "redirect", location: target },
+    });
     server.addFault({ path: "config.json", on: "body", fault: { kind: "redirect", location: target } });
     for (const include of [["model.safetensors"], ["config.json"]]) {
       await assert.rejects(
@@ -127,7 +132,7 @@ Deno.test("download over https refuses a redirect to plain http", async () => {
     const sha = server.entry("model.safetensors")!.sha256;
     server.addFault({
       path: "model.safetensors",
-      on: "head",
+      on: "resolve",
       fault: { kind: "redirect", location: `${plain.cdnUrl}/cdn/${sha}` },
     });
     await assert.rejects(

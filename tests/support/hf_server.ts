@@ -6,6 +6,7 @@
  *   HEAD/GET /{repo}/resolve/{rev}/{path}                   -> regular file: 200 + ETag (git sha1);
  *        LFS file: 302 to the "CDN" (same port, host name `localhost`) + X-Linked-Etag / X-Linked-Size
  *   GET  /cdn/{sha256}                                      -> the LFS bytes, with Range
+ * A GET on /resolve/ answers with the HEAD's headers too (the body, or the redirect to the CDN).
  * Errors carry X-Error-Code (RepoNotFound, RevisionNotFound, GatedRepo, EntryNotFound) as the Hub does.
  * Faults are queued per path and consumed by the requests they match; every body byte sent is counted.
  * Large files are generated on the fly from a seed (never held whole in memory).
@@ -49,8 +50,11 @@ export type Fault =
 export interface QueuedFault {
   /** File path, or "*" for any. */
   path: string;
-  /** Which request: the body GET (hub or CDN), the HEAD, or the API calls. */
-  on: "body" | "head" | "tree" | "revision";
+  /**
+   * Which request: the body GET (hub or CDN), the HEAD, the API calls, or "resolve": the Hub's answer on
+   * /resolve/ whatever the method (the HEAD, or a GET read for the same headers), before any body.
+   */
+  on: "body" | "head" | "resolve" | "tree" | "revision";
   fault: Fault;
   /** How many requests it applies to (default 1). */
   times?: number;
@@ -332,8 +336,9 @@ export class HubServer implements AsyncDisposable {
     const e = this.entries.get(path);
     const common = { "x-repo-commit": this.commit };
     if (!e) return this.hubError(404, "EntryNotFound", `${path} does not exist`, common);
-    if (req.method === "HEAD") {
-      const fault = this.takeFault(path, "head");
+    if (req.method === "HEAD" || (req.method === "GET" && !viaCache)) {
+      const fault = (req.method === "HEAD" ? this.takeFault(path, "head") : undefined) ??
+        this.takeFault(path, "resolve");
       if (fault?.kind === "status") return this.statusFault(fault);
       if (fault?.kind === "stall") {
         const ms = fault.ms;
