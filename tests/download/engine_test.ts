@@ -9,6 +9,7 @@ import {
   verifyLocalModel,
 } from "../../agent/download/mod.ts";
 import { validateRepoId } from "../../agent/download/hub.ts";
+import { schedBusyMs, worthSplitting } from "../../agent/download/parts.ts";
 import { MlagentError } from "../../agent/core/errors.ts";
 import { hermeticVars, tempDir, testEnv } from "../support/env.ts";
 import { contentBytes, type HubServer, smallRepo } from "../support/hf_server.ts";
@@ -400,6 +401,16 @@ Deno.test("download ranges are many in-order chunks of a big file and the hash f
   assert.equal(contiguousEnd([seg(0, 10, 10), seg(10, 20, 15), seg(20, 30, 30)]), 15);
   assert.equal(contiguousEnd([seg(10, 20, 20), seg(0, 10, 10)]), 20);
   assert.equal(contiguousEnd([seg(0, 10, 4), seg(10, 20, 20)]), 4);
+});
+
+Deno.test("a slow stream is split when its thread waits on the link, not when the CPU is what is slow", () => {
+  assert.equal(schedBusyMs("3892092 3311163 1\n"), 7.203255);
+  assert.equal(schedBusyMs("garbage"), null);
+  assert.equal(worthSplitting(100, 1000), true); // mostly asleep waiting for bytes
+  assert.equal(worthSplitting(600, 1000), false); // running or runnable 60% of the window
+  assert.equal(worthSplitting(null, 1000), true); // no schedstat (not Linux, a test's /proc): the rate decides
+  const real = schedBusyMs(Deno.readTextFileSync("/proc/self/schedstat"));
+  assert.ok(real !== null && real > 0);
 });
 
 Deno.test("download splits a slow single stream of a large file into ranges and still verifies it", async () => {
