@@ -21,16 +21,19 @@
  *   64 KiB body here (150 such GETs: 200 ms CPU beyond start-up), where curl -Z spends 60-230 ms CPU on all 450;
  *   a keep-alive HTTP/1.1 client written on Deno.connect was no cheaper (360-390 ms CPU against fetch's
  *   265-325 ms for 150 files). The bare Deno script (fetch, sha256, file and record, 8 at once) took 550-850 ms
- *   wall, 550-710 ms CPU; mlagent 715-1150 ms wall, 760-970 ms CPU: start-up (+40 ms over bare Deno) and the
- *   revision, listing, lock, df and manifest before the first file (~90 ms) are most of mlagent's share.
+ *   wall, 550-710 ms CPU; mlagent 715-1150 ms wall, 760-970 ms CPU: start-up (+20 ms of modules over bare
+ *   Deno; node:crypto, which both load, costs 45-55 ms to import) and the revision, listing, lock and manifest
+ *   before the first file (~90 ms) are most of mlagent's share.
  *   Files: creating one costs 0.1-1 ms in the kernel here (ext4 without a journal walks past every inode freed
  *   in the last 5 minutes: `recently_deleted` under ext4_create was 27% of a perf profile of one run), and the
  *   hf layouts need two per repo file (the file and its .metadata record; the blob and its snapshot link) where
  *   curl makes one. Writing parts, records and links through Deno's async ops (the blocking pool) instead of
- *   synchronously was measured and not kept: an async op costs 3-5x the CPU of a sync one (3000 stats: 15 us
- *   each sync, 40-80 us async) and on these two busy cores the run took more CPU (median 1010 against 940 ms,
- *   --cache 1160 against 1000) for no shorter wall time; there is no fsync per file to batch (nothing in the
- *   download syncs: the records are judged on the next run, size and hash). --parallel 16/32 changed nothing.
+ *   synchronously was measured and not kept, though the creations are the largest share of the main thread
+ *   (open and write-file ops ~300 ms of a 1.1 s V8 profile): an async op costs 3-5x the CPU of a sync one (3000
+ *   stats: 15 us each sync, 40-80 us async), and side by side (15 runs, load 3-4) the run took longer and more
+ *   CPU (wall median 1066 -> 1373 ms, CPU 960 -> 1080 ms; --cache 1076 -> 1359 ms). There is no fsync per file
+ *   to batch (nothing in the download syncs: the records are judged on the next run, by size and hash).
+ *   --parallel 16/32 changed nothing. df (~45 ms to spawn here) now runs during the revision and listing.
  * - One large file: sha256 runs at ~1.5 GB/s here (SHA-NI), 340 ms per 512 MiB, on top of the receive and
  *   write curl also does (600-1100 ms CPU for 512 MiB); the look-alike server takes the other core, so the hash
  *   has no idle core to overlap on: under load the ceiling is about curl / (curl + sha256), ~0.7. Under load the
@@ -283,7 +286,7 @@ export async function run(): Promise<BenchRow[]> {
         (par.ms / bare.ms).toFixed(2)
       } is the most any Deno program gets here; mlagent is ${
         (ours.ms / bare.ms).toFixed(2)
-      }x the bare script (start-up, revision, listing, lock, df, manifest); see the header`;
+      }x the bare script (start-up, revision, listing, lock, manifest); see the header`;
     rows.push({
       name: "download 300 small files: curl (one process) time / mlagent time",
       value: seq.ms / ours.ms,
