@@ -87,7 +87,8 @@ export function rangeChunkBytes(size: number, parts: number): number {
   return Math.max(1, Math.min(256 * MiB, Math.ceil(size / (parts * 8))), Math.min(32 * MiB, perPart));
 }
 
-function rangesFromStart(ctx: Ctx, size: number): boolean {
+/** Whether a fresh file is fetched as ranges from its first byte (never as one stream). */
+export function rangesFromStart(ctx: Ctx, size: number): boolean {
   return size >= ctx.rangeThreshold && ctx.rangeParts > 1 && ctx.splitBelow === Infinity;
 }
 

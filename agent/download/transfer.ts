@@ -19,7 +19,15 @@ import { parentOf, writeMetadata } from "./files.ts";
 import { InlineHasher } from "./hasher.ts";
 import { linkPointer } from "./hub_cache.ts";
 import { blobName, blobPath, partPath, partStatePath } from "./layout.ts";
-import { freshState, loadState, removePart, saveState, splittable, watchSplit } from "./parts.ts";
+import {
+  freshState,
+  loadState,
+  rangesFromStart,
+  removePart,
+  saveState,
+  splittable,
+  watchSplit,
+} from "./parts.ts";
 import { errText, isRetriable, retryDelayMs, withRetries } from "./retries.ts";
 import { isSha1, isSha256 } from "./hashing.ts";
 
@@ -37,7 +45,7 @@ function headWithRetries(ctx: Ctx, job: Job): Promise<FileMetadata> {
  * headers (fetchFile). A failed HEAD surfaces in that file's fetchFile.
  */
 export function prefetchHeads(ctx: Ctx, all: Job[], parallel: number) {
-  const jobs = all.filter((j) => j.hasPart);
+  const jobs = all.filter((j) => needsHead(ctx, j));
   const resolvers = new Map<Job, { resolve: (m: FileMetadata) => void; reject: (e: unknown) => void }>();
   for (const j of jobs) {
     j.head = new Promise<FileMetadata>((resolve, reject) => resolvers.set(j, { resolve, reject }));
@@ -58,6 +66,14 @@ export function prefetchHeads(ctx: Ctx, all: Job[], parallel: number) {
   for (let i = 0; i < Math.min(jobs.length, parallel * 2); i++) worker();
 }
 
+/**
+ * Whether a file needs a HEAD before its bytes: one resuming a part (its first request is a Range), or one
+ * fetched as ranges from its first byte (a GET would bring the whole body before the ranges start).
+ */
+function needsHead(ctx: Ctx, job: Job): boolean {
+  return job.hasPart || rangesFromStart(ctx, job.file.size);
+}
+
 /** The resolve answer (HEAD or GET), fetch (resuming), verify, rename, record. */
 export async function fetchFile(ctx: Ctx, job: Job): Promise<void> {
   try {
@@ -73,7 +89,7 @@ async function fetchOpened(ctx: Ctx, job: Job): Promise<void> {
   const { env, layout } = ctx;
   const path = job.file.path;
   let meta: FileMetadata;
-  if (job.head || job.hasPart) meta = await (job.head ?? headWithRetries(ctx, job));
+  if (job.head || needsHead(ctx, job)) meta = await (job.head ?? headWithRetries(ctx, job));
   else {
     const opened = await withRetries(
       ctx,
@@ -383,6 +399,8 @@ async function streamOnce(
   let file: Deno.FsFile | undefined;
   // The GET that brought the file's headers (fetchFile) already carries the whole body from byte 0.
   const opened = !useRange ? job.opened : undefined;
+  // A range cannot use it: its connection is freed at once rather than when the run ends.
+  if (useRange) await job.opened?.body?.cancel().catch(() => {});
   job.opened = undefined;
   let cancelBody: (() => void) | undefined;
   const onStall = () => cancelBody?.();

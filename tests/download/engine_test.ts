@@ -392,6 +392,40 @@ Deno.test("download fetches a large file as parallel ranges and resumes each ran
   await assertFilesMatch(server, dir.path);
 });
 
+Deno.test("a fresh file's headers come from its GET, with no HEAD; a file fetched as ranges from byte 0 asks a HEAD", async () => {
+  await using server = smallRepo();
+  await using dir = await tempDir();
+  assert.equal(
+    (await downloadRepo(envFor(server), { repo: server.repo, localDir: dir.path, ...FAST })).ok,
+    true,
+  );
+  assert.deepEqual(server.requests.filter((q) => q.method === "HEAD"), []);
+  assert.equal(server.requests.filter((q) => q.method === "GET" && q.path.includes("/resolve/")).length, 5);
+  await assertFilesMatch(server, dir.path);
+
+  // Ranges from the first byte: a GET on /resolve/ of a regular file would bring its whole body first.
+  server.setFile({ path: "big.bin", content: { size: 3_000_000, seed: 31 }, lfs: false });
+  await using dir2 = await tempDir();
+  const r = await downloadRepo(envFor(server), {
+    repo: server.repo,
+    localDir: dir2.path,
+    ...FAST,
+    include: ["big.bin"],
+    rangeThresholdBytes: 1_000_000,
+    rangeParts: 4,
+    splitBelowBytesPerS: Infinity,
+  });
+  assert.equal(r.ok, true);
+  const big = server.requests.filter((q) => q.path.endsWith("/big.bin"));
+  assert.equal(big[0].method, "HEAD");
+  assert.ok(big.slice(1).every((q) => q.method === "GET" && q.range !== null), JSON.stringify(big));
+  assert.ok(server.sent("big.bin") <= 3_000_000 * 1.01, String(server.sent("big.bin")));
+  assert.deepEqual(
+    await Deno.readFile(`${dir2.path}/big.bin`),
+    contentBytes(server.entry("big.bin")!.file.content),
+  );
+});
+
 Deno.test("download ranges are many in-order chunks of a big file and the hash follows the gapless prefix", () => {
   const MiB = 1024 * 1024;
   assert.equal(rangeChunkBytes(1024 * MiB, 4), 32 * MiB);
