@@ -23,7 +23,9 @@
  *   265-325 ms for 150 files). The bare Deno script (fetch, sha256, file and record, 8 at once) took 550-850 ms
  *   wall, 550-710 ms CPU; mlagent 715-1150 ms wall, 760-970 ms CPU: start-up (+20 ms of modules over bare
  *   Deno; node:crypto, which both load, costs 45-55 ms to import) and the revision, listing, lock and manifest
- *   before the first file (~90 ms) are most of mlagent's share.
+ *   before the first file (~90 ms) are most of mlagent's share. Loading node:crypto lazily, while the revision
+ *   request is in flight, was measured and not kept: the pool started no earlier (160-168 -> 168-182 ms after
+ *   start): the load runs on the same thread that then handles the answers.
  *   Files: creating one costs 0.1-1 ms in the kernel here (ext4 without a journal walks past every inode freed
  *   in the last 5 minutes: `recently_deleted` under ext4_create was 27% of a perf profile of one run), and the
  *   hf layouts need two per repo file (the file and its .metadata record; the blob and its snapshot link) where
