@@ -1,5 +1,5 @@
 /** Where a download keeps its parts and records in the local dir (the layout `hf download --local-dir` uses), and reading them. */
-import { createHash } from "node:crypto";
+import { sha1Base64 } from "../core/hash.ts";
 import type { Env } from "../core/env.ts";
 import { hasControlChar } from "./hub.ts";
 import { MANIFEST, META_DIR, RECORD_DIR } from "./layout.ts";
@@ -40,7 +40,7 @@ export function hostilePathReason(path: string): string | null {
 export function hfPartPath(localDir: string, path: string, etag: string): string {
   const rec = metadataPath(localDir, path);
   const name = rec.slice(rec.lastIndexOf("/") + 1);
-  const short = createHash("sha1").update(name).digest("base64").replace(/\+/g, "-").replace(/\//g, "_");
+  const short = sha1Base64(name).replace(/\+/g, "-").replace(/\//g, "_");
   return `${parentOf(rec)}/${short}.${etag}.incomplete`;
 }
 

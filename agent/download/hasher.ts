@@ -1,18 +1,21 @@
-import { createHash } from "node:crypto";
 import type { Env } from "../core/env.ts";
+import { loadNodeCrypto } from "../core/hash.ts";
 
 /**
  * sha256 (or git blob sha1) of a file being written: bytes written at the cursor are hashed on the way;
  * whatever the cursor has not reached (a resumed prefix, later ranges) is read back from disk at the end.
  */
+type Hash = ReturnType<Awaited<ReturnType<typeof loadNodeCrypto>>["createHash"]>;
+
 export class InlineHasher {
   cursor = 0;
-  private h;
   /** Set while bytes are read back from disk: a chunk fed meanwhile is left for the next read-back. */
   private catchingUp = false;
-  constructor(readonly algo: "sha256" | "git-sha1", size: number) {
-    this.h = createHash(algo === "sha256" ? "sha256" : "sha1");
-    if (algo === "git-sha1") this.h.update(`blob ${size}\0`);
+  private constructor(readonly algo: "sha256" | "git-sha1", private readonly h: Hash) {}
+  static async create(algo: "sha256" | "git-sha1", size: number): Promise<InlineHasher> {
+    const h = (await loadNodeCrypto()).createHash(algo === "sha256" ? "sha256" : "sha1");
+    if (algo === "git-sha1") h.update(`blob ${size}\0`);
+    return new InlineHasher(algo, h);
   }
   feed(offset: number, chunk: Uint8Array) {
     if (offset !== this.cursor || this.catchingUp) return;

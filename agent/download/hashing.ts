@@ -1,5 +1,5 @@
 /** Hashing files: the sha256 of an LFS file, the git blob sha1 of a regular one, with progress for many. */
-import { createHash } from "node:crypto";
+import { loadNodeCrypto } from "../core/hash.ts";
 import type { Env } from "../core/env.ts";
 import { formatBytes, formatDuration } from "../core/output.ts";
 import type { VerifyResult } from "./types.ts";
@@ -11,6 +11,7 @@ export async function hashFile(
   signal?: AbortSignal,
   onRead?: (bytes: number) => void,
 ): Promise<string> {
+  const { createHash } = await loadNodeCrypto();
   const h = createHash(algo === "sha256" ? "sha256" : "sha1");
   const file = await env.fs.open(path, { read: true });
   try {

@@ -125,7 +125,7 @@ async function fetchOpened(ctx: Ctx, job: Job): Promise<void> {
   try {
     for (let verifyAttempt = 1;; verifyAttempt++) {
       let state = await loadState(ctx, job, meta.etag, meta.size);
-      job.hasher = algo ? new InlineHasher(algo, meta.size) : undefined;
+      job.hasher = algo ? await InlineHasher.create(algo, meta.size) : undefined;
       const already = state.segments.reduce((a, s) => a + (s.pos - s.start), 0);
       if (verifyAttempt === 1 && already > 0) {
         job.resumedFrom = already;
@@ -146,7 +146,7 @@ async function fetchOpened(ctx: Ctx, job: Job): Promise<void> {
           ctx.retries++;
           job.done = 0;
           state = await freshState(ctx, job, meta.etag, meta.size, true);
-          job.hasher = algo ? new InlineHasher(algo, meta.size) : undefined;
+          job.hasher = algo ? await InlineHasher.create(algo, meta.size) : undefined;
         }
       }
       // A one-stream file was measured on its handle as it completed: no stat of it by path.
