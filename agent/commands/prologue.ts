@@ -14,7 +14,6 @@ import {
   type PrologueReport,
   runPrologue,
 } from "../prologue/mod.ts";
-import { drainForNodeFault } from "../prologue/drain_reason.ts";
 import {
   detectScheduler,
   parseSchedulerFlag,
@@ -138,6 +137,8 @@ async function runPrologueCommand(env: Env, argv: string[]): Promise<Outcome> {
 
 /** --drain: the node fault's own reason instead of Slurm's "Prolog error" (see prologue/drain_reason.ts). */
 async function setDrainReason(env: Env, report: PrologueReport): Promise<void> {
+  // The scheduler actions (health's drain module) load only with --drain.
+  const { drainForNodeFault } = await import("../prologue/drain_reason.ts");
   const a = await drainForNodeFault(env, report);
   if (!a) return;
   if (a.error) env.log.warn(`prologue: could not set the drain reason: ${a.error}`);

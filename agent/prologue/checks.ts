@@ -9,7 +9,6 @@ import { judgeTmpdir } from "../../checks/tmpdir.ts";
 import type { Env } from "../core/env.ts";
 import { MlagentError } from "../core/errors.ts";
 import { isoTime } from "../core/output.ts";
-import { install } from "../install/mod.ts";
 import { probePython, venvPython } from "../install/venv.ts";
 import type { Profile } from "../profiles/types.ts";
 import { inspectModels, inspectVenvState, type VenvReport } from "../status/mod.ts";
@@ -175,6 +174,8 @@ const venvTask: PrologueTask = {
     if (!v.ready && opts.install && opts.profileRef && v.condition !== "interpreter-gone") {
       const t = env.now();
       try {
+        // Loaded only for --install: the installer is most of the modules a prologue would otherwise load.
+        const { install } = await import("../install/mod.ts");
         const r = await install(env, {
           profile: opts.profileRef,
           root: opts.root,
