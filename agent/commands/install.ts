@@ -6,7 +6,6 @@ import { EXIT, exitFor, usageError } from "../core/errors.ts";
 import { formatDuration, type Outcome, plural } from "../core/output.ts";
 import { install, type InstallPlan, type InstallReport, planInstall, planReport } from "../install/mod.ts";
 import { quoteArg } from "../core/run.ts";
-import { checkJson } from "../../checks/mod.ts";
 
 const HELP = `Usage: mlagent install PROFILE [options]
 
@@ -79,6 +78,8 @@ async function runInstall(env: Env, argv: string[]): Promise<Outcome> {
   if (opts.dryRun) {
     const plan = await planInstall(env, opts);
     const report = planReport(plan);
+    // Loaded here only: a no-op install must not pay for the node checks' module.
+    const { checkJson } = await import("../../checks/mod.ts");
     return {
       exitCode: EXIT.ok,
       json: {

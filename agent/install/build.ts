@@ -24,6 +24,7 @@ import { checkIntegrity, describeIntegrity, type IntegrityReport, pinnedDistribu
 import { type InstallerChoice, stageCommand, stageIndexes } from "./installer.ts";
 import type { Stage } from "../profiles/types.ts";
 import { runVerifyStep } from "./verify_steps.ts";
+import { stampInterpreter } from "./stamp.ts";
 
 function ownerDead(env: Env, st: VenvState): boolean {
   const o = st.owner;
@@ -127,7 +128,7 @@ export async function installLocked(
   // below, before the pending stages run; the fast stat check, so an intact venv costs milliseconds.
   const doneStages = new Set(state.stages.filter((s) => s.status === "done").map((s) => s.name));
   const damage = !rebuild && found.kind === "ok" && doneStages.size
-    ? checkIntegrity(
+    ? await checkIntegrity(
       env,
       venvDir,
       pinnedDistributions(plan.profile).filter((d) => doneStages.has(d.stage)),
@@ -294,6 +295,8 @@ async function runStagesAndVerify(
     });
   }
 
+  // Taken before the listing and the verify steps run this interpreter: what they prove is about these files.
+  const stamp = stampInterpreter(env, venvDir, plan.python.executable, plan.python.version);
   // Every pin must still hold after the last stage: a stage resolved without constraints (or an installer
   // that ignored them) may have moved an earlier one, and a venv with the wrong torch is not ready.
   const installed = await listInstalled(env, venvDir);
@@ -353,7 +356,7 @@ async function runStagesAndVerify(
   }
 
   // The same check status and the prologue give, before `ready` is written: never call ready what is not.
-  const whole = checkIntegrity(env, venvDir, pinnedDistributions(plan.profile), "full");
+  const whole = await checkIntegrity(env, venvDir, pinnedDistributions(plan.profile), "full");
   if (!whole.ok) {
     throw await fail(
       null,
@@ -368,6 +371,8 @@ async function runStagesAndVerify(
 
   state.packages = installed;
   state.plan.installer = installer.kind;
+  // An empty listing means the interpreter did not answer (a working venv lists pip at least): no stamp then.
+  if (stamp && Object.keys(installed).length) state.interpreter_stamp = stamp;
   state.status = "ready";
   state.finished_at = isoTime(env.now());
   await save();
@@ -451,7 +456,7 @@ async function repairDamaged(
       argv: outcome.argv,
     });
   }
-  const after = checkIntegrity(env, plan.venvDir, dists, "full");
+  const after = await checkIntegrity(env, plan.venvDir, dists, "full");
   if (!after.ok) env.log.warn(`still damaged after the repair: ${describeIntegrity(after)}`);
   return after.ok;
 }

@@ -6,7 +6,6 @@
  * (`full`, stat only), or also at its hash (`deep`). `listing` only looks for each pinned dist-info at its
  * version, for the status of every venv on a node.
  */
-import { createHash } from "node:crypto";
 import type { Env } from "../core/env.ts";
 import { canonicalName } from "../core/pep503.ts";
 import { parseRequirement } from "../profiles/mod.ts";
@@ -138,24 +137,19 @@ export function parseRecord(text: string): RecordEntry[] {
   return out;
 }
 
-function sha256Record(env: Env, path: string): string {
-  const bytes = env.fs.readFileSync(path);
-  return "sha256=" + createHash("sha256").update(bytes).digest("base64url");
-}
-
 export interface IntegrityOptions {
   /** Called as files are hashed in deep mode (done, total). */
   onProgress?: (done: number, total: number) => void;
 }
 
 /** Checks the distributions against the venv. Never throws for what it finds; a problem is data. */
-export function checkIntegrity(
+export async function checkIntegrity(
   env: Env,
   venvDir: string,
   dists: PinnedDistribution[],
   mode: IntegrityMode,
   opts: IntegrityOptions = {},
-): IntegrityReport {
+): Promise<IntegrityReport> {
   const started = env.now();
   const problems: IntegrityProblem[] = [];
   const found = distInfos(env, sitePackages(env, venvDir));
@@ -240,12 +234,16 @@ export function checkIntegrity(
     }
   }
   const damagedByHash = new Set<string>();
+  // Loaded only here: node:crypto costs more to load than the stat-only check takes on a large venv.
+  const { createHash } = toHash.length ? await import("node:crypto") : { createHash: null };
+  const sha256Record = (path: string) =>
+    "sha256=" + createHash!("sha256").update(env.fs.readFileSync(path)).digest("base64url");
   for (const [i, h] of toHash.entries()) {
     opts.onProgress?.(i, toHash.length);
     if (damagedByHash.has(h.pkg)) continue;
     let actual: string | null = null;
     try {
-      actual = sha256Record(env, h.path);
+      actual = sha256Record(h.path);
     } catch { /* vanished meanwhile */ }
     if (actual !== h.hash) {
       damagedByHash.add(h.pkg);

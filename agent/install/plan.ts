@@ -1,16 +1,14 @@
 /** Planning an install: doctor first, then the interpreter, CUDA variant, installer, cache and every stage's argv. Writes nothing. */
-import { createHash } from "node:crypto";
 import type { Env } from "../core/env.ts";
 import { badInput, failed } from "../core/errors.ts";
 import { parseRequirement, profileSha256, stageSha256 } from "../profiles/mod.ts";
 import { type ResolvedProfile, resolveProfile } from "./recorded.ts";
 import type { CudaVariant, ModelSpec, Profile, Stage } from "../profiles/types.ts";
-import { modelsRoot, venvDir as venvDirOf, venvRoot } from "../core/paths.ts";
-import { requireTrustedDir } from "../core/trust.ts";
+import { venvDir as venvDirOf, venvRoot } from "../core/paths.ts";
 import type { GpuFacts } from "../../checks/gpu.ts";
 import { checkJson, runDoctor } from "../../checks/mod.ts";
 import type { CheckResult } from "../../checks/types.ts";
-import { compareVersions, selectCudaVariant, wheelVariants } from "../compat.ts";
+import { selectCudaVariant, wheelVariants } from "../compat.ts";
 import { chooseInstaller, stageCommand, stageIndexes } from "./installer.ts";
 import { probePython, type PythonInfo } from "./venv.ts";
 import { readVenvState, stateDirOf } from "./state.ts";
@@ -19,8 +17,7 @@ import { mountForPath, sameFilesystem } from "../core/mounts.ts";
 import { chooseInterpreter, pythonSatisfies } from "./interpreter.ts";
 import { modelTarget } from "../download/mod.ts";
 import type { InstallOptions, InstallPlan, PlannedStage } from "./types.ts";
-
-export const sha = (...parts: string[]) => createHash("sha256").update(parts.join("\0")).digest("hex");
+import { forcedCuda, newestVariant, planFingerprint, requirePlacesTrusted, sha } from "./inputs.ts";
 
 /** Probe results an earlier step of this run already has, so the plan does not ask the node twice. */
 export interface Gathered {
@@ -139,7 +136,13 @@ export async function planInstall(
     });
   }
   const pSha = profileSha256(profile);
-  const fingerprint = sha(pSha, cuda?.name ?? "", python.version, python.executable, installer.kind);
+  const fingerprint = planFingerprint(
+    pSha,
+    cuda?.name ?? null,
+    python.version,
+    python.executable,
+    installer.kind,
+  );
   const models = modelTargets(env, profile);
   return {
     profile,
@@ -161,13 +164,6 @@ export async function planInstall(
     gpuPresent: devices > 0 || (profile.gpu.required && !forced),
     doctor: doctor.checks,
   };
-}
-
-/** Before anything is read from these places, let alone run: another local user must not own them. */
-export function requirePlacesTrusted(env: Env, profile: Profile, opts: InstallOptions): void {
-  requireTrustedDir(env, venvRoot(env, opts.root), "venv root");
-  requireTrustedDir(env, venvDirOf(env, profile.name, opts.root), "venv");
-  if (profile.models.length && !opts.noModels) requireTrustedDir(env, modelsRoot(env), "models dir");
 }
 
 /**
@@ -224,15 +220,6 @@ async function interpreterFromDoctor(
     }
   }
   return await chooseInterpreter(env, profile);
-}
-
-/** --cuda, else MLAGENT_CUDA_VARIANT (the doctor's name for the same choice). */
-export function forcedCuda(env: Env, opts: InstallOptions): string | null {
-  return opts.cuda?.trim() || env.vars.MLAGENT_CUDA_VARIANT?.trim() || null;
-}
-
-export function newestVariant(variants: CudaVariant[]): CudaVariant {
-  return [...variants].sort((a, b) => compareVersions(b.cuda, a.cuda))[0];
 }
 
 function configuredIndex(env: Env, kind: "uv" | "pip"): string | null {

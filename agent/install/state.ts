@@ -4,6 +4,7 @@
  */
 import { readJson, writeJsonAtomic } from "../core/atomic.ts";
 import type { Env } from "../core/env.ts";
+import type { InterpreterStamp } from "./stamp.ts";
 
 export type VenvStatus = "installing" | "ready" | "failed";
 
@@ -36,6 +37,11 @@ export interface VenvState {
   /** name -> version as installed (lowercase canonical names). */
   packages: Record<string, string>;
   error: { stage: string | null; kind: string; message: string } | null;
+  /**
+   * The interpreter's files as they were when this install last ran it (stamp.ts), written with `ready`:
+   * while they are unchanged, a no-op install need not start Python to know it runs. Absent before 0.2.
+   */
+  interpreter_stamp?: InterpreterStamp;
 }
 
 export const stateDirOf = (venv: string) => `${venv}/.mlagent`;

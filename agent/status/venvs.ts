@@ -152,7 +152,7 @@ export async function inspectVenvState(
   if (!profile) {
     return { ...r, condition: "ready", ready: true, message: `ready (python ${r.python_version})` };
   }
-  const check = checkIntegrity(env, path, pinnedDistributions(profile), integrity, {
+  const check = await checkIntegrity(env, path, pinnedDistributions(profile), integrity, {
     onProgress: opts.onProgress,
   });
   const report = { ...r, integrity: check };

@@ -261,10 +261,9 @@ async function venvFiles(dir: string): Promise<BenchRow> {
   const dl = await writeIntegrityVenv(`${dir}/large`, 2 * VENV_PACKAGES);
   const env = realEnv({ quiet: true });
   const files = ds.length * 500;
-  const check = (venv: string, dists: typeof ds, n: number) => () => {
-    const r = checkIntegrity(env, venv, dists, "full");
+  const check = (venv: string, dists: typeof ds, n: number) => async () => {
+    const r = await checkIntegrity(env, venv, dists, "full");
     if (!r.ok || r.files !== n) throw new Error(`integrity check of ${venv}: ${r.files} of ${n} files`);
-    return Promise.resolve();
   };
   await check(`${dir}/small`, ds, files)();
   await check(`${dir}/large`, dl, 2 * files)();

@@ -46,7 +46,7 @@ export async function run(): Promise<BenchRow[]> {
   try {
     const dists = await writeVenv(dir);
     const env = realEnv({ quiet: true });
-    const warm = checkIntegrity(env, dir, dists, "full");
+    const warm = await checkIntegrity(env, dir, dists, "full");
     if (!warm.ok || warm.files !== PACKAGES * FILES_EACH) {
       throw new Error(`bench venv is not whole: ${JSON.stringify(warm.problems.slice(0, 3))}`);
     }
@@ -54,13 +54,13 @@ export async function run(): Promise<BenchRow[]> {
     const listing: number[] = [];
     const find: number[] = [];
     for (let i = 0; i < RUNS; i++) {
-      full.push(await timed(() => Promise.resolve(checkIntegrity(env, dir, dists, "full"))));
-      listing.push(await timed(() => Promise.resolve(checkIntegrity(env, dir, dists, "listing"))));
+      full.push(await timed(() => checkIntegrity(env, dir, dists, "full")));
+      listing.push(await timed(() => checkIntegrity(env, dir, dists, "listing")));
       find.push(
         await timed(() => spawnQuiet(["find", dir, "-type", "f", "-size", "+0"], Deno.env.toObject())),
       );
     }
-    const deep = await timed(() => Promise.resolve(checkIntegrity(env, dir, dists, "deep")));
+    const deep = await timed(() => checkIntegrity(env, dir, dists, "deep"));
     const f = median(full);
     return [
       {

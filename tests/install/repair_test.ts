@@ -59,7 +59,7 @@ Deno.test("install repairs a damaged venv by reinstalling only the damaged packa
   await t.step("a fresh install is whole", async () => {
     const r = await mlagent(["install", file, "--no-models", ...profileFlag]);
     assert.equal(r.code, 0, r.stderr);
-    const check = checkIntegrity(testEnv(), venv, pinnedDistributions(profile), "full");
+    const check = await checkIntegrity(testEnv(), venv, pinnedDistributions(profile), "full");
     assert.equal(check.ok, true, JSON.stringify(check.problems));
     assert.ok(check.files >= 4, `checked ${check.files} files`);
   });
@@ -130,7 +130,7 @@ Deno.test("install repairs a damaged venv by reinstalling only the damaged packa
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.json<Report>().action, "rebuilt");
       assert.match(r.stderr, /did not repair .*; rebuilding it/);
-      const check = checkIntegrity(testEnv(), venv, pinnedDistributions(profile), "full");
+      const check = await checkIntegrity(testEnv(), venv, pinnedDistributions(profile), "full");
       assert.equal(check.ok, true, JSON.stringify(check.problems));
     },
   );
