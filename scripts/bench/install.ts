@@ -3,6 +3,8 @@
  * (tests/support/pypi.ts) serving a dependency chain, a helper wheel and an sdist built without isolation.
  * - no-op: `mlagent install` of a ready venv (spawned `deno run main.ts`, start-up included) against
  *   `pip install -r` of the same set in the same venv (pip finds everything satisfied). Target <= 0.2x.
+ *   Beside them, in the same loop: `deno run` of an empty file and `mlagent --version`, so the detail says
+ *   how much of the no-op is the runtime's start, mlagent's start, and the no-op's own work.
  * - cold: `mlagent install` into a fresh root with a fresh cache (doctor, venv, stages, verify, state)
  *   against `python -m venv` plus the same pip commands run bare. Target <= 1.15x.
  * Runs alternate, medians are compared; nothing is subtracted from mlagent's side.
@@ -104,10 +106,14 @@ export async function run(): Promise<BenchRow[]> {
       "-r",
       reqs,
     ];
-    const noop = { mlagent: [] as number[], pip: [] as number[] };
+    const empty = `${dir}/empty.ts`;
+    await Deno.writeTextFile(empty, "");
+    const noop = { mlagent: [] as number[], pip: [] as number[], deno: [] as number[], version: [] as number[] };
     for (let i = 0; i < NOOP_RUNS; i++) {
       noop.mlagent.push(await timed(ready.argv, ready.env));
       noop.pip.push(await timed(pipR, base));
+      noop.deno.push(await timed([Deno.execPath(), "run", "--quiet", empty], base));
+      noop.version.push(await timed(mlagentArgv(["--version"]), base));
     }
 
     const noopRatio = median(noop.mlagent) / median(noop.pip);
@@ -121,7 +127,9 @@ export async function run(): Promise<BenchRow[]> {
         met: noopRatio <= 0.2,
         detail: `mlagent ${Math.round(median(noop.mlagent))} ms, pip ${
           Math.round(median(noop.pip))
-        } ms, medians of ${NOOP_RUNS}`,
+        } ms, medians of ${NOOP_RUNS}; of mlagent's: deno run of an empty file ${
+          Math.round(median(noop.deno))
+        } ms, mlagent --version ${Math.round(median(noop.version))} ms`,
       },
       {
         name: "install cold vs venv + the same pip commands bare",
