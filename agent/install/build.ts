@@ -373,6 +373,7 @@ async function runStagesAndVerify(
   state.plan.installer = installer.kind;
   // An empty listing means the interpreter did not answer (a working venv lists pip at least): no stamp then.
   if (stamp && Object.keys(installed).length) state.interpreter_stamp = stamp;
+  if (plan.driver) state.driver = plan.driver;
   state.status = "ready";
   state.finished_at = isoTime(env.now());
   await save();

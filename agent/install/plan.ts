@@ -17,11 +17,14 @@ import { mountForPath, sameFilesystem } from "../core/mounts.ts";
 import { chooseInterpreter, pythonSatisfies } from "./interpreter.ts";
 import { modelTarget } from "../download/mod.ts";
 import type { InstallOptions, InstallPlan, PlannedStage } from "./types.ts";
+import { type DriverStamp, stampDriver } from "./stamp.ts";
 import { forcedCuda, newestVariant, planFingerprint, requirePlacesTrusted, sha } from "./inputs.ts";
 
 /** Probe results an earlier step of this run already has, so the plan does not ask the node twice. */
 export interface Gathered {
   gpu?: GpuFacts;
+  /** The driver's stamp, taken just before `gpu` was gathered. */
+  driverStamp?: DriverStamp;
 }
 
 /** Loads the profile, runs the doctor and resolves everything a run needs. Writes nothing. */
@@ -35,6 +38,8 @@ export async function planInstall(
   if (!loaded) requirePlacesTrusted(env, profile, opts);
   const venvDir = venvDirOf(env, profile.name, opts.root);
   const forced = forcedCuda(env, opts);
+  // Before the doctor asks nvidia-smi: a driver replaced meanwhile then fails the stamp, never passes it.
+  if (!gathered.gpu) gathered.driverStamp = stampDriver(env);
   const doctor = await runDoctor({
     env: forced ? { ...env, vars: { ...env.vars, MLAGENT_CUDA_VARIANT: forced } } : env,
     profile,
@@ -59,6 +64,7 @@ export async function planInstall(
   const gpuFacts = (doctor.facts.gpu ?? {}) as Record<string, unknown>;
   const driver = typeof gpuFacts.driver_version === "string" ? gpuFacts.driver_version : null;
   const driverCuda = typeof gpuFacts.cuda_version === "string" ? gpuFacts.cuda_version : null;
+  const driverStamp = gathered.driverStamp;
   const devices = Array.isArray(gpuFacts.devices) ? gpuFacts.devices.length : 0;
 
   let cuda: CudaVariant | null = null;
@@ -161,6 +167,7 @@ export async function planInstall(
     stages,
     fingerprint,
     models,
+    driver: driverStamp?.module ? { ...driverStamp, driver_version: driver, cuda_version: driverCuda } : null,
     gpuPresent: devices > 0 || (profile.gpu.required && !forced),
     doctor: doctor.checks,
   };

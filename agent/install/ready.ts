@@ -10,7 +10,7 @@ import { chooseInstaller, type InstallerChoice } from "./installer.ts";
 import { probePython, venvPython } from "./venv.ts";
 import { readVenvState, type VenvState } from "./state.ts";
 import { checkIntegrity, describeIntegrity, pinnedDistributions } from "./integrity.ts";
-import { stampHolds } from "./stamp.ts";
+import { driverAsRecorded, stampDriver, stampHolds } from "./stamp.ts";
 import { forcedCuda, newestVariant, planFingerprint } from "./inputs.ts";
 import type { Gathered } from "./plan.ts";
 import type { InstallOptions, InstallPlan, InstallReport } from "./types.ts";
@@ -18,7 +18,8 @@ import type { InstallOptions, InstallPlan, InstallReport } from "./types.ts";
 /**
  * The no-op path, before the doctor: the state says ready with the fingerprint this run would compute
  * (same profile, installer, recorded interpreter, CUDA variant) and the venv's Python runs. Only the GPU
- * probe runs, and only for profiles with CUDA variants and no --cuda. Nothing is written, no lock taken:
+ * probe may run: for profiles with CUDA variants, no --cuda, and a driver that is not, by its stamp, the
+ * one whose answer the state recorded. Nothing is written, no lock taken:
  * state.json is replaced atomically with `ready` last, and a rebuild removes it before touching the venv.
  */
 export async function readyBeforeDoctor(
@@ -44,8 +45,14 @@ export async function readyBeforeDoctor(
     let driver: string | null = null;
     let driverCuda: string | null = null;
     const forced = forcedCuda(env, opts);
-    if (!forced) {
+    const recorded = forced ? null : driverAsRecorded(env, state.driver);
+    if (recorded) {
+      // The driver that answered when this venv was planned is, by its stamp, still the one loaded.
+      driver = recorded.driver_version;
+      driverCuda = recorded.cuda_version;
+    } else if (!forced) {
       // Kept for the plan's doctor when this venv turns out not to be ready.
+      gathered.driverStamp = stampDriver(env);
       const { gatherGpu } = await import("../../checks/gpu.ts");
       gathered.gpu = await gatherGpu(env, 15_000);
       driver = gathered.gpu.driver_version;

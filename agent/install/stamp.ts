@@ -11,6 +11,7 @@
  */
 import type { Env } from "../core/env.ts";
 import { venvPython } from "./venv.ts";
+import { findOnPath } from "../core/run.ts";
 
 /** path -> its identity ("absent" when it did not exist), in a fixed order. */
 export type InterpreterStamp = Record<string, string>;
@@ -82,4 +83,39 @@ export function stampHolds(
   if (!now) return false;
   const keys = Object.keys(recorded);
   return keys.length === Object.keys(now).length && keys.every((k) => recorded[k] === now[k]);
+}
+
+/**
+ * The NVIDIA driver as a no-op needs it: which CUDA variant fits. nvidia-smi answers that (and costs from
+ * 50 ms to seconds on a GPU node); the loaded kernel module's version text and the nvidia-smi on PATH
+ * (installed with the user-space libraries, so a driver upgrade replaces it) are read without a process.
+ * While both are as they were when nvidia-smi last answered for this venv, that answer stands.
+ */
+export interface DriverStamp {
+  /** /proc/driver/nvidia/version as read, build line included; null without a loaded driver. */
+  module: string | null;
+  /** nvidia-smi's identity (as the interpreter's files are kept), "absent" when not on PATH. */
+  smi: string;
+}
+
+/** The driver's answer for a venv, kept with the stamp taken just before nvidia-smi gave it. */
+export interface DriverRecord extends DriverStamp {
+  driver_version: string | null;
+  cuda_version: string | null;
+}
+
+export function stampDriver(env: Env): DriverStamp {
+  let module: string | null = null;
+  try {
+    module = env.fs.readTextFileSync(`${env.procRoot}/driver/nvidia/version`);
+  } catch { /* no driver loaded */ }
+  const smi = findOnPath("nvidia-smi", env.vars.PATH);
+  return { module, smi: smi ? identity(env, smi) : "absent" };
+}
+
+/** The recorded answer when the driver is, by its stamp, the one that gave it; null otherwise. */
+export function driverAsRecorded(env: Env, recorded: DriverRecord | undefined): DriverRecord | null {
+  if (!recorded || recorded.module === null) return null;
+  const now = stampDriver(env);
+  return now.module === recorded.module && now.smi === recorded.smi ? recorded : null;
 }

@@ -4,7 +4,7 @@
  */
 import { readJson, writeJsonAtomic } from "../core/atomic.ts";
 import type { Env } from "../core/env.ts";
-import type { InterpreterStamp } from "./stamp.ts";
+import type { DriverRecord, InterpreterStamp } from "./stamp.ts";
 
 export type VenvStatus = "installing" | "ready" | "failed";
 
@@ -42,6 +42,11 @@ export interface VenvState {
    * while they are unchanged, a no-op install need not start Python to know it runs. Absent before 0.2.
    */
   interpreter_stamp?: InterpreterStamp;
+  /**
+   * The driver facts the CUDA variant was chosen from, with the driver's stamp taken just before nvidia-smi
+   * gave them (stamp.ts): a no-op of a CUDA profile reuses them while the stamp holds. Absent before 0.2.
+   */
+  driver?: DriverRecord;
 }
 
 export const stateDirOf = (venv: string) => `${venv}/.mlagent`;

@@ -3,6 +3,7 @@
 import type { CudaVariant, Profile } from "../profiles/types.ts";
 import type { InstallerChoice, StageCommand } from "./installer.ts";
 import type { PythonInfo } from "./venv.ts";
+import type { DriverRecord } from "./stamp.ts";
 import type { CheckResult } from "../../checks/types.ts";
 
 export interface InstallOptions {
@@ -57,6 +58,8 @@ export interface InstallPlan {
    * `models--ORG--NAME` (the download report then names the snapshot).
    */
   models: { repo: string; revision: string; local_dir: string; layout?: "local-dir" | "hub-cache" }[];
+  /** The driver facts the CUDA variant was chosen from and the driver's stamp; null without a driver. */
+  driver: DriverRecord | null;
   /** Whether GPU-only verify steps run (the profile requires a GPU, or the node has one). */
   gpuPresent: boolean;
   /** The doctor's verdicts the plan acted on, warnings included (shown by --dry-run). */

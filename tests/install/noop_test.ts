@@ -7,9 +7,11 @@
  */
 import assert from "node:assert/strict";
 import { runMlagent } from "../support/cli.ts";
-import { installVars, tempDir } from "../support/env.ts";
+import { FIXTURES, hermeticVars, installVars, tempDir, testEnv } from "../support/env.ts";
+import { fakeCalls, writeFakeBin } from "../support/fake_bin.ts";
 import { startIndex, testDists } from "../support/pypi.ts";
 import { testProfile } from "../support/node_states.ts";
+import { install as installInProcess } from "../../agent/install/mod.ts";
 
 interface Report {
   action: string;
@@ -121,5 +123,89 @@ Deno.test("a no-op install starts no process while the interpreter's stamp holds
     const again = await install();
     assert.equal(again.report.action, "none");
     assert.deepEqual(started(again.stderr), []);
+  });
+});
+
+Deno.test("a no-op of a CUDA profile reuses the driver facts while the driver's stamp holds, and asks nvidia-smi again when the kernel module or nvidia-smi changes", async (t) => {
+  const dists = await testDists();
+  await using index = await startIndex(dists.dir);
+  await using tmp = await tempDir("mlagent-noop-gpu-");
+  const d = tmp.path;
+  // This process's /proc, but with a loaded NVIDIA driver: every entry linked, driver/ ours.
+  const proc = `${d}/proc`;
+  await Deno.mkdir(`${proc}/driver/nvidia`, { recursive: true });
+  for (const e of Deno.readDirSync("/proc")) {
+    if (e.name !== "driver") await Deno.symlink(`/proc/${e.name}`, `${proc}/${e.name}`);
+  }
+  const moduleFile = `${proc}/driver/nvidia/version`;
+  // The captured 580 module text at the version the captured nvidia-smi reports (the doctor fails a mismatch).
+  const captured = await Deno.readTextFile(`${FIXTURES}/proc/proc_version_580.95.05_open_x86_64.txt`);
+  const loaded = captured.replaceAll("580.95.05", "595.58.03");
+  await Deno.writeTextFile(moduleFile, loaded);
+  const smi = { stdoutFile: `${FIXTURES}/nvidia-smi/xml/q_x_595.58.03_1xRTX3080.xml` };
+  await Deno.mkdir(`${d}/bin`);
+  await writeFakeBin(`${d}/bin`, "nvidia-smi", smi);
+  const env = testEnv({
+    vars: hermeticVars({ ...installVars(d, index.url), PATH: `${d}/bin:${Deno.env.get("PATH")}` }),
+    procRoot: proc,
+  });
+  const file = `${d}/gpu.json`;
+  await Deno.writeTextFile(
+    file,
+    JSON.stringify(testProfile("gpu", {
+      cuda_variants: [{ name: "cu121", cuda: "12.1", index_url: "https://download.pytorch.org/whl/cu121" }],
+      stages: [{ name: "gamma", packages: ["mla-gamma==1.0"], index_url: "cuda" }],
+    })),
+  );
+  const install = async () => {
+    try {
+      return await installInProcess(env, { profile: file, noModels: true });
+    } finally {
+      env.stopChildren();
+    }
+  };
+  const asked = async () => (await fakeCalls(`${d}/bin`, "nvidia-smi")).length;
+
+  await t.step("the install records the driver facts with the driver's stamp", async () => {
+    const r = await install();
+    assert.equal(r.action, "created");
+    assert.equal(r.cuda_variant, "cu121");
+    const state = JSON.parse(await Deno.readTextFile(`${d}/venvs/gpu/.mlagent/state.json`));
+    assert.equal(state.driver.driver_version, "595.58.03");
+    assert.equal(state.driver.module, loaded);
+    assert.match(state.driver.smi, /^file:/);
+  });
+
+  await t.step("a rerun is a no-op that does not ask nvidia-smi", async () => {
+    const before = await asked();
+    const r = await install();
+    assert.equal(r.action, "none");
+    assert.equal(r.cuda_variant, "cu121");
+    assert.equal(await asked(), before);
+  });
+
+  await t.step("another kernel module loaded: nvidia-smi is asked again", async () => {
+    await Deno.writeTextFile(moduleFile, loaded.replace(/(NVRM version:.*)$/m, "$1 (rebuilt)"));
+    const before = await asked();
+    const r = await install();
+    assert.equal(r.action, "none");
+    assert.equal(await asked(), before + 1);
+  });
+
+  await t.step("nvidia-smi replaced (a driver upgrade) under the same module: asked again", async () => {
+    await Deno.writeTextFile(moduleFile, loaded);
+    assert.equal((await install()).action, "none");
+    const before = await asked();
+    await Deno.remove(`${d}/bin/nvidia-smi`);
+    await writeFakeBin(`${d}/bin`, "nvidia-smi", smi);
+    assert.equal((await install()).action, "none");
+    assert.ok(await asked() > before, "nvidia-smi was not asked");
+  });
+
+  await t.step("no driver loaded: nothing recorded stands, nvidia-smi is asked", async () => {
+    await Deno.remove(moduleFile);
+    const before = await asked();
+    assert.equal((await install()).action, "none");
+    assert.ok(await asked() > before, "nvidia-smi was not asked");
   });
 });
