@@ -297,11 +297,23 @@ async function runStagesAndVerify(
 
   // Taken before the listing and the verify steps run this interpreter: what they prove is about these files.
   const stamp = stampInterpreter(env, venvDir, plan.python.executable, plan.python.version);
+  // The listing and the first verify step only read the venv: started together, one interpreter start is
+  // off the install's critical path. The pins are still judged first, and the step stopped if they moved.
+  const stopFirst = new AbortController();
+  const firstStep = plan.profile.verify[0];
+  const first = firstStep
+    ? runVerifyStep(env, venvDir, firstStep, {
+      gpuPresent: plan.gpuPresent,
+      signal: AbortSignal.any([interrupt.signal, stopFirst.signal]),
+    })
+    : null;
   // Every pin must still hold after the last stage: a stage resolved without constraints (or an installer
   // that ignored them) may have moved an earlier one, and a venv with the wrong torch is not ready.
   const installed = await listInstalled(env, venvDir);
   const drifted = driftedPins(profilePins(plan.profile), installed);
   if (drifted.length) {
+    stopFirst.abort();
+    await first;
     const list = drifted.map((d) =>
       `${d.name}==${d.version} (stage "${d.stage}") is ${
         d.installed === null ? "not installed" : `now ${d.installed}`
@@ -327,8 +339,8 @@ async function runStagesAndVerify(
   }
 
   const verify: InstallReport["verify"] = [];
-  for (const step of plan.profile.verify) {
-    const v = await runVerifyStep(env, venvDir, step, {
+  for (const [i, step] of plan.profile.verify.entries()) {
+    const v = i === 0 && first ? await first : await runVerifyStep(env, venvDir, step, {
       gpuPresent: plan.gpuPresent,
       signal: interrupt.signal,
     });

@@ -215,10 +215,11 @@ async function interpreterFromDoctor(
   facts: Record<string, unknown>,
 ): Promise<{ python: PythonInfo; reason: string }> {
   const py = facts.python as
-    | { executable?: string | null; meets_constraint?: boolean; source?: string }
+    | { executable?: string | null; version?: string | null; meets_constraint?: boolean; source?: string }
     | undefined;
   if (!env.vars.MLAGENT_PYTHON?.trim() && py?.executable && py.meets_constraint) {
-    const info = await probePython(env, py.executable);
+    // The doctor ran it a moment ago (isolated, as probePython does): its answer is taken, not asked again.
+    const info = fromDoctor(env, py.executable, py.version) ?? await probePython(env, py.executable);
     if (info && pythonSatisfies(info.version, profile.python)) {
       return {
         python: info,
@@ -227,6 +228,37 @@ async function interpreterFromDoctor(
     }
   }
   return await chooseInterpreter(env, profile);
+}
+
+/**
+ * What probePython would say of the doctor's interpreter, from the doctor's answer (sys.executable and
+ * platform.python_version()); null when that answer is not complete. Resolved as probePython resolves
+ * sys.executable; in a venv as Python itself decides it, by a pyvenv.cfg beside the executable or one up.
+ */
+function fromDoctor(env: Env, command: string, version: string | null | undefined): PythonInfo | null {
+  // platform.python_version() may carry a pre-release or "+" suffix; sys.version_info[:3] does not.
+  const release = /^\d+\.\d+\.\d+/.exec(version ?? "")?.[0];
+  if (!release) return null;
+  let executable: string;
+  try {
+    executable = env.fs.realPathSync(command);
+  } catch {
+    return null;
+  }
+  const bin = command.replace(/\/[^/]+$/, "");
+  const hasCfg = (dir: string) => {
+    try {
+      return env.fs.statSync(`${dir}/pyvenv.cfg`).isFile;
+    } catch {
+      return false;
+    }
+  };
+  return {
+    command,
+    executable,
+    version: release,
+    inVenv: hasCfg(bin) || hasCfg(bin.replace(/\/[^/]+$/, "")),
+  };
 }
 
 function configuredIndex(env: Env, kind: "uv" | "pip"): string | null {

@@ -10,6 +10,7 @@ import { installVars, tempDir } from "../support/env.ts";
 import { startIndex, testDists } from "../support/pypi.ts";
 import { testProfile } from "../support/node_states.ts";
 import { driftedPins, findPinConflict, pinHolds, profilePins } from "../../agent/install/pins.ts";
+import type { Profile } from "../../agent/profiles/types.ts";
 
 /** pip 23.2's own words for a constraint it cannot satisfy (captured from the test index). */
 const PIP_CONFLICT = `Collecting mla-wants-new==1.0
@@ -94,8 +95,8 @@ Deno.test("install holds earlier pins across stages, names a conflicting stage, 
   await using tmp = await tempDir("mlagent-pins-");
   const vars = installVars(tmp.path, index.url);
   const file = `${tmp.path}/pins.json`;
-  const write = (stages: { name: string; packages: string[] }[]) =>
-    Deno.writeTextFile(file, JSON.stringify(testProfile("pins", { stages })));
+  const write = (stages: { name: string; packages: string[] }[], verify: Profile["verify"] = []) =>
+    Deno.writeTextFile(file, JSON.stringify(testProfile("pins", { stages, verify })));
   const install = (args: string[] = [], env: Record<string, string> = {}) =>
     runMlagent(["install", file, "--json", "--no-models", ...args], {
       env: { ...vars, ...env },
@@ -136,10 +137,15 @@ Deno.test("install holds earlier pins across stages, names a conflicting stage, 
   );
 
   await t.step(
-    "without constraints (MLAGENT_STAGE_CONSTRAINTS=0) the moved pin is caught before ready",
+    "without constraints (MLAGENT_STAGE_CONSTRAINTS=0) the moved pin is caught before ready, the verify step started beside the check stopped",
     async () => {
-      await write([base, { name: "top", packages: ["mla-top==1.0"] }]);
+      // The first verify step starts beside the package listing; a moved pin must stop it, not wait it out.
+      await write([base, { name: "top", packages: ["mla-top==1.0"] }], [
+        { name: "slow", code: "import time; time.sleep(300)" },
+      ]);
+      const t0 = Date.now();
       const r = await install(["--force"], { MLAGENT_STAGE_CONSTRAINTS: "0" });
+      assert.ok(Date.now() - t0 < 100_000, `the install took ${Date.now() - t0} ms: the verify step ran on`);
       assert.equal(r.code, 1, r.stderr);
       const err = r.json<{ error: { message: string; drifted: unknown[] } }>().error;
       assert.match(
