@@ -6,7 +6,9 @@
  *   Beside them, in the same loop: `deno run` of an empty file and `mlagent --version`, so the detail says
  *   how much of the no-op is the runtime's start, mlagent's start, and the no-op's own work.
  * - cold: `mlagent install` into a fresh root with a fresh cache (doctor, venv, stages, verify, state)
- *   against `python -m venv` plus the same pip commands run bare. Target <= 1.15x.
+ *   against `python -m venv` plus the same pip commands run bare. Target <= 1.15x. Beside them, the doctor
+ *   alone (`mlagent doctor --profile`, start-up included), which every install runs first: most of the
+ *   distance to the bare commands.
  * Runs alternate, medians are compared; nothing is subtracted from mlagent's side.
  */
 import type { BenchRow } from "../bench.ts";
@@ -60,7 +62,7 @@ export async function run(): Promise<BenchRow[]> {
     });
 
     // Cold: fresh root and cache each time on both sides. The interpreter mlagent chose is used bare too.
-    const cold = { mlagent: [] as number[], bare: [] as number[] };
+    const cold = { mlagent: [] as number[], bare: [] as number[], doctor: [] as number[] };
     let python = "";
     for (let i = 0; i < COLD_RUNS; i++) {
       const m = mlagent(`${dir}/cold-m-${i}`, `${dir}/cache-m-${i}`);
@@ -88,6 +90,11 @@ export async function run(): Promise<BenchRow[]> {
       }
       await timed([`${venv}/bin/python`, "-c", "import mla_alpha, mla_needs_helper"], base);
       cold.bare.push(performance.now() - t);
+      // Its verdict does not matter here (a warning or a failure on this node): only how long it takes.
+      const d = mlagent(`${dir}/cold-m-${i}`, `${dir}/cache-m-${i}`);
+      const t1 = performance.now();
+      await spawnQuiet(mlagentArgv(["doctor", "--profile", profileFile, "--quiet"]), d.env);
+      cold.doctor.push(performance.now() - t1);
     }
 
     // No-op: the first cold venv is ready; pip is asked for the same set in the same venv.
@@ -108,7 +115,12 @@ export async function run(): Promise<BenchRow[]> {
     ];
     const empty = `${dir}/empty.ts`;
     await Deno.writeTextFile(empty, "");
-    const noop = { mlagent: [] as number[], pip: [] as number[], deno: [] as number[], version: [] as number[] };
+    const noop = {
+      mlagent: [] as number[],
+      pip: [] as number[],
+      deno: [] as number[],
+      version: [] as number[],
+    };
     for (let i = 0; i < NOOP_RUNS; i++) {
       noop.mlagent.push(await timed(ready.argv, ready.env));
       noop.pip.push(await timed(pipR, base));
@@ -139,7 +151,9 @@ export async function run(): Promise<BenchRow[]> {
         met: coldRatio <= 1.15,
         detail: `mlagent ${Math.round(median(cold.mlagent))} ms, bare ${
           Math.round(median(cold.bare))
-        } ms, medians of ${COLD_RUNS}; ${python}`,
+        } ms, medians of ${COLD_RUNS}; of mlagent's: the doctor alone ${
+          Math.round(median(cold.doctor))
+        } ms (it probes every interpreter on the node, each creating a throwaway venv); ${python}`,
       },
     ];
   } finally {
