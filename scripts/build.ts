@@ -7,6 +7,26 @@
 import { COMMANDS } from "../agent/commands/mod.ts";
 
 const TARGETS = ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu"];
+
+/**
+ * Modules imported by a specifier spelled as a sum of strings (`import("./" + "planned" + ".ts")`), which the
+ * module graph does not follow so that hot paths do not read them: found in the source, so none is missed.
+ */
+function summedImports(dir: string): string[] {
+  const out: string[] = [];
+  for (const e of Deno.readDirSync(`${root}/${dir}`)) {
+    const path = `${dir}/${e.name}`;
+    if (e.isDirectory) out.push(...summedImports(path));
+    else if (e.name.endsWith(".ts")) {
+      const text = Deno.readTextFileSync(`${root}/${path}`);
+      for (const m of text.matchAll(/import\(\s*("\.[^"]*"(?:\s*\+\s*"[^"]*")+)\s*\)/g)) {
+        const spec = m[1].split("+").map((part) => part.trim().slice(1, -1)).join("");
+        out.push(new URL(spec, `file://${root}/${path}`).pathname);
+      }
+    }
+  }
+  return out;
+}
 const root = new URL("../", import.meta.url).pathname;
 const args = Deno.args;
 const only = args.includes("--target") ? [args[args.indexOf("--target") + 1]] : null;
@@ -29,6 +49,9 @@ for (const target of targets) {
       out,
       // The command table imports each command by a specifier the module graph does not follow (start-up).
       ...COMMANDS.flatMap((c) => ["--include", `${root}/agent/commands/${c.name}.ts`]),
+      ...[...new Set([...summedImports("agent"), ...summedImports("checks")])].flatMap((
+        m,
+      ) => ["--include", m]),
       `${root}/main.ts`,
     ],
     env: denort ? { DENORT_BIN: denort } : {},

@@ -5,6 +5,10 @@
  * reachability, and under the venv's lock create or repair the venv, run the stages that changed, verify,
  * record `ready` last (planned.ts, loaded only then). Models are fetched after the venv is ready, outside
  * its lock.
+ *
+ * The modules a no-op does not run are imported by a specifier Deno's module graph does not follow
+ * (`"./" + "planned" + ".ts"`, as the command table does), so a no-op reads 43 modules, not 106;
+ * scripts/build.ts includes them in the binary.
  */
 import type { Env } from "../core/env.ts";
 import { resolveProfile } from "./recorded.ts";
@@ -19,9 +23,13 @@ export { classifyFetchError, probeIndex } from "./reach.ts";
 export { planReport } from "./report.ts";
 export type { InstallPlan, InstallReport } from "./types.ts";
 
+/** Typed here, loaded by the spelling above. */
+type PlanModule = typeof import("./plan.ts");
+
 /** Loads the profile, runs the doctor and resolves everything a run needs. Writes nothing. */
 export async function planInstall(env: Env, opts: InstallOptions): Promise<InstallPlan> {
-  return (await import("./plan.ts")).planInstall(env, opts);
+  const plan: PlanModule = await import("./" + "plan" + ".ts");
+  return plan.planInstall(env, opts);
 }
 
 /** Runs install (or shows the plan with dryRun). Throws MlagentError for every expected failure. */
@@ -35,7 +43,7 @@ export async function install(env: Env, opts: InstallOptions): Promise<InstallRe
     const quick = await readyBeforeDoctor(env, opts, profile, gathered);
     if (quick) return await finishWithModels(env, profile, null, opts, quick, started);
   }
-  const { installPlanned } = await import("./planned.ts");
+  const { installPlanned }: typeof import("./planned.ts") = await import("./" + "planned" + ".ts");
   const { plan, report } = await installPlanned(env, opts, resolved, gathered, started);
   if (opts.dryRun) return report;
   return await finishWithModels(env, profile, plan.models, opts, report, started);
@@ -52,9 +60,12 @@ async function finishWithModels(
 ): Promise<InstallReport> {
   if (!profile.models.length) report.models = [];
   else {
-    models ??= (await import("./plan.ts")).modelTargets(env, profile);
-    if (!opts.noModels) report.models = await (await import("./models.ts")).fetchModels(env, profile, models);
-    else {report.models = models.map((m) => ({
+    const plan: PlanModule = await import("./" + "plan" + ".ts");
+    models ??= plan.modelTargets(env, profile);
+    if (!opts.noModels) {
+      const { fetchModels }: typeof import("./models.ts") = await import("./" + "models" + ".ts");
+      report.models = await fetchModels(env, profile, models);
+    } else {report.models = models.map((m) => ({
         repo: m.repo,
         local_dir: m.local_dir,
         ok: true,

@@ -41,7 +41,9 @@ export async function readyBeforeDoctor(
   }
   let cuda: string | null = null;
   if (profile.cuda_variants.length) {
-    const { selectCudaVariant, wheelVariants } = await import("../compat.ts");
+    const { selectCudaVariant, wheelVariants }: typeof import("../compat.ts") = await import(
+      "../" + "compat" + ".ts"
+    );
     let driver: string | null = null;
     let driverCuda: string | null = null;
     const forced = forcedCuda(env, opts);
@@ -53,7 +55,9 @@ export async function readyBeforeDoctor(
     } else if (!forced) {
       // Kept for the plan's doctor when this venv turns out not to be ready.
       gathered.driverStamp = stampDriver(env);
-      const { gatherGpu } = await import("../../checks/gpu.ts");
+      const { gatherGpu }: typeof import("../../checks/gpu.ts") = await import(
+        "../../checks/" + "gpu" + ".ts"
+      );
       gathered.gpu = await gatherGpu(env, 15_000);
       driver = gathered.gpu.driver_version;
       driverCuda = gathered.gpu.cuda_version;
