@@ -58,22 +58,24 @@ async function finishWithModels(
   report: InstallReport,
   started: number,
 ): Promise<InstallReport> {
-  if (!profile.models.length) report.models = [];
-  else {
-    const plan: PlanModule = await import("./" + "plan" + ".ts");
-    models ??= plan.modelTargets(env, profile);
-    if (!opts.noModels) {
-      const { fetchModels }: typeof import("./models.ts") = await import("./" + "models" + ".ts");
-      report.models = await fetchModels(env, profile, models);
-    } else {report.models = models.map((m) => ({
-        repo: m.repo,
-        local_dir: m.local_dir,
-        ok: true,
-        skipped: true,
-      })
-      );}
-  }
+  report.models = await modelsOf(env, profile, models, opts);
   if (report.models.some((m) => !m.ok)) report.ok = false;
   report.duration_ms = env.now() - started;
   return report;
+}
+
+async function modelsOf(
+  env: Env,
+  profile: Profile,
+  models: InstallPlan["models"] | null,
+  opts: InstallOptions,
+): Promise<InstallReport["models"]> {
+  if (!profile.models.length) return [];
+  const plan: PlanModule = await import("./" + "plan" + ".ts");
+  const targets = models ?? plan.modelTargets(env, profile);
+  if (opts.noModels) {
+    return targets.map((m) => ({ repo: m.repo, local_dir: m.local_dir, ok: true, skipped: true }));
+  }
+  const { fetchModels }: typeof import("./models.ts") = await import("./" + "models" + ".ts");
+  return await fetchModels(env, profile, targets);
 }
