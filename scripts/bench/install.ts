@@ -153,7 +153,7 @@ export async function run(): Promise<BenchRow[]> {
           Math.round(median(cold.bare))
         } ms, medians of ${COLD_RUNS}; of mlagent's: the doctor alone ${
           Math.round(median(cold.doctor))
-        } ms (it probes every interpreter on the node, each creating a throwaway venv); ${python}`,
+        } ms (it starts every Python interpreter on the node to choose one); ${python}`,
       },
     ];
   } finally {
