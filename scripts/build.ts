@@ -4,8 +4,6 @@
  * DENORT_BIN at a denort binary for the target (then only that target is built).
  * Usage: deno task build [--target x86_64-unknown-linux-gnu]
  */
-import { COMMANDS } from "../agent/commands/mod.ts";
-
 const TARGETS = ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu"];
 
 /**
@@ -47,8 +45,7 @@ for (const target of targets) {
       target,
       "--output",
       out,
-      // The command table imports each command by a specifier the module graph does not follow (start-up).
-      ...COMMANDS.flatMap((c) => ["--include", `${root}/agent/commands/${c.name}.ts`]),
+      // The command table and the no-op install import by specifiers the module graph does not follow.
       ...[...new Set([...summedImports("agent"), ...summedImports("checks")])].flatMap((
         m,
       ) => ["--include", m]),

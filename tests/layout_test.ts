@@ -156,6 +156,23 @@ Deno.test("the hot commands load only the profile validator and the small hashes
   }
 });
 
+Deno.test("the hot commands load no Node module up front: the Node layer under node:crypto, node:util or node:zlib costs ~30 ms", () => {
+  for (
+    const command of ["status", "install", "prologue", "run", "env", "verify", "health", "doctor", "lock"]
+  ) {
+    const { seen } = staticLoad(`agent/commands/${command}.ts`);
+    const nodeImports = [...seen].flatMap((file) =>
+      [
+        ...Deno.readTextFileSync(`${REPO_ROOT}/${file}`).matchAll(
+          /^import\s+(?!type\s)[^;]*?from\s+"(node:[^"]+)"/gm,
+        ),
+      ]
+        .map((m) => `${file}: ${m[1]}`)
+    );
+    assert.deepEqual(nodeImports, [], `mlagent ${command} loads these before it runs`);
+  }
+});
+
 Deno.test("only main.ts reads Deno.args, and nothing outside main.ts and core/env.ts ends the process", () => {
   const offenders: string[] = [];
   for (const file of [...sourceFiles("agent"), ...sourceFiles("checks")]) {

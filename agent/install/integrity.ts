@@ -6,6 +6,7 @@
  * (`full`, stat only), or also at its hash (`deep`). `listing` only looks for each pinned dist-info at its
  * version, for the status of every venv on a node.
  */
+import { loadNodeCrypto } from "../core/hash.ts";
 import type { Env } from "../core/env.ts";
 import { canonicalName } from "../core/pep503.ts";
 import { parseRequirement } from "../profiles/mod.ts";
@@ -235,7 +236,7 @@ export async function checkIntegrity(
   }
   const damagedByHash = new Set<string>();
   // Loaded only here: node:crypto costs more to load than the stat-only check takes on a large venv.
-  const { createHash } = toHash.length ? await import("node:crypto") : { createHash: null };
+  const { createHash } = toHash.length ? await loadNodeCrypto() : { createHash: null };
   const sha256Record = (path: string) =>
     "sha256=" + createHash!("sha256").update(env.fs.readFileSync(path)).digest("base64url");
   for (const [i, h] of toHash.entries()) {
