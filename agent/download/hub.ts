@@ -257,6 +257,14 @@ export const API_BODY_MAX_BYTES = 64 * 1024 * 1024;
 /** The most all pages of one listing may be together. */
 export const LISTING_MAX_BYTES = 256 * 1024 * 1024;
 
+/** What a request to the Hub may say: its method, headers, abort signal, and whether to stop at another host. */
+interface HubRequestInit {
+  method?: string;
+  headers?: Record<string, string>;
+  signal?: AbortSignal;
+  stopAtOtherHost?: boolean;
+}
+
 export class HubClient {
   readonly origin: string;
   /** API calls and HEADs that get no answer within this long are aborted (and retried by the caller). */
@@ -285,11 +293,7 @@ export class HubClient {
    */
   async request(
     url: string,
-    init: {
-      method?: string;
-      headers?: Record<string, string>;
-      signal?: AbortSignal;
-      stopAtOtherHost?: boolean;
+    init: HubRequestInit & {
       /** Bound the whole exchange, body included, by apiTimeoutMs (not for file bodies: the watchdog does those). */
       bounded?: boolean;
       /** Bound only the wait for the answer's headers by apiTimeoutMs (a file's GET: its body has the watchdog). */
@@ -324,12 +328,7 @@ export class HubClient {
 
   private async follow(
     url: string,
-    init: {
-      method?: string;
-      headers?: Record<string, string>;
-      signal?: AbortSignal;
-      stopAtOtherHost?: boolean;
-    },
+    init: HubRequestInit,
     signal: AbortSignal | undefined,
     timeout: AbortSignal | undefined,
   ): Promise<Response> {
