@@ -8,7 +8,7 @@ import type { Env } from "../core/env.ts";
 import { EXIT } from "../core/errors.ts";
 import { isoTime } from "../core/output.ts";
 import { absolute, venvRoot } from "../core/paths.ts";
-import { probePaths } from "../prologue/files.ts";
+import { pathAnswers } from "../prologue/files.ts";
 import { xidSeverity } from "../prologue/kernel_log.ts";
 import { check, gpuFaults, HEALTH_TASKS, type HealthContext, judgeCuda } from "./checks.ts";
 import {
@@ -98,12 +98,12 @@ export async function runHealth(env: Env, opts: HealthOptions): Promise<HealthRe
   const nodeState = stateRead.then((r) => ("state" in r ? r.state : null));
   // Paths that may sit on a network mount are asked about by a `stat` child first; others on demand.
   const probes = new Map<string, Promise<boolean>>();
-  const initial = probePaths(env, [root, tmp], probeMs());
-  for (const p of [root, tmp]) probes.set(p, initial.then((m) => m.get(p) !== true));
   const hung = (p: string) => {
-    if (!probes.has(p)) probes.set(p, probePaths(env, [p], probeMs()).then((m) => m.get(p) !== true));
+    if (!probes.has(p)) probes.set(p, pathAnswers(env, p, probeMs()).then((answered) => !answered));
     return probes.get(p)!;
   };
+  hung(root);
+  hung(tmp);
   const ctx: HealthContext = {
     env,
     root,

@@ -5,18 +5,10 @@ import type { ModelReport, VenvReport } from "../status/mod.ts";
 import type { PrologueCheck } from "./types.ts";
 import { check } from "./verdict.ts";
 
-/** Asks a `stat` child about each path; true where it answered in time (existing or not). */
-export async function probePaths(
-  env: Env,
-  paths: string[],
-  timeoutMs: number,
-): Promise<Map<string, boolean>> {
-  const out = new Map<string, boolean>();
-  await Promise.all([...new Set(paths)].map(async (p) => {
-    const r = await env.run(["stat", "-c", "%F", "--", p], { timeoutMs });
-    out.set(p, r.kind !== "timed-out");
-  }));
-  return out;
+/** Asks a `stat` child about a path; true when it answered in time (existing or not). */
+export async function pathAnswers(env: Env, path: string, timeoutMs: number): Promise<boolean> {
+  const r = await env.run(["stat", "-c", "%F", "--", path], { timeoutMs });
+  return r.kind !== "timed-out";
 }
 
 export function venvCheck(v: VenvReport, running: boolean, pyProblem: string | null): PrologueCheck {

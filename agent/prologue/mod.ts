@@ -16,7 +16,7 @@ import { absolute, modelsRoot, venvDir as venvDirOf, venvRoot } from "../core/pa
 import { schedulerJob } from "../core/proc.ts";
 import { PROLOGUE_TASKS, type PrologueContext } from "./checks.ts";
 import { type Timed, within } from "../core/deadline.ts";
-import { probePaths } from "./files.ts";
+import { pathAnswers } from "./files.ts";
 import { evaluateDriverCompat } from "./gpus.ts";
 import { deviceLabel, type GpuRequest, gpuRequest } from "./scheduler.ts";
 import type { PrologueCheck, PrologueOptions, PrologueReport, PrologueStatus } from "./types.ts";
@@ -53,8 +53,13 @@ export async function runPrologue(env: Env, opts: PrologueOptions): Promise<Prol
   const mroot = modelsRoot(env);
   // Paths that may sit on a network mount are asked about by a `stat` child first (see the module doc).
   const fsPaths = [root, tmp, ...(profile?.models.length ? [mroot] : [])];
-  const fsAnswered = within(env, Math.min(checkMs, left()), () => probePaths(env, fsPaths, probeMs()))
-    .then((r) => (r.kind === "done" ? r.value : new Map<string, boolean>()));
+  // Each path's answer on its own: the venv check starts its interpreter once the venv root answered, not
+  // once the slowest of the paths did.
+  const fsLimit = Math.min(checkMs, left());
+  const fsAnswered = new Map(fsPaths.map((p) => [
+    p,
+    within(env, fsLimit, () => pathAnswers(env, p, probeMs())).then((r) => r.kind === "done" && r.value),
+  ]));
   const running = new Map<string, Promise<Timed<PrologueCheck[]>>>();
   const ctx: PrologueContext = {
     env,
@@ -69,7 +74,7 @@ export async function runPrologue(env: Env, opts: PrologueOptions): Promise<Prol
     xidWindowS: opts.xidWindowS ?? numberVar(env, "MLAGENT_XID_WINDOW_S", 3600),
     left,
     probeMs,
-    hung: (p) => fsAnswered.then((m) => m.get(p) !== true),
+    hung: async (p) => !(await (fsAnswered.get(p) ?? false)),
     fsHung: (id, role, p) =>
       check(id, "fail", `${role} ${p} did not answer a stat within ${probeMs()} ms (dead network mount?)`, {
         fault: "node",
