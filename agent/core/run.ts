@@ -165,11 +165,22 @@ export function makeRunner(deps: RunnerDeps): TrackingRunner {
       await w.write(new TextEncoder().encode(opts.stdin)).catch(() => {});
       await w.close().catch(() => {});
     }
-    const [stdout, stderr] = opts.inheritStdio ? ["", ""] : await Promise.all([
-      collect(child.stdout, (t) => opts.onOutput?.("stdout", t)),
-      collect(child.stderr, (t) => opts.onOutput?.("stderr", t)),
-    ]);
-    const status = await child.status;
+    let stdout = "";
+    let stderr = "";
+    let status: Deno.CommandStatus;
+    if (opts.inheritStdio) status = await child.status;
+    else if (!opts.onOutput) {
+      // Read by the runtime in one go: no stream chunks through JavaScript when nobody watches them arrive.
+      const out = await child.output();
+      [stdout, stderr] = [new TextDecoder().decode(out.stdout), new TextDecoder().decode(out.stderr)];
+      status = out;
+    } else {
+      [stdout, stderr] = await Promise.all([
+        collect(child.stdout, (t) => opts.onOutput?.("stdout", t)),
+        collect(child.stderr, (t) => opts.onOutput?.("stderr", t)),
+      ]);
+      status = await child.status;
+    }
     live.delete(killAll);
     stopTimer.abort();
     opts.signal?.removeEventListener("abort", onAbort);
