@@ -96,6 +96,17 @@ export function jsonNestingDepth(text: string): number {
   return max;
 }
 
+/** A directory's entries; none when it cannot be read (gone, not a directory, no permission). */
+export async function entriesOr(env: Env, dir: string): Promise<Deno.DirEntry[]> {
+  const entries: Deno.DirEntry[] = [];
+  try {
+    for await (const e of env.fs.readDir(dir)) entries.push(e);
+  } catch {
+    return [];
+  }
+  return entries;
+}
+
 /**
  * Bytes a directory tree takes on disk (allocated blocks, as `du` counts them; each hard-linked inode once),
  * without following symlinks. Unreadable parts count as nothing: this is for "how much will this free".
@@ -104,13 +115,7 @@ export async function treeBytes(env: Env, root: string): Promise<number> {
   const seen = new Set<string>();
   let total = 0;
   const walk = async (dir: string) => {
-    const entries: Deno.DirEntry[] = [];
-    try {
-      for await (const e of env.fs.readDir(dir)) entries.push(e);
-    } catch {
-      return;
-    }
-    for (const e of entries) {
+    for (const e of await entriesOr(env, dir)) {
       const path = `${dir}/${e.name}`;
       let st: Deno.FileInfo;
       try {
@@ -148,15 +153,10 @@ export function asideName(env: Env, dir: string): string {
 export async function asideLeftovers(env: Env, dir: string): Promise<string[]> {
   const parent = dir.slice(0, dir.lastIndexOf("/")) || "/";
   const prefix = `.${dir.slice(dir.lastIndexOf("/") + 1)}.removing-`;
-  const out: string[] = [];
-  try {
-    for await (const e of env.fs.readDir(parent)) {
-      if (e.name.startsWith(prefix) && /^\d+-\d+$/.test(e.name.slice(prefix.length))) {
-        out.push(`${parent}/${e.name}`);
-      }
-    }
-  } catch { /* no parent: nothing left */ }
-  return out.sort();
+  return (await entriesOr(env, parent))
+    .filter((e) => e.name.startsWith(prefix) && /^\d+-\d+$/.test(e.name.slice(prefix.length)))
+    .map((e) => `${parent}/${e.name}`)
+    .sort();
 }
 
 /**

@@ -1,4 +1,5 @@
 /** Where a download keeps its parts and records in the local dir (the layout `hf download --local-dir` uses), and reading them. */
+import { entriesOr } from "../core/files.ts";
 import { sha1Base64 } from "../core/hash.ts";
 import type { Env } from "../core/env.ts";
 import { hasControlChar } from "./hub.ts";
@@ -176,13 +177,7 @@ export async function statOrNull(env: Env, path: string): Promise<Deno.FileInfo 
 export async function scanFiles(env: Env, root: string, skip?: string): Promise<Set<string>> {
   const out = new Set<string>();
   const walk = async (dir: string, prefix: string) => {
-    const entries: Deno.DirEntry[] = [];
-    try {
-      for await (const e of env.fs.readDir(dir)) entries.push(e);
-    } catch {
-      return;
-    }
-    for (const e of entries) {
+    for (const e of await entriesOr(env, dir)) {
       const rel = prefix + e.name;
       if (rel === skip) continue;
       if (e.isDirectory) await walk(`${dir}/${e.name}`, `${rel}/`);
