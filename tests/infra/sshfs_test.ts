@@ -4,14 +4,11 @@
  */
 import assert from "node:assert/strict";
 import { isAlive, runBounded } from "../support/daemon.ts";
+import { pathExists } from "../support/env.ts";
 import { mountinfoEntry, sshfsAvailable, sshfsMountsUnder, startSshfs } from "../support/sshfs.ts";
 
 // Needs root, /dev/fuse, sshfs and openssh-server (.ci/run installs the packages where missing).
 const available = sshfsAvailable();
-
-async function exists(path: string): Promise<boolean> {
-  return await Deno.lstat(path).then(() => true, () => false);
-}
 
 async function errnoOf(f: () => Promise<unknown>): Promise<string> {
   try {
@@ -47,7 +44,7 @@ Deno.test({
       await Deno.writeTextFile(`${c}/shared.txt`, "from c, longer\n");
       assert.equal(await Deno.readTextFile(`${b}/shared.txt`), "from c, longer\n");
       await Deno.remove(`${b}/shared.txt`);
-      assert.equal(await exists(`${a}/shared.txt`), false, "a removal through b is seen by a");
+      assert.equal(await pathExists(`${a}/shared.txt`), false, "a removal through b is seen by a");
     });
 
     await t.step("flock through mount A does not exclude mount B (but does exclude A)", async () => {
@@ -115,7 +112,7 @@ Deno.test({
     assert.equal(ln.code, 1);
     assert.match(ln.stderr, /Operation not permitted/);
     assert.equal(await errnoOf(() => Deno.link(`${a}/record`, `${a}/claim`)), "EPERM");
-    assert.equal(await exists(`${fs.export}/claim`), false);
+    assert.equal(await pathExists(`${fs.export}/claim`), false);
   },
 });
 
@@ -138,6 +135,6 @@ Deno.test({
     assert.equal(pids.length, 3);
     assert.deepEqual(pids.filter(isAlive), [], "sshd and both sshfs clients are gone");
     assert.deepEqual(sshfsMountsUnder(dir), []);
-    assert.equal(await exists(dir), false);
+    assert.equal(await pathExists(dir), false);
   },
 });

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { runMlagent } from "../support/cli.ts";
-import { filesUnder, hermeticVars, installVars, tempDir, testEnv } from "../support/env.ts";
+import { filesUnder, hermeticVars, installVars, pathExists, tempDir, testEnv } from "../support/env.ts";
 import { venvLockSpec, withLock } from "../../agent/lock/mod.ts";
 import { mlagentArgv } from "../support/cli.ts";
 import { type LocalIndex, startIndex, testDists } from "../support/pypi.ts";
@@ -69,15 +69,6 @@ function setup(dir: string, index: LocalIndex) {
   return { vars, write, install };
 }
 
-const exists = async (p: string) => {
-  try {
-    await Deno.lstat(p);
-    return true;
-  } catch {
-    return false;
-  }
-};
-
 const readState = async (venv: string) => JSON.parse(await Deno.readTextFile(`${venv}/.mlagent/state.json`));
 
 Deno.test("install builds a venv stage by stage, then a rerun, a changed profile, a failed verify, a network fault and --force behave", async (t) => {
@@ -99,8 +90,8 @@ Deno.test("install builds a venv stage by stage, then a rerun, a changed profile
     );
     assert.match(r.stdout, /--no-build-isolation mla-needs-helper==1\.0/);
     assert.match(r.stdout, /python: +\S+ 3\.\d+/);
-    assert.equal(await exists(vars.MLAGENT_ROOT), false, "venv root created by a dry run");
-    assert.equal(await exists(vars.MLAGENT_CACHE_DIR), false, "cache created by a dry run");
+    assert.equal(await pathExists(vars.MLAGENT_ROOT), false, "venv root created by a dry run");
+    assert.equal(await pathExists(vars.MLAGENT_CACHE_DIR), false, "cache created by a dry run");
     assert.equal(index.requests.length, 0, "a dry run contacted the index");
   });
 
@@ -216,7 +207,7 @@ Deno.test("install builds a venv stage by stage, then a rerun, a changed profile
       assert.ok(report.stages.every((s) => s.action === "installed"));
       assert.equal(report.stages.find((s) => s.name === "build")!.attempts, 2);
       assert.match(r.stderr, /retrying after healing the cache/);
-      assert.equal(await exists(marker), false);
+      assert.equal(await pathExists(marker), false);
       assert.equal((await readState(venv)).status, "ready");
     },
   );
@@ -262,7 +253,7 @@ Deno.test("install of an unreachable index exits 1 naming the URL and the connec
     r.stderr,
     /cannot reach the package index http:\/\/127\.0\.0\.1:9\/simple\/: the connection failed/,
   );
-  assert.equal(await exists(`${dir}/venvs`), false);
+  assert.equal(await pathExists(`${dir}/venvs`), false);
 });
 
 Deno.test("install of a profile that fails validation exits 2 and creates nothing", async () => {
@@ -277,7 +268,7 @@ Deno.test("install of a profile that fails validation exits 2 and creates nothin
     env: { MLAGENT_ROOT: `${dir}/venvs`, HOME: `${dir}/home` },
   });
   assert.equal(r.code, 2, r.stderr);
-  assert.equal(await exists(`${dir}/venvs`), false);
+  assert.equal(await pathExists(`${dir}/venvs`), false);
 });
 
 Deno.test("install killed mid-stage is repaired by the next run, and concurrent installs end with one install", async (t) => {
@@ -398,12 +389,12 @@ Deno.test("install killed mid-stage is repaired by the next run, and concurrent 
     const skipped = await install(file, ["--no-models"], hubVars);
     assert.equal(skipped.r.code, 0, skipped.r.stderr);
     assert.deepEqual(skipped.report.models.map((m) => m.skipped), [true]);
-    assert.equal(await exists(`${vars.MLAGENT_MODELS_DIR}/${hub.repo}`), false);
+    assert.equal(await pathExists(`${vars.MLAGENT_MODELS_DIR}/${hub.repo}`), false);
     const fetched = await install(file, [], hubVars);
     assert.equal(fetched.r.code, 0, fetched.r.stderr);
     assert.equal(fetched.report.action, "none", "a models-only change must not touch the venv");
     assert.deepEqual(fetched.report.models.map((m) => [m.ok, m.skipped]), [[true, false]]);
-    assert.ok(await exists(`${vars.MLAGENT_MODELS_DIR}/${hub.repo}/config.json`));
+    assert.ok(await pathExists(`${vars.MLAGENT_MODELS_DIR}/${hub.repo}/config.json`));
   });
 });
 
@@ -429,8 +420,8 @@ Deno.test("install stops at a failing doctor check before anything is written", 
   assert.equal(r.code, 1, r.stderr);
   assert.match(r.stderr, /the node is not ready \(nothing was written\)/);
   assert.match(r.stderr, /gpu\.driver/);
-  assert.equal(await exists(`${dir}/venvs`), false);
-  assert.equal(await exists(`${dir}/cache`), false);
+  assert.equal(await pathExists(`${dir}/venvs`), false);
+  assert.equal(await pathExists(`${dir}/cache`), false);
 });
 
 Deno.test("install --no-wait exits 3 while another install holds the venv's lock", async () => {
@@ -447,7 +438,7 @@ Deno.test("install --no-wait exits 3 while another install holds the venv's lock
     assert.equal(r.code, 3, r.stderr);
     assert.match(r.stderr, /venv:busy/);
   });
-  assert.equal(await exists(`${vars.MLAGENT_ROOT}/busy`), false);
+  assert.equal(await pathExists(`${vars.MLAGENT_ROOT}/busy`), false);
 });
 
 /** A tmpfs beside the test's temp dirs: another filesystem for the cache than the venv's. */
@@ -487,7 +478,7 @@ Deno.test("install --dry-run with uv: a cache on another filesystem than the ven
         assert.equal(cross.code, 0, cross.stderr);
         assert.match(cross.stdout, /other filesystem than the venv: copy, no links/);
         assert.match(cross.stdout, /UV_CACHE_DIR=\S+ \S+\/uv pip install .*--link-mode copy/);
-        assert.equal(await exists(crossCache), false, "a dry run created the cache");
+        assert.equal(await pathExists(crossCache), false, "a dry run created the cache");
       },
     });
   } finally {

@@ -7,22 +7,13 @@
  */
 import assert from "node:assert/strict";
 import { runMlagent } from "../support/cli.ts";
-import { installVars, tempDir } from "../support/env.ts";
+import { installVars, pathExists, tempDir } from "../support/env.ts";
 import { alive, lockVars, spawnMlagent, waitUntil } from "../support/lock_helpers.ts";
 import { startIndex, testDists } from "../support/pypi.ts";
 import { smallRepo } from "../support/hf_server.ts";
 import { testProfile, writeVenv } from "../support/node_states.ts";
 import { waitForNumberIn } from "../support/procs.ts";
 import type { Profile } from "../../agent/profiles/types.ts";
-
-const exists = async (p: string) => {
-  try {
-    await Deno.lstat(p);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 /** Python that writes its pid to `pidFile`, then waits until `goFile` exists, then exits with `code`. */
 const holdPy = (pidFile: string, goFile: string, code = 0) =>
@@ -84,7 +75,7 @@ print(json.dumps({k: os.environ.get(k) for k in ["VIRTUAL_ENV", "MLAGENT_VENV", 
     assert.equal(seen.path0, `${venv}/bin`);
     assert.equal(seen.MLAGENT_PROFILE, "usey");
     assert.equal(seen[modelVar], modelDir);
-    assert.ok(await exists(`${seen[modelVar]}/config.json`));
+    assert.ok(await pathExists(`${seen[modelVar]}/config.json`));
     assert.equal(seen.MLAGENT_MODELS_DIR, vars.MLAGENT_MODELS_DIR);
     assert.equal(seen.HF_HOME, vars.HF_HOME);
     assert.equal(seen.HF_HUB_OFFLINE, "1");
@@ -274,11 +265,11 @@ time.sleep(60)`;
       const r = await mlagent(["models", "rm", hub.repo, "--yes"]);
       assert.equal(r.code, 1);
       assert.match(r.stderr, /needed by ready profiles sharer, usey/);
-      assert.ok(await exists(`${modelDir}/config.json`));
+      assert.ok(await pathExists(`${modelDir}/config.json`));
       const dry = await mlagent(["models", "rm", hub.repo, "--force"]);
       assert.equal(dry.code, 0, dry.stderr);
       assert.match(dry.stdout, /dry run/);
-      assert.ok(await exists(`${modelDir}/config.json`));
+      assert.ok(await pathExists(`${modelDir}/config.json`));
     },
   );
 
@@ -302,11 +293,11 @@ time.sleep(60)`;
       assert.equal(r.code, 0, r.stderr);
       const snapshot = r.stdout.trim();
       assert.match(snapshot, /\/hub\/models--[^/]+--[^/]+\/snapshots\/[0-9a-f]{40}$/);
-      assert.ok(await exists(`${snapshot}/config.json`));
+      assert.ok(await pathExists(`${snapshot}/config.json`));
       const removed = await mlagent(["remove", "cached", "--models", "--yes", "--json"]);
       assert.equal(removed.code, 0, removed.stderr);
       assert.equal(removed.json<{ models: { action: string }[] }>().models[0].action, "keep");
-      assert.ok(await exists(`${snapshot}/config.json`));
+      assert.ok(await pathExists(`${snapshot}/config.json`));
     },
   );
 
@@ -320,7 +311,7 @@ time.sleep(60)`;
     const refused = await mlagent(["remove", "gone", "--yes", "--no-wait"]);
     assert.equal(refused.code, 3, refused.stderr);
     assert.match(refused.stderr, /pid \d+/);
-    assert.ok(await exists(`${goneVenv}/.mlagent/state.json`));
+    assert.ok(await pathExists(`${goneVenv}/.mlagent/state.json`));
     const force = await mlagent(["install", "gone", "--force", "--no-wait"]);
     assert.equal(force.code, 3, `install --force must not rebuild under a running job: ${force.stderr}`);
     const dry = await mlagent(["remove", "gone"]);
@@ -329,7 +320,7 @@ time.sleep(60)`;
     const remover = spawnMlagent(["remove", "gone", "--yes", "--json"], { env: vars });
     await new Promise((r) => setTimeout(r, 1500));
     assert.ok(alive(remover.pid), "remove must wait for the running command");
-    assert.ok(await exists(`${goneVenv}/.mlagent/state.json`), "the venv was pulled from under the job");
+    assert.ok(await pathExists(`${goneVenv}/.mlagent/state.json`), "the venv was pulled from under the job");
     await Deno.writeTextFile(go, "");
     assert.equal((await run.done).code, 5);
     const removed = await remover.done;
@@ -337,7 +328,7 @@ time.sleep(60)`;
     const doc = JSON.parse(removed.stdout);
     assert.equal(doc.venv.removed, true);
     assert.ok(doc.freed_bytes > 0);
-    assert.equal(await exists(goneVenv), false);
+    assert.equal(await pathExists(goneVenv), false);
   });
 
   await t.step(
@@ -361,7 +352,7 @@ time.sleep(60)`;
       await run.done;
       const r = await mlagent(["remove", "killed", "--yes", "--no-wait"]);
       assert.equal(r.code, 0, r.stderr);
-      assert.equal(await exists(killedVenv), false);
+      assert.equal(await pathExists(killedVenv), false);
     },
   );
 
@@ -372,7 +363,7 @@ time.sleep(60)`;
     assert.equal(doc.venv.removed, true);
     assert.equal(doc.models[0].action, "keep");
     assert.match(doc.models[0].reason, /sharer/);
-    assert.ok(await exists(`${modelDir}/config.json`));
+    assert.ok(await pathExists(`${modelDir}/config.json`));
     const status = await mlagent(["status", "usey"]);
     assert.equal(status.code, 1, "a removed venv is not ready");
   });
@@ -387,7 +378,7 @@ time.sleep(60)`;
       assert.equal((await mlagent(["status", "half"])).code, 1);
       const r = await mlagent(["remove", "half", "--yes"]);
       assert.equal(r.code, 0, r.stderr);
-      assert.equal(await exists(`${vars.MLAGENT_ROOT}/.half.removing-1-2`), false);
+      assert.equal(await pathExists(`${vars.MLAGENT_ROOT}/.half.removing-1-2`), false);
     },
   );
 
@@ -397,7 +388,7 @@ time.sleep(60)`;
     const doc = r.json<{ removed: boolean; freed_bytes: number }>();
     assert.equal(doc.removed, true);
     assert.ok(doc.freed_bytes > 600_000);
-    assert.equal(await exists(modelDir), false);
+    assert.equal(await pathExists(modelDir), false);
   });
 });
 

@@ -76,6 +76,9 @@ export async function tempDir(prefix = "mlagent-test-"): Promise<{ path: string 
   };
 }
 
+/** Whether anything (a file, a directory, a dangling link) is at `path`. */
+export const pathExists = (path: string): Promise<boolean> => Deno.lstat(path).then(() => true, () => false);
+
 /** Every file below `dir`, depth first; none when it is missing. */
 export function filesUnder(dir: string): string[] {
   const out: string[] = [];
