@@ -5,6 +5,7 @@
  * Usage: deno task build [--target x86_64-unknown-linux-gnu]
  */
 const TARGETS = ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu"];
+const root = new URL("../", import.meta.url).pathname;
 
 /**
  * Modules imported by a specifier spelled as a sum of strings (`import("./" + "planned" + ".ts")`), which the
@@ -25,7 +26,8 @@ function summedImports(dir: string): string[] {
   }
   return out;
 }
-const root = new URL("../", import.meta.url).pathname;
+const lazyModules = [...new Set([...summedImports("agent"), ...summedImports("checks")])];
+
 const args = Deno.args;
 const only = args.includes("--target") ? [args[args.indexOf("--target") + 1]] : null;
 const denort = Deno.env.get("DENORT_BIN");
@@ -46,9 +48,7 @@ for (const target of targets) {
       "--output",
       out,
       // The command table and the no-op install import by specifiers the module graph does not follow.
-      ...[...new Set([...summedImports("agent"), ...summedImports("checks")])].flatMap((
-        m,
-      ) => ["--include", m]),
+      ...lazyModules.flatMap((m) => ["--include", m]),
       `${root}/main.ts`,
     ],
     env: denort ? { DENORT_BIN: denort } : {},

@@ -1,12 +1,12 @@
 import type { Env } from "../core/env.ts";
 import { loadNodeCrypto } from "../core/hash.ts";
 
+type Hash = ReturnType<Awaited<ReturnType<typeof loadNodeCrypto>>["createHash"]>;
+
 /**
  * sha256 (or git blob sha1) of a file being written: bytes written at the cursor are hashed on the way;
  * whatever the cursor has not reached (a resumed prefix, later ranges) is read back from disk at the end.
  */
-type Hash = ReturnType<Awaited<ReturnType<typeof loadNodeCrypto>>["createHash"]>;
-
 export class InlineHasher {
   cursor = 0;
   /** Set while bytes are read back from disk: a chunk fed meanwhile is left for the next read-back. */

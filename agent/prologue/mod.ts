@@ -56,7 +56,7 @@ export async function runPrologue(env: Env, opts: PrologueOptions): Promise<Prol
   // Each path's answer on its own: the venv check starts its interpreter once the venv root answered, not
   // once the slowest of the paths did.
   const fsLimit = Math.min(checkMs, left());
-  const fsAnswered = new Map(fsPaths.map((p) => [
+  const fsAnswered = new Map([...new Set(fsPaths)].map((p) => [
     p,
     within(env, fsLimit, () => pathAnswers(env, p, probeMs())).then((r) => r.kind === "done" && r.value),
   ]));
