@@ -54,9 +54,7 @@ export async function runDoctor(ctx: CheckContext, opts: DoctorOptions = {}): Pr
   const gpuP: Promise<[GpuFacts, number]> | null = needGpu
     ? (known ? Promise.resolve([known, 0]) : timed(() => gatherGpu(ctx.env, ctx.probeTimeoutMs)))
     : null;
-  const pythonP = needPython
-    ? timed(() => gatherPython(ctx.env, ctx.probeTimeoutMs, ctx.profile?.python || undefined))
-    : null;
+  const pythonP = needPython ? timed(() => gatherPython(ctx.env, ctx.probeTimeoutMs, ctx.profile)) : null;
   const placementP = needPlacement ? timed(() => checkPlacement(ctx)) : null;
   const cudaP = wants("cuda") ? timed(async () => checkCuda(ctx, gpuP ? (await gpuP)[0] : null)) : null;
   const diskP = wants("disk") && placementP

@@ -1,13 +1,14 @@
 /**
  * `mlagent doctor --json` wall time (spawned via `deno run main.ts`, a fake nvidia-smi printing a real XML
  * capture first on PATH) against running the same probes alone: the nvidia-smi, python, nvcc and df commands
- * the doctor runs, spawned directly from this process. Both measured alternately in one run; medians.
+ * the doctor runs (every interpreter asked who it is, then the one it takes asked in full), spawned directly
+ * from this process. Both measured alternately in one run; medians.
  * Nothing is subtracted: the doctor's time includes Deno's start-up and module loading.
  */
 import type { BenchRow } from "../bench.ts";
 import { realEnv } from "../../agent/core/env.ts";
 import { findOnPath } from "../../agent/core/run.ts";
-import { listPythonCandidates, PROBE_SCRIPT } from "../../checks/python.ts";
+import { gatherPython, IDENTIFY_SCRIPT, listPythonCandidates, PROBE_SCRIPT } from "../../checks/python.ts";
 import { SMI_XML_ARGV } from "../../checks/gpu.ts";
 import { median, REPO_ROOT, spawnQuiet } from "../bench_util.ts";
 
@@ -35,7 +36,8 @@ export async function run(): Promise<BenchRow[]> {
       PIP_CONFIG_FILE: "/dev/null",
     };
 
-    // The probes the doctor runs on this node, found the way it finds them.
+    // The probes the doctor runs on this node, found the way it finds them: every interpreter asked who it is,
+    // then, after those answers, the one it takes asked in full (which one is the doctor's own answer).
     const env = realEnv({ vars });
     const seen = new Set<string>();
     const pythons: string[][] = [];
@@ -43,16 +45,18 @@ export async function run(): Promise<BenchRow[]> {
       const real = await Deno.realPath(c.path).catch(() => null);
       if (!real || seen.has(real)) continue;
       seen.add(real);
-      pythons.push([c.path, "-I", "-c", PROBE_SCRIPT, "--venv"]);
+      pythons.push([c.path, "-I", "-S", "-c", IDENTIFY_SCRIPT]);
     }
+    const facts = await gatherPython(env, 10_000, null);
+    const asked = facts.pythons.map((p) => [p.executable, "-I", "-c", PROBE_SCRIPT, "--venv"]);
     const nvcc = findOnPath("nvcc", vars.PATH) ??
       ["/usr/local/cuda/bin/nvcc"].find((p) => findOnPath(p, undefined));
-    const probes: string[][] = [
+    const others: string[][] = [
       [`${dir}/bin/nvidia-smi`, ...SMI_XML_ARGV.slice(1)],
-      ...pythons,
       ...(nvcc ? [[nvcc, "--version"]] : []),
       ["df", "-P", "-k", dir, "/tmp"],
     ].map((a) => [findOnPath(a[0], vars.PATH) ?? a[0], ...a.slice(1)]);
+    const probes = [...others, ...pythons, ...asked];
 
     const doctorArgv = [
       Deno.execPath(),
@@ -72,7 +76,13 @@ export async function run(): Promise<BenchRow[]> {
     // The doctor runs independent probes side by side; so does this baseline (the fastest they can go).
     const timeProbesParallel = async () => {
       const t = performance.now();
-      await Promise.all(probes.map((p) => spawn(p, vars)));
+      await Promise.all([
+        ...others.map((p) => spawn(p, vars)),
+        (async () => {
+          await Promise.all(pythons.map((p) => spawn(p, vars)));
+          for (const p of asked) await spawn(p, vars);
+        })(),
+      ]);
       return performance.now() - t;
     };
     const timeProbesSequential = async () => {
@@ -94,7 +104,7 @@ export async function run(): Promise<BenchRow[]> {
     const [md, mp, ms] = [median(d), median(par), median(seq)];
     const detail = `doctor ${md.toFixed(0)} ms, probes side by side ${mp.toFixed(0)} ms, one after another ${
       ms.toFixed(0)
-    } ms; ${probes.length} probes (${pythons.length} interpreters); median of ${RUNS}`;
+    } ms; ${probes.length} probes (${pythons.length} interpreters asked who they are, ${asked.length} in full); median of ${RUNS}`;
     return [
       {
         name: "doctor --json wall / its probes alone (side by side)",

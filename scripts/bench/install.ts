@@ -153,7 +153,7 @@ export async function run(): Promise<BenchRow[]> {
           Math.round(median(cold.bare))
         } ms, medians of ${COLD_RUNS}; of mlagent's: the doctor alone ${
           Math.round(median(cold.doctor))
-        } ms (it starts every Python interpreter on the node to choose one); ${python}`,
+        } ms (it asks every interpreter on the node who it is, and the one it takes in full); ${python}`,
       },
     ];
   } finally {

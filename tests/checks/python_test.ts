@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
 import {
+  askPython,
   choosePython,
   comparePythonVersions,
-  discoverPythons,
   evaluatePython,
+  findPythons,
   gatherPython,
   headersRemedy,
   parseOsRelease,
@@ -136,40 +137,52 @@ Deno.test("headersRemedy() names the exact package per distribution and interpre
   );
 });
 
-Deno.test("discoverPythons() finds this machine's Debian and pyenv interpreters, once each", async () => {
+Deno.test("gatherPython() finds this machine's Debian and pyenv interpreters once each, and asks in full the one it takes", async () => {
   const env = testEnv({
     vars: hermeticVars({ PATH: "/usr/bin:/bin", HOME: "/root", PYENV_ROOT: undefined }),
   });
-  const ps = await discoverPythons(env, { probeVenv: true, timeoutMs: 20_000 });
-  const debian = ps.find((p) =>
+  // Debian's 3.11.2 is the newest that meets this; pyenv's 3.11.7 does not, 3.10.13 is older.
+  const facts = await gatherPython(env, 20_000, { python: ">=3.10,<3.11.5", builds_extensions: true });
+  const found = facts.found;
+  const debian = found.find((p) =>
     p.executable === "/usr/bin/python3.11" || p.executable === "/usr/bin/python3"
   );
-  assert.ok(debian, JSON.stringify(ps.map((p) => p.executable)));
+  assert.ok(debian, JSON.stringify(found.map((p) => p.executable)));
   assert.match(debian.version, /^3\.11\./);
-  assert.equal(debian.headers, true);
-  assert.equal(debian.venv, true);
-  assert.ok(debian.ensurepip);
-  assert.equal(debian.include_dir, "/usr/include/python3.11");
   // /usr/bin/python3 and /usr/bin/python3.11 are one interpreter.
   assert.equal(
-    ps.filter((p) => p.executable.startsWith("/usr/bin/") || p.executable.startsWith("/bin/")).length,
+    found.filter((p) => p.executable.startsWith("/usr/bin/") || p.executable.startsWith("/bin/")).length,
     1,
   );
-  const pyenv = ps.find((p) => p.source === "pyenv" && p.version === "3.11.7");
-  assert.ok(pyenv, "pyenv 3.11.7");
-  assert.equal(new Set(ps.map((p) => p.executable)).size, ps.length);
+  assert.ok(found.find((p) => p.source === "pyenv" && p.version === "3.11.7"), "pyenv 3.11.7");
+  assert.equal(new Set(found.map((p) => p.real)).size, found.length);
+  // Only the one it takes is asked for headers, venv and ensurepip.
+  assert.deepEqual(facts.pythons.map((p) => p.executable), [debian.executable]);
+  const [asked] = facts.pythons;
+  assert.equal(asked.headers, true);
+  assert.equal(asked.venv, true);
+  assert.ok(asked.ensurepip);
+  assert.equal(asked.include_dir, "/usr/include/python3.11");
 });
 
-/** A fake interpreter that answers the probe like a Debian python3.11 without the -dev/-venv packages. */
-async function fakePython(dir: string, { headers = false, ensurepip = true } = {}) {
-  const include = `${dir}/include/python3.11`;
+/**
+ * A fake interpreter that answers who it is, and the full probe like a Debian python3.X without the
+ * -dev/-venv packages unless told.
+ */
+async function fakePython(
+  dir: string,
+  { headers = false, ensurepip = true, version = "3.11.2" } = {},
+) {
+  const mm = version.split(".").slice(0, 2).join(".");
+  const include = `${dir}/include/python${mm}`;
   await Deno.mkdir(include, { recursive: true });
   if (headers) await Deno.writeTextFile(`${include}/Python.h`, "");
   await Deno.mkdir(`${dir}/bin`, { recursive: true });
-  const exe = `${dir}/bin/python3.11`;
-  await writeFakeBin(`${dir}/bin`, "python3.11", {
+  const exe = `${dir}/bin/python${mm}`;
+  const identity = [version, "cpython", exe, exe].join("\0");
+  await writeFakeBin(`${dir}/bin`, `python${mm}`, [{ whenArgsContain: "-I -S -c", stdout: identity }, {
     stdout: JSON.stringify({
-      version: "3.11.2",
+      version,
       executable: exe,
       real: exe,
       implementation: "cpython",
@@ -180,9 +193,43 @@ async function fakePython(dir: string, { headers = false, ensurepip = true } = {
       venv: ensurepip,
       problem: ensurepip ? null : "ensurepip: ModuleNotFoundError: No module named 'ensurepip'",
     }) + "\n",
-  });
+  }]);
   return exe;
 }
+
+Deno.test("gatherPython() asks in full, newest first, only until one fits: the choice asking all would make", async () => {
+  await using dir = await tempDir();
+  const at = (v: string) => `${dir.path}/${v}`;
+  await fakePython(at("3.12"), { version: "3.12.1", headers: true, ensurepip: false });
+  await fakePython(at("3.11"), { version: "3.11.7", headers: false });
+  await fakePython(at("3.10"), { version: "3.10.13", headers: true });
+  await fakePython(at("3.9"), { version: "3.9.18", headers: true });
+  const env = testEnv({
+    vars: hermeticVars({
+      PATH: ["3.12", "3.11", "3.10", "3.9"].map((v) => `${at(v)}/bin`).join(":"),
+      HOME: dir.path,
+      PYENV_ROOT: undefined,
+    }),
+  });
+  const asked = async (python: string, builds_extensions: boolean) => {
+    const facts = await gatherPython(env, 5000, { python, builds_extensions });
+    assert.equal(facts.found.length, 4);
+    const p = profile({ python, builds_extensions });
+    const interp = evaluatePython(facts, { profile: p })[0];
+    // The same choice as asking every interpreter in full.
+    const every = [];
+    for (const f of facts.found) every.push((await askPython(env, f))!);
+    const all = choosePython(every, python, { needHeaders: builds_extensions })!.python.version;
+    assert.equal((interp.facts?.python as { version: string }).version, all);
+    return facts.pythons.map((x) => x.version);
+  };
+  // 3.12 cannot make a venv; 3.11 has no headers; 3.10 has both.
+  assert.deepEqual(await asked(">=3.10", true), ["3.12.1", "3.11.7", "3.10.13"]);
+  assert.deepEqual(await asked(">=3.10", false), ["3.12.1", "3.11.7"]);
+  assert.deepEqual(await asked("<3.10", true), ["3.9.18"]);
+  // Nothing meets it: the newest is asked, and the check fails listing all four.
+  assert.deepEqual(await asked(">=3.13", true), ["3.12.1"]);
+});
 
 const profile = (over: Partial<Profile> = {}): Profile => ({
   name: "ext-model",
@@ -207,8 +254,9 @@ Deno.test("python.headers fails with the package to install when Python.h is mis
   const facts = await gatherPython(env, 5000);
   assert.deepEqual(facts.pythons.map((p) => p.executable), [exe]);
   // The probe script spans lines in the log; each call starts with "-I -c".
-  const calls = (await fakeCalls(`${dir.path}/bin`, "python3.11")).filter((l) => l.startsWith("-I -c"));
-  assert.equal(calls.length, 1, "one process per interpreter");
+  const calls = await fakeCalls(`${dir.path}/bin`, "python3.11");
+  assert.equal(calls.filter((l) => l.startsWith("-I -S -c")).length, 1, "asked who it is once");
+  assert.equal(calls.filter((l) => l.startsWith("-I -c")).length, 1, "asked in full once");
   const rs = Object.fromEntries(
     evaluatePython({ ...facts, os: parseOsRelease("ID=debian") }, { profile: profile() }).map((
       r,
@@ -260,7 +308,7 @@ Deno.test("no interpreter at all fails python.interpreter and skips the rest", a
   assert.deepEqual(rs.map((r) => r.status), ["fail", "skip", "skip"]);
 });
 
-Deno.test("discoverPythons() asks uv for an interpreter when uv is on PATH", async () => {
+Deno.test("findPythons() asks uv for an interpreter when uv is on PATH", async () => {
   await using dir = await tempDir();
   await Deno.mkdir(`${dir.path}/bin`);
   await writeFakeBin(`${dir.path}/bin`, "uv", {
@@ -270,7 +318,7 @@ Deno.test("discoverPythons() asks uv for an interpreter when uv is on PATH", asy
   const env = testEnv({
     vars: hermeticVars({ PATH: `${dir.path}/bin`, HOME: dir.path, PYENV_ROOT: undefined }),
   });
-  const ps = await discoverPythons(env, { constraint: ">=3.10", timeoutMs: 20_000 });
+  const ps = await findPythons(env, ">=3.10", 20_000);
   assert.deepEqual(ps.map((p) => [p.executable, p.source]), [["/usr/bin/python3.11", "uv"]]);
   assert.deepEqual(await fakeCalls(`${dir.path}/bin`, "uv"), ["python find >=3.10"]);
 });
