@@ -140,9 +140,14 @@ async function createVenvWith(
   );
 }
 
-const LIST_INSTALLED = "import importlib.metadata as m, json, re; " +
-  "print(json.dumps({re.sub(r'[-_.]+', '-', d.metadata['Name']).lower(): d.version " +
-  "for d in m.distributions() if d.metadata['Name']}))";
+// Each read of .metadata (and .version) parses METADATA again, a README-sized file for many packages: once here.
+const LIST_INSTALLED = `import importlib.metadata as m, json, re
+out = {}
+for d in m.distributions():
+    md = d.metadata
+    if md["Name"]:
+        out[re.sub(r"[-_.]+", "-", md["Name"]).lower()] = md["Version"]
+print(json.dumps(out))`;
 
 /** name -> version of every distribution in the venv (importlib.metadata: works without pip, as in uv venvs). */
 export async function listInstalled(

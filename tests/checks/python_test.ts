@@ -197,7 +197,7 @@ async function fakePython(
   return exe;
 }
 
-Deno.test("gatherPython() asks in full, newest first, only until one fits: the choice asking all would make", async () => {
+Deno.test("gatherPython() asks the rest in full only when the newest does not fit: the choice asking all would make", async () => {
   await using dir = await tempDir();
   const at = (v: string) => `${dir.path}/${v}`;
   await fakePython(at("3.12"), { version: "3.12.1", headers: true, ensurepip: false });
@@ -223,9 +223,11 @@ Deno.test("gatherPython() asks in full, newest first, only until one fits: the c
     assert.equal((interp.facts?.python as { version: string }).version, all);
     return facts.pythons.map((x) => x.version);
   };
-  // 3.12 cannot make a venv; 3.11 has no headers; 3.10 has both.
+  // 3.12 cannot make a venv, so the rest that meet it are asked too: 3.11 has no headers, 3.10 has both.
   assert.deepEqual(await asked(">=3.10", true), ["3.12.1", "3.11.7", "3.10.13"]);
-  assert.deepEqual(await asked(">=3.10", false), ["3.12.1", "3.11.7"]);
+  assert.deepEqual(await asked(">=3.10", false), ["3.12.1", "3.11.7", "3.10.13"]);
+  // The newest fits: it alone is asked in full.
+  assert.deepEqual(await asked(">=3.11,<3.12", false), ["3.11.7"]);
   assert.deepEqual(await asked("<3.10", true), ["3.9.18"]);
   // Nothing meets it: the newest is asked, and the check fails listing all four.
   assert.deepEqual(await asked(">=3.13", true), ["3.12.1"]);
