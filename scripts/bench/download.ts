@@ -7,6 +7,8 @@
  * on this runtime pays, so the rows say how much of the distance to curl is mlagent's and how much Deno's.
  * Each child's CPU time (user + system, from /proc, ~25 ms resolution) is in the details: this machine's two
  * cores are shared, so wall time follows CPU time.
+ * `hf download` (huggingface_hub's own CLI, from this machine's package configuration, see hfCli) runs beside
+ * them on the same look-alike, the large file and the small ones; it checks no hash.
  * MLAGENT_BENCH_LARGE_MIB (default 512) / MLAGENT_BENCH_HUGE_MIB (default 2048, the size the RSS target is
  * for) set the file sizes: `MLAGENT_BENCH_LARGE_MIB=2048 deno task bench download` for the big one.
  *
@@ -48,6 +50,7 @@ import type { BenchRow } from "../bench.ts";
 import { hermeticVars } from "../../tests/support/env.ts";
 import { mlagentArgv } from "../../tests/support/cli.ts";
 import { HubServer, type ServedFile } from "../../tests/support/hf_server.ts";
+import { REPO_ROOT, spawnQuiet } from "../bench_util.ts";
 
 const MIB = 1024 * 1024;
 
@@ -143,10 +146,96 @@ async function cleanup(...dirs: string[]) {
   }
 }
 
+/**
+ * `hf download` (huggingface_hub's CLI) for the rows beside it: MLAGENT_BENCH_HF names one, else it is
+ * installed into .work/bench-hf (git-ignored, kept between runs) from this machine's own package
+ * configuration: pip with the caller's environment and pip.conf, on purpose not the tests' hermetic one.
+ * `why` when it cannot be had here; the rows then say so instead of a figure.
+ */
+async function hfCli(): Promise<{ hf: string } | { why: string }> {
+  const env = Deno.env.toObject();
+  const runs = async (argv: string[]) => {
+    try {
+      return await spawnQuiet(argv, env);
+    } catch (e) {
+      return { code: 127, stderr: e instanceof Error ? e.message : String(e) };
+    }
+  };
+  const given = Deno.env.get("MLAGENT_BENCH_HF");
+  if (given) {
+    return (await runs([given, "version"])).code === 0
+      ? { hf: given }
+      : { why: `MLAGENT_BENCH_HF=${given} does not run` };
+  }
+  const venv = `${REPO_ROOT}/.work/bench-hf`;
+  const hf = `${venv}/bin/hf`;
+  if ((await runs([hf, "version"])).code === 0) return { hf };
+  const made = await runs(["python3", "-m", "venv", "--clear", venv]);
+  if (made.code !== 0) return { why: `python3 -m venv failed: ${made.stderr.trim().split("\n").pop()}` };
+  // No retries: an index this machine cannot reach fails fast, and a reachable one answers at once.
+  const pip = await runs([
+    `${venv}/bin/python`,
+    "-m",
+    "pip",
+    "install",
+    "--quiet",
+    "--disable-pip-version-check",
+    "--retries",
+    "0",
+    "--timeout",
+    "10",
+    "huggingface_hub",
+  ]);
+  if (pip.code !== 0 || (await runs([hf, "version"])).code !== 0) {
+    return {
+      why: `huggingface_hub cannot be installed from this machine's package configuration (${
+        pip.stderr.trim().split("\n").pop()
+      })`,
+    };
+  }
+  return { hf };
+}
+
+/** `hf download` of the whole repo into a local dir, as a user runs it (8 workers, its default). */
+function hfDownload(hf: string, server: HubServer, dir: string) {
+  return {
+    argv: [hf, "download", server.repo, "--local-dir", dir, "--quiet"],
+    env: {
+      HF_ENDPOINT: server.url,
+      HF_HOME: `${dir}.hf`,
+      HF_HUB_DISABLE_TELEMETRY: "1",
+      HF_HUB_DISABLE_PROGRESS_BARS: "1",
+    },
+  };
+}
+
 export async function run(): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   const largeMib = Number(Deno.env.get("MLAGENT_BENCH_LARGE_MIB") ?? 512);
   const hugeMib = Number(Deno.env.get("MLAGENT_BENCH_HUGE_MIB") ?? 2048);
+  const hf = await hfCli();
+  const hfTimed = async (server: HubServer) => {
+    if (!("hf" in hf)) return null;
+    const d = await fresh();
+    const h = hfDownload(hf.hf, server, d);
+    const r = await timed(h.argv, h.env);
+    await cleanup(d);
+    return r;
+  };
+  /** hf download's row, or the reason it has no figure here. */
+  const hfRow = (name: string, hfMs: number, ourMs: number, target: string, met: (x: number) => boolean) =>
+    "hf" in hf
+      ? {
+        name,
+        value: hfMs / ourMs,
+        unit: "x",
+        target,
+        met: met(hfMs / ourMs),
+        detail: `hf download ${
+          Math.round(hfMs)
+        } ms (huggingface_hub's CLI, 8 workers, no hash check), mlagent ${Math.round(ourMs)} ms`,
+      }
+      : { name, value: NaN, unit: "x", target, met: false, detail: `not measured: ${hf.why}` };
 
   // 1. One large file: best of 3 each, alternating, to damp the noise of a shared machine.
   {
@@ -160,6 +249,7 @@ export async function run(): Promise<BenchRow[]> {
     let pipedMs = Infinity;
     let ourMs = Infinity;
     let ourCpuMs = 0;
+    let hfMs = Infinity;
     for (let i = 0; i < 3; i++) {
       const c = await fresh();
       const cr = await timed(["curl", "-sSfL", "-o", `${c}/f`, url], {});
@@ -175,6 +265,7 @@ export async function run(): Promise<BenchRow[]> {
       const r = await timed(m.argv, m.env);
       if (r.ms < ourMs) [ourMs, ourCpuMs] = [r.ms, r.cpuMs];
       await cleanup(d);
+      hfMs = Math.min(hfMs, (await hfTimed(server))?.ms ?? Infinity);
     }
     rows.push({
       name: `download one ${largeMib} MiB LFS file: curl time / mlagent time`,
@@ -204,6 +295,15 @@ export async function run(): Promise<BenchRow[]> {
       met: pipedMs / ourMs >= 0.9,
       detail: `hashing as the bytes arrive, as mlagent: curl|sha256sum ${Math.round(pipedMs)} ms`,
     });
+    rows.push(
+      hfRow(
+        `download one ${largeMib} MiB LFS file: hf download time / mlagent time`,
+        hfMs,
+        ourMs,
+        "report",
+        () => true,
+      ),
+    );
   }
 
   // 2. Many small files: against one curl fetching them all in one process (connection reuse), and against
@@ -251,6 +351,7 @@ export async function run(): Promise<BenchRow[]> {
     const ours = best();
     const cached = best();
     const bare = best();
+    const hfs = best();
     const script = await Deno.makeTempFile({ prefix: "mlagent-bench-bare-", suffix: ".js" });
     await Deno.writeTextFile(script, BARE_DENO);
     const bareArgs = (dir: string) => [
@@ -279,6 +380,8 @@ export async function run(): Promise<BenchRow[]> {
       const mc = mlagentCache(server, h);
       keep(cached, await timed(mc.argv, mc.env));
       await cleanup(c1, c2, c3, b, d, h);
+      const hr = await hfTimed(server);
+      if (hr) keep(hfs, hr);
     }
     await Deno.remove(script).catch(() => {});
     const cpu = (r: { cpuMs: number }) => `${Math.round(r.cpuMs)} ms CPU`;
@@ -289,6 +392,15 @@ export async function run(): Promise<BenchRow[]> {
       } is the most any Deno program gets here; mlagent is ${
         (ours.ms / bare.ms).toFixed(2)
       }x the bare script (start-up, revision, listing, lock, manifest); see the header`;
+    rows.push(
+      hfRow(
+        "download 300 small files: hf download time / mlagent time",
+        hfs.ms,
+        ours.ms,
+        ">= 2",
+        (x) => x >= 2,
+      ),
+    );
     rows.push({
       name: "download 300 small files: curl (one process) time / mlagent time",
       value: seq.ms / ours.ms,
