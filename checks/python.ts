@@ -182,14 +182,6 @@ print(json.dumps(r))
 
 const NAME_RE = /^python(3(\.\d+)?)?$/;
 
-export interface DiscoverOptions {
-  /** Create a throwaway venv (without pip) in each interpreter's probe. */
-  probeVenv?: boolean;
-  timeoutMs?: number;
-  /** Passed to `uv python find` so uv returns one that fits. */
-  constraint?: string;
-}
-
 /** Candidate paths in discovery order, before asking them anything. */
 export async function listPythonCandidates(env: Env, constraint?: string, timeoutMs = 10_000) {
   const out: { path: string; source: string }[] = [];
@@ -307,8 +299,9 @@ export async function askPython(
   found: FoundPython,
   opts: { probeVenv?: boolean; timeoutMs?: number } = {},
 ): Promise<PythonInfo | null> {
+  // By the name it was found as: a wrapper that sets up its interpreter's environment stays in the way.
   const r = await env.run(
-    [found.executable, "-I", "-c", PROBE_SCRIPT, ...(opts.probeVenv ? ["--venv"] : [])],
+    [found.found_as[0] ?? found.executable, "-I", "-c", PROBE_SCRIPT, ...(opts.probeVenv ? ["--venv"] : [])],
     { timeoutMs: opts.timeoutMs ?? 10_000 },
   );
   if (r.kind !== "exited" || r.code !== 0) return null;
