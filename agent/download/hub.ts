@@ -10,6 +10,9 @@ import { formatBytes } from "../core/output.ts";
 import { hfHome } from "../core/paths.ts";
 import { classifyFetchError, type ReachFailure } from "../install/reach.ts";
 
+/** A full commit id, as the Hub names one. */
+const COMMIT_RE = /^[0-9a-f]{40}$/;
+
 export const DEFAULT_ENDPOINT = "https://huggingface.co";
 
 /** One file of a revision, as the tree API lists it. */
@@ -464,6 +467,34 @@ export class HubClient {
     return new HubHttpError(redact(msg, this.token), s, retriable, after, code);
   }
 
+  /**
+   * The commit a revision points at, and that commit's files. A revision that is already a commit (a pinned
+   * profile's) is listed while the Hub confirms it: one round trip less to a Hub far away. The revision's
+   * answer still comes first and decides; the early listing counts only for that very commit, and any
+   * failure of it is met by listing again. `retried` wraps each request that counts (the download's retries).
+   */
+  async resolveAndList(
+    repo: string,
+    revision: string,
+    retried: <T>(what: string, f: () => Promise<T>) => Promise<T> = (_what, f) => f(),
+  ): Promise<{ commit: string; files: HubFile[] }> {
+    const earlyStop = new AbortController();
+    const early = COMMIT_RE.test(revision)
+      ? this.listFiles(repo, revision, earlyStop.signal).catch(() => null)
+      : Promise.resolve(null);
+    let commit: string;
+    try {
+      commit = await retried(`revision ${revision}`, () => this.resolveCommit(repo, revision));
+    } catch (e) {
+      earlyStop.abort();
+      throw e;
+    }
+    if (commit !== revision) earlyStop.abort();
+    const files = (commit === revision ? await early : null) ??
+      await retried("file listing", () => this.listFiles(repo, commit));
+    return { commit, files };
+  }
+
   /** The commit a revision points at: GET /api/models/{repo}/revision/{rev} (sha, or X-Repo-Commit). */
   async resolveCommit(repo: string, revision: string, signal?: AbortSignal): Promise<string> {
     const url = `${this.endpoint}/api/models/${repo}/revision/${encodeURIComponent(revision)}`;
@@ -479,7 +510,7 @@ export class HubClient {
       // A body that is not JSON: the header alone is enough.
     }
     const sha = typeof body.sha === "string" ? body.sha : header;
-    if (!sha || !/^[0-9a-f]{40}$/.test(sha)) {
+    if (!sha || !COMMIT_RE.test(sha)) {
       throw new HubHttpError(
         `revision ${quote(revision)} of ${repo}: the Hub did not name a commit`,
         res.status,

@@ -170,15 +170,14 @@ async function downloadOnline(
   };
 
   // Plan everything before writing anything: a hostile listing leaves the disk untouched.
-  ctx.commit = await withRetries(ctx, `revision ${revision}`, () => client.resolveCommit(opts.repo, revision))
-    .catch((e) => {
-      throw toMlagentError(e, opts.repo, revision, client);
-    });
-  const listed = await withRetries(ctx, "file listing", () => client.listFiles(opts.repo, ctx.commit)).catch(
-    (e) => {
-      throw toMlagentError(e, opts.repo, revision, client);
-    },
-  );
+  const { commit, files: listed } = await client.resolveAndList(
+    opts.repo,
+    revision,
+    (what, f) => withRetries(ctx, what, f),
+  ).catch((e) => {
+    throw toMlagentError(e, opts.repo, revision, client);
+  });
+  ctx.commit = commit;
   for (const f of listed) {
     const why = hostilePathReason(f.path) ??
       // In the cache the listed hash becomes a file name under blobs/: it must be one, not a path.

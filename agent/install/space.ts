@@ -60,8 +60,7 @@ export async function modelNeed(
   try {
     const client = new HubClient(env, hubEndpoint(env), await readToken(env));
     client.apiTimeoutMs = 15_000;
-    const commit = await client.resolveCommit(target.repo, target.revision);
-    const listed = await client.listFiles(target.repo, commit);
+    const { files: listed } = await client.resolveAndList(target.repo, target.revision);
     const keep = new Set([
       ...filterPaths(listed.map((f) => f.path), spec.include, spec.exclude),
       ...(spec.required_files ?? []),

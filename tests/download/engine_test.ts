@@ -311,6 +311,50 @@ Deno.test("download names a revision that does not exist (exit 1)", async () => 
   );
 });
 
+Deno.test("a revision that is a commit is listed while the Hub confirms it, and the listing is asked once", async () => {
+  await using server = smallRepo();
+  await using dir = await tempDir();
+  // The revision's first answer is a 503; its retry waits long enough that, without the early listing, the
+  // tree would be asked only after the revision's 200.
+  server.addFault({ path: "*", on: "revision", fault: { kind: "status", status: 503 } });
+  const env = testEnv({
+    vars: hermeticVars({ HF_ENDPOINT: server.url, HF_HOME: "/nonexistent-hf-home" }),
+    sleep: () => new Promise((r) => setTimeout(r, 300)),
+  });
+  const r = await downloadRepo(env, {
+    repo: server.repo,
+    revision: server.commit,
+    localDir: dir.path,
+    ...FAST,
+  });
+  assert.equal(r.ok, true);
+  const api = server.requests.filter((q) => q.path.startsWith("/api/"));
+  const kinds = api.map((q) => `${q.path.split("/")[5]} ${q.status}`);
+  assert.deepEqual(kinds.filter((k) => k.startsWith("tree")), ["tree 200"], kinds.join(", "));
+  assert.ok(kinds.indexOf("tree 200") < kinds.indexOf("revision 200"), kinds.join(", "));
+  await assertFilesMatch(server, dir.path);
+
+  // A branch name is confirmed first, as before: its commit is not known until the Hub says.
+  await using other = await tempDir();
+  server.requests.length = 0;
+  await downloadRepo(envFor(server), { repo: server.repo, revision: "main", localDir: other.path, ...FAST });
+  const order = server.requests.filter((q) => q.path.startsWith("/api/")).map((q) => q.path.split("/")[5]);
+  assert.deepEqual(order, ["revision", "tree"]);
+});
+
+Deno.test("a commit the Hub does not know fails on the revision's word; its early listing changes nothing", async () => {
+  await using server = smallRepo();
+  await using dir = await tempDir();
+  const unknown = "0123456789abcdef0123456789abcdef01234567";
+  await assert.rejects(
+    downloadRepo(envFor(server), { repo: server.repo, revision: unknown, localDir: dir.path, ...FAST }),
+    (e: unknown) =>
+      e instanceof MlagentError && e.exitCode === 1 &&
+      new RegExp(`revision "${unknown}" does not exist`).test(e.message),
+  );
+  assert.deepEqual([...Deno.readDirSync(dir.path)], []);
+});
+
 Deno.test("download with HF_HUB_OFFLINE=1 touches no network and lists what is missing", async () => {
   await using server = smallRepo();
   await using dir = await tempDir();
