@@ -38,7 +38,11 @@
  *   CPU (wall median 1066 -> 1373 ms, CPU 960 -> 1080 ms; --cache 1076 -> 1359 ms). There is no fsync per file
  *   to batch (nothing in the download syncs: the records are judged on the next run, by size and hash).
  *   --parallel 16/32 changed nothing. df (~45 ms to spawn here) now runs during the revision and listing.
- * - One large file: sha256 runs at ~1.5 GB/s here (SHA-NI), 340 ms per 512 MiB, on top of the receive and
+ * - One large file: a bare Deno script that only fetches and writes it, hashing nothing, reaches 0.75x curl
+ *   (796 against 598 ms, 2026-12-02, load 1): the runtime's fetch is the first bound, before any hash. A
+ *   hashing Worker fed each chunk by transfer (no copy) was measured again beside in-line hashing, three runs
+ *   each: 1.91-1.92 s against 1.80-2.20 s, no better; with the server on the other core there is no idle
+ *   core for it. sha256 runs at ~1.5 GB/s here (SHA-NI), 340 ms per 512 MiB, on top of the receive and
  *   write curl also does (600-1100 ms CPU for 512 MiB); the look-alike server takes the other core, so the hash
  *   has no idle core to overlap on: under load the ceiling is about curl / (curl + sha256), ~0.7. Under load the
  *   one stream used to fall under 256 MiB/s and be split into ranges, whose hash then reads them back from disk:
@@ -96,6 +100,18 @@ async function timed(
   }
   return { ms, peakRssKib: peak, cpuMs: (cpuTicks * 1000) / TICKS_PER_S };
 }
+
+/**
+ * The least a program on this runtime pays for one large file, hashing nothing: fetch it (the redirect
+ * followed by fetch) and write each chunk as it comes. No mlagent module is loaded.
+ */
+const BARE_DENO_LARGE = `const res = await fetch(Deno.args[0]);
+const f = Deno.openSync(Deno.args[1], { write: true, create: true, truncate: true });
+for await (const chunk of res.body) {
+  for (let off = 0; off < chunk.length;) off += f.writeSync(chunk.subarray(off));
+}
+f.close();
+`;
 
 /**
  * The least a program on this runtime pays for the many small files: fetch each (8 at once, redirects
@@ -250,8 +266,18 @@ export async function run(): Promise<BenchRow[]> {
     let ourMs = Infinity;
     let ourCpuMs = 0;
     let hfMs = Infinity;
+    let bareMs = Infinity;
+    let bareCpuMs = 0;
+    const bareScript = await Deno.makeTempFile({ prefix: "mlagent-bench-bare-large-", suffix: ".js" });
+    await Deno.writeTextFile(bareScript, BARE_DENO_LARGE);
     for (let i = 0; i < 3; i++) {
       const c = await fresh();
+      const br = await timed(
+        [Deno.execPath(), "run", "--allow-all", "--quiet", bareScript, url, `${c}/b`],
+        {},
+      );
+      if (br.ms < bareMs) [bareMs, bareCpuMs] = [br.ms, br.cpuMs];
+      await Deno.remove(`${c}/b`);
       const cr = await timed(["curl", "-sSfL", "-o", `${c}/f`, url], {});
       if (cr.ms < curlMs) [curlMs, curlCpuMs] = [cr.ms, cr.cpuMs];
       const verify = `curl -sSfL -o "$1/g" "$2" && sha256sum "$1/g" >/dev/null`;
@@ -267,6 +293,7 @@ export async function run(): Promise<BenchRow[]> {
       await cleanup(d);
       hfMs = Math.min(hfMs, (await hfTimed(server))?.ms ?? Infinity);
     }
+    await Deno.remove(bareScript).catch(() => {});
     rows.push({
       name: `download one ${largeMib} MiB LFS file: curl time / mlagent time`,
       value: curlMs / ourMs,
@@ -276,8 +303,11 @@ export async function run(): Promise<BenchRow[]> {
       detail:
         `curl ${Math.round(curlMs)} ms (${Math.round(curlCpuMs)} ms CPU), mlagent ${Math.round(ourMs)} ms (${
           Math.round(ourCpuMs)
-        } ms CPU) incl. listing and sha256; bound by CPU: sha256 ~340 ms per 512 MiB here on top of curl's ` +
-        `receive and write, and the look-alike server holds the other core (see the header)`,
+        } ms CPU) incl. listing and sha256; bound by the runtime and CPU: Deno's fetch alone, hashing nothing, ` +
+        `reaches ${
+          (curlMs / bareMs).toFixed(2)
+        }x curl (the bare Deno row), sha256 adds ~340 ms per 512 MiB, ` +
+        `and the look-alike server holds the other core (see the header)`,
     });
     rows.push({
       name: `download one ${largeMib} MiB LFS file: (curl && sha256sum) time / mlagent time`,
@@ -294,6 +324,18 @@ export async function run(): Promise<BenchRow[]> {
       target: ">= 0.9",
       met: pipedMs / ourMs >= 0.9,
       detail: `hashing as the bytes arrive, as mlagent: curl|sha256sum ${Math.round(pipedMs)} ms`,
+    });
+    rows.push({
+      name: `download one ${largeMib} MiB LFS file: bare Deno (fetch, write, no hash) / mlagent`,
+      value: bareMs / ourMs,
+      unit: "x",
+      target: "report",
+      met: true,
+      detail: `bare Deno ${Math.round(bareMs)} ms (${Math.round(bareCpuMs)} ms CPU), mlagent ${
+        Math.round(ourMs)
+      } ms: curl / bare Deno = ${
+        (curlMs / bareMs).toFixed(2)
+      } is the most any Deno program gets here, before it hashes a byte (the runtime's fetch is the bound)`,
     });
     rows.push(
       hfRow(
