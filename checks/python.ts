@@ -244,11 +244,21 @@ export interface FoundPython {
 }
 
 /**
- * What every interpreter is asked first: who it is, with nothing imported (-S), ~20 ms each where the full
- * probe costs ~150 ms; NUL-separated, since a path may hold any other byte.
+ * What every interpreter is asked first: who it is, with nothing but json imported (-S), ~20 ms each where
+ * the full probe costs ~150 ms. One JSON line, read last as the full probe's is: a wrapper may print first,
+ * and JSON escapes a path the locale cannot encode.
  */
-export const IDENTIFY_SCRIPT =
-  'import sys, os; sys.stdout.write("\\0".join([sys.version.split()[0], sys.implementation.name, sys.executable, os.path.realpath(sys.executable)]))';
+export const IDENTIFY_SCRIPT = "import sys, os, json; print(json.dumps([sys.version.split()[0], " +
+  "sys.implementation.name, sys.executable, os.path.realpath(sys.executable)]))";
+
+/** The last line of a probe's stdout as JSON, or null. */
+function lastJsonLine(stdout: string): unknown {
+  try {
+    return JSON.parse(stdout.trim().split("\n").pop()!);
+  } catch {
+    return null;
+  }
+}
 
 /** Finds every interpreter and asks each who it is; several names of one interpreter are merged. */
 export async function findPythons(env: Env, constraint?: string, timeoutMs = 10_000): Promise<FoundPython[]> {
@@ -270,7 +280,9 @@ export async function findPythons(env: Env, constraint?: string, timeoutMs = 10_
     // Python 2 refuses -I and drops out here, as it should.
     const r = await env.run([c.path, "-I", "-S", "-c", IDENTIFY_SCRIPT], { timeoutMs });
     if (r.kind !== "exited" || r.code !== 0) return null;
-    const [version, implementation, executable, real] = r.stdout.split("\0");
+    const said = lastJsonLine(r.stdout);
+    if (!Array.isArray(said) || !said.every((x) => typeof x === "string")) return null;
+    const [version, implementation, executable, real] = said as string[];
     return version && real ? { c, version, implementation, executable, real } : null;
   }));
   const out = new Map<string, FoundPython>();
@@ -301,16 +313,13 @@ export async function askPython(
 ): Promise<PythonInfo | null> {
   // By the name it was found as: a wrapper that sets up its interpreter's environment stays in the way.
   const r = await env.run(
-    [found.found_as[0] ?? found.executable, "-I", "-c", PROBE_SCRIPT, ...(opts.probeVenv ? ["--venv"] : [])],
+    [found.found_as[0], "-I", "-c", PROBE_SCRIPT, ...(opts.probeVenv ? ["--venv"] : [])],
     { timeoutMs: opts.timeoutMs ?? 10_000 },
   );
   if (r.kind !== "exited" || r.code !== 0) return null;
-  let j: Record<string, unknown>;
-  try {
-    j = JSON.parse(r.stdout.trim().split("\n").pop()!);
-  } catch {
-    return null;
-  }
+  const said = lastJsonLine(r.stdout);
+  if (!said || typeof said !== "object") return null;
+  const j = said as Record<string, unknown>;
   return {
     executable: String(j.executable || found.executable),
     version: String(j.version ?? found.version),
@@ -340,23 +349,28 @@ export async function askWhatChoosingNeeds(
   const newestFirst = [...found].sort((a, b) => comparePythonVersions(b.version, a.version));
   const meets = (v: string) => !want.constraint || satisfies(v, want.constraint);
   const asked: PythonInfo[] = [];
-  const ask = async (f: FoundPython) => {
-    const info = await askPython(env, f, want);
-    if (info) asked.push(info);
-    return info;
+  // Answers are kept in newestFirst order, never in the order the probes end: two of one version then rank
+  // as the old doctor ranked them, by where they were found (PATH order first).
+  const askAll = async (fs: FoundPython[]) => {
+    for (const info of await Promise.all(fs.map((f) => askPython(env, f, want)))) if (info) asked.push(info);
   };
+  const fits = (p: PythonInfo) => usable(p) && (!want.needHeaders || p.headers);
   const [first, ...rest] = newestFirst.filter((f) => meets(f.version));
   if (first) {
-    const info = await ask(first);
-    if (info && usable(info) && (!want.needHeaders || info.headers)) return asked;
+    await askAll([first]);
+    if (asked.length && fits(asked[0])) return asked;
     // The newest did not fit: the rest side by side, as a node with no fitting interpreter must ask them all.
-    await Promise.all(rest.map(ask));
+    await askAll(rest);
   }
-  // Nothing meets the constraint: the newest that answers is what choosePython falls back to.
+  // Nothing that meets the constraint answered: choosePython falls back to the newest that answers.
   if (!asked.some((p) => meets(p.version))) {
-    for (const f of newestFirst.filter((f) => !meets(f.version))) if (await ask(f)) break;
+    const [newest, ...older] = newestFirst.filter((f) => !meets(f.version));
+    if (newest) {
+      await askAll([newest]);
+      if (!asked.length) await askAll(older);
+    }
   }
-  return asked.sort((a, b) => comparePythonVersions(b.version, a.version));
+  return asked;
 }
 
 /** An interpreter a venv can be built with: venv works (or was not tried) and ensurepip brings pip. */
@@ -531,6 +545,17 @@ export function evaluatePython(facts: PythonFacts, ctx: Pick<CheckContext, "prof
   const choice = choosePython(facts.pythons, constraint, { needHeaders });
   const list = [...facts.found].sort((a, b) => comparePythonVersions(b.version, a.version))
     .map((p) => `${p.version}${p.source === "PATH" ? "" : ` (${p.source})`}`).join(", ");
+  const found = facts.found.map((x) => ({ executable: x.executable, version: x.version, source: x.source }));
+  // Said who they are, and meet the constraint, but failed the full probe: named, never taken for absent.
+  const unanswered = facts.found.filter((f) =>
+    (!constraint || satisfies(f.version, constraint)) &&
+    !facts.pythons.some((p) => p.executable === f.executable)
+  );
+  const whyNot = unanswered.length
+    ? `; ${
+      unanswered.map((f) => `${f.version} at ${f.found_as[0]}`).join(", ")
+    } did not answer the probe for sysconfig, venv and ensurepip`
+    : "";
   if (!choice) {
     const none = result(
       "python.interpreter",
@@ -538,7 +563,7 @@ export function evaluatePython(facts: PythonFacts, ctx: Pick<CheckContext, "prof
       facts.forced
         ? `MLAGENT_PYTHON=${facts.forced} does not run as a Python 3 interpreter`
         : facts.found.length
-        ? `found ${list}, but none that could be chosen answered the probe for sysconfig, venv and ensurepip`
+        ? `no interpreter found answers the probe for sysconfig, venv and ensurepip (found ${list})`
         : "no Python 3 interpreter found (looked for python3, python3.X, python on PATH, pyenv versions, uv)",
       facts.forced
         ? "point MLAGENT_PYTHON at a working interpreter (a path or a name on PATH), or unset it"
@@ -550,7 +575,7 @@ export function evaluatePython(facts: PythonFacts, ctx: Pick<CheckContext, "prof
           include_dir: null,
           headers: false,
           venv: false,
-          found: facts.found.map((x) => ({ executable: x.executable, version: x.version, source: x.source })),
+          found,
         },
       },
     );
@@ -572,7 +597,7 @@ export function evaluatePython(facts: PythonFacts, ctx: Pick<CheckContext, "prof
       source: p.source,
       meets_constraint: choice.meets_constraint,
       constraint,
-      found: facts.found.map((x) => ({ executable: x.executable, version: x.version, source: x.source })),
+      found,
     },
   };
   const out: CheckResult[] = [];
@@ -580,7 +605,7 @@ export function evaluatePython(facts: PythonFacts, ctx: Pick<CheckContext, "prof
     out.push(result(
       "python.interpreter",
       "fail",
-      `no interpreter meets ${constraint} (profile ${profile!.name}); found ${list}`,
+      `no interpreter meets ${constraint} (profile ${profile!.name}); found ${list}${whyNot}`,
       `install a matching Python: \`uv python install '${constraint}'\` or \`pyenv install <version>\`, then run doctor again`,
       pyFacts,
     ));

@@ -26,7 +26,7 @@ export async function spawnQuiet(
   argv: string[],
   env: Record<string, string>,
   opts: { detached?: boolean } = {},
-): Promise<{ code: number; stderr: string }> {
+): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command(argv[0], {
     args: argv.slice(1),
     env,
@@ -36,5 +36,6 @@ export async function spawnQuiet(
     stderr: "piped",
     detached: opts.detached ?? false,
   }).output();
-  return { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
+  const text = new TextDecoder();
+  return { code: out.code, stdout: text.decode(out.stdout), stderr: text.decode(out.stderr) };
 }

@@ -469,19 +469,23 @@ export class HubClient {
 
   /**
    * The commit a revision points at, and that commit's files. A revision that is already a commit (a pinned
-   * profile's) is listed while the Hub confirms it: one round trip less to a Hub far away. The revision's
-   * answer still comes first and decides; the early listing counts only for that very commit, and any
-   * failure of it is met by listing again. `retried` wraps each request that counts (the download's retries).
+   * profile's) is listed while the Hub confirms it: one round trip less to a Hub far away. The listing goes
+   * through `retried` (the download's retries, logged and counted) exactly as a listing asked afterwards
+   * would; the revision's answer still decides, and its error is the one reported when both fail. An early
+   * listing for a commit the Hub does not confirm is stopped and asked again for the commit it names.
    */
   async resolveAndList(
     repo: string,
     revision: string,
-    retried: <T>(what: string, f: () => Promise<T>) => Promise<T> = (_what, f) => f(),
+    retried: <T>(what: string, f: () => Promise<T>, signal?: AbortSignal) => Promise<T> = (_what, f) => f(),
   ): Promise<{ commit: string; files: HubFile[] }> {
+    // The signal stops the request and the retries' waits both: nothing of a dropped listing outlives it.
+    const list = (commit: string, signal?: AbortSignal) =>
+      retried("file listing", () => this.listFiles(repo, commit, signal), signal);
     const earlyStop = new AbortController();
-    const early = COMMIT_RE.test(revision)
-      ? this.listFiles(repo, revision, earlyStop.signal).catch(() => null)
-      : Promise.resolve(null);
+    const early = COMMIT_RE.test(revision) ? list(revision, earlyStop.signal) : null;
+    // Its failure is read below, or dropped with it: never an unhandled rejection meanwhile.
+    early?.catch(() => {});
     let commit: string;
     try {
       commit = await retried(`revision ${revision}`, () => this.resolveCommit(repo, revision));
@@ -489,10 +493,9 @@ export class HubClient {
       earlyStop.abort();
       throw e;
     }
-    if (commit !== revision) earlyStop.abort();
-    const files = (commit === revision ? await early : null) ??
-      await retried("file listing", () => this.listFiles(repo, commit));
-    return { commit, files };
+    if (early && commit === revision) return { commit, files: await early };
+    earlyStop.abort();
+    return { commit, files: await list(commit) };
   }
 
   /** The commit a revision points at: GET /api/models/{repo}/revision/{rev} (sha, or X-Repo-Commit). */

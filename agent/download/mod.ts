@@ -173,7 +173,7 @@ async function downloadOnline(
   const { commit, files: listed } = await client.resolveAndList(
     opts.repo,
     revision,
-    (what, f) => withRetries(ctx, what, f),
+    (what, f, stop) => withRetries(ctx, what, f, stop),
   ).catch((e) => {
     throw toMlagentError(e, opts.repo, revision, client);
   });

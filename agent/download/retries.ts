@@ -28,15 +28,18 @@ export function isRetriable(e: unknown): boolean {
 export const errText = (e: unknown, token?: string) =>
   redact(e instanceof Error ? e.message : String(e), token);
 
-/** Retries `fn` on transient errors with backoff; Retry-After wins over the backoff. */
-export function withRetries<T>(ctx: Ctx, what: string, fn: () => Promise<T>): Promise<T> {
+/**
+ * Retries `fn` on transient errors with backoff; Retry-After wins over the backoff. `stop` ends the retries
+ * (and the wait between them) of this one call, as the download's own abort ends every call's.
+ */
+export function withRetries<T>(ctx: Ctx, what: string, fn: () => Promise<T>, stop?: AbortSignal): Promise<T> {
   return retry(fn, {
     maxAttempts: ctx.maxRetries,
     isRetriable: (e) => isRetriable(e),
     sleep: ctx.env.sleep,
     random: ctx.env.random,
     baseMs: ctx.backoffBaseMs,
-    signal: ctx.signal,
+    signal: stop ? AbortSignal.any([ctx.signal, stop]) : ctx.signal,
     delayFor: retryAfterMs,
     onRetry: (e, attempt, delay) => {
       ctx.retries++;

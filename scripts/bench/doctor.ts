@@ -48,7 +48,7 @@ export async function run(): Promise<BenchRow[]> {
       pythons.push([c.path, "-I", "-S", "-c", IDENTIFY_SCRIPT]);
     }
     const facts = await gatherPython(env, 10_000, null);
-    const asked = facts.pythons.map((p) => [p.executable, "-I", "-c", PROBE_SCRIPT, "--venv"]);
+    const asked = facts.pythons.map((p) => [p.found_as[0], "-I", "-c", PROBE_SCRIPT, "--venv"]);
     const nvcc = findOnPath("nvcc", vars.PATH) ??
       ["/usr/local/cuda/bin/nvcc"].find((p) => findOnPath(p, undefined));
     const others: string[][] = [
@@ -80,7 +80,9 @@ export async function run(): Promise<BenchRow[]> {
         ...others.map((p) => spawn(p, vars)),
         (async () => {
           await Promise.all(pythons.map((p) => spawn(p, vars)));
-          for (const p of asked) await spawn(p, vars);
+          // The newest alone, then (only when it did not fit) the rest side by side, as the doctor asks them.
+          if (asked.length) await spawn(asked[0], vars);
+          await Promise.all(asked.slice(1).map((p) => spawn(p, vars)));
         })(),
       ]);
       return performance.now() - t;

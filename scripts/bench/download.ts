@@ -168,24 +168,29 @@ async function cleanup(...dirs: string[]) {
  * configuration: pip with the caller's environment and pip.conf, on purpose not the tests' hermetic one.
  * `why` when it cannot be had here; the rows then say so instead of a figure.
  */
-async function hfCli(): Promise<{ hf: string } | { why: string }> {
+async function hfCli(): Promise<{ hf: string; version: string } | { why: string }> {
   const env = Deno.env.toObject();
   const runs = async (argv: string[]) => {
     try {
       return await spawnQuiet(argv, env);
     } catch (e) {
-      return { code: 127, stderr: e instanceof Error ? e.message : String(e) };
+      return { code: 127, stdout: "", stderr: e instanceof Error ? e.message : String(e) };
     }
+  };
+  /** `hf version` prints "version: X" among other lines (in colour on a terminal only). */
+  const versionOf = async (hf: string) => {
+    const r = await runs([hf, "version"]);
+    return r.code === 0 ? (/version:\s*(\S+)/.exec(r.stdout)?.[1] ?? "unknown") : null;
   };
   const given = Deno.env.get("MLAGENT_BENCH_HF");
   if (given) {
-    return (await runs([given, "version"])).code === 0
-      ? { hf: given }
-      : { why: `MLAGENT_BENCH_HF=${given} does not run` };
+    const version = await versionOf(given);
+    return version ? { hf: given, version } : { why: `MLAGENT_BENCH_HF=${given} does not run` };
   }
   const venv = `${REPO_ROOT}/.work/bench-hf`;
   const hf = `${venv}/bin/hf`;
-  if ((await runs([hf, "version"])).code === 0) return { hf };
+  const have = await versionOf(hf);
+  if (have) return { hf, version: have };
   const made = await runs(["python3", "-m", "venv", "--clear", venv]);
   if (made.code !== 0) return { why: `python3 -m venv failed: ${made.stderr.trim().split("\n").pop()}` };
   // No retries: an index this machine cannot reach fails fast, and a reachable one answers at once.
@@ -202,14 +207,15 @@ async function hfCli(): Promise<{ hf: string } | { why: string }> {
     "10",
     "huggingface_hub",
   ]);
-  if (pip.code !== 0 || (await runs([hf, "version"])).code !== 0) {
+  const version = pip.code === 0 ? await versionOf(hf) : null;
+  if (!version) {
     return {
       why: `huggingface_hub cannot be installed from this machine's package configuration (${
         pip.stderr.trim().split("\n").pop()
       })`,
     };
   }
-  return { hf };
+  return { hf, version };
 }
 
 /** `hf download` of the whole repo into a local dir, as a user runs it (8 workers, its default). */
@@ -230,28 +236,35 @@ export async function run(): Promise<BenchRow[]> {
   const largeMib = Number(Deno.env.get("MLAGENT_BENCH_LARGE_MIB") ?? 512);
   const hugeMib = Number(Deno.env.get("MLAGENT_BENCH_HUGE_MIB") ?? 2048);
   const hf = await hfCli();
+  // A failing `hf download` (a look-alike it does not understand, a broken install) costs its rows, not the bench.
+  let hfMissing: string | null = "why" in hf ? hf.why : null;
   const hfTimed = async (server: HubServer) => {
-    if (!("hf" in hf)) return null;
+    if (hfMissing !== null || !("hf" in hf)) return null;
     const d = await fresh();
     const h = hfDownload(hf.hf, server, d);
-    const r = await timed(h.argv, h.env);
-    await cleanup(d);
-    return r;
+    try {
+      return await timed(h.argv, h.env);
+    } catch (e) {
+      hfMissing = `hf download failed here: ${(e instanceof Error ? e.message : String(e)).slice(-300)}`;
+      return null;
+    } finally {
+      await cleanup(d);
+    }
   };
   /** hf download's row, or the reason it has no figure here. */
   const hfRow = (name: string, hfMs: number, ourMs: number, target: string, met: (x: number) => boolean) =>
-    "hf" in hf
+    "hf" in hf && hfMissing === null
       ? {
         name,
         value: hfMs / ourMs,
         unit: "x",
         target,
         met: met(hfMs / ourMs),
-        detail: `hf download ${
-          Math.round(hfMs)
-        } ms (huggingface_hub's CLI, 8 workers, no hash check), mlagent ${Math.round(ourMs)} ms`,
+        detail:
+          `hf download ${Math.round(hfMs)} ms (huggingface_hub ${hf.version}'s CLI, 8 workers, no hash ` +
+          `check), mlagent ${Math.round(ourMs)} ms`,
       }
-      : { name, value: NaN, unit: "x", target, met: false, detail: `not measured: ${hf.why}` };
+      : { name, value: NaN, unit: "x", target, met: false, detail: `not measured: ${hfMissing}` };
 
   // 1. One large file: best of 3 each, alternating, to damp the noise of a shared machine.
   {

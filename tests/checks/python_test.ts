@@ -171,7 +171,7 @@ Deno.test("gatherPython() finds this machine's Debian and pyenv interpreters onc
  */
 async function fakePython(
   dir: string,
-  { headers = false, ensurepip = true, version = "3.11.2" } = {},
+  { headers = false, ensurepip = true, version = "3.11.2", slowS = 0, answersProbe = true } = {},
 ) {
   const mm = version.split(".").slice(0, 2).join(".");
   const include = `${dir}/include/python${mm}`;
@@ -179,8 +179,11 @@ async function fakePython(
   if (headers) await Deno.writeTextFile(`${include}/Python.h`, "");
   await Deno.mkdir(`${dir}/bin`, { recursive: true });
   const exe = `${dir}/bin/python${mm}`;
-  const identity = [version, "cpython", exe, exe].join("\0");
+  // A wrapper may print before it execs the interpreter: only the last line is the answer.
+  const identity = "wrapper says hello\n" + JSON.stringify([version, "cpython", exe, exe]) + "\n";
   await writeFakeBin(`${dir}/bin`, `python${mm}`, [{ whenArgsContain: "-I -S -c", stdout: identity }, {
+    sleepS: slowS,
+    exitCode: answersProbe ? 0 : 1,
     stdout: JSON.stringify({
       version,
       executable: exe,
@@ -231,6 +234,46 @@ Deno.test("gatherPython() asks the rest in full only when the newest does not fi
   assert.deepEqual(await asked("<3.10", true), ["3.9.18"]);
   // Nothing meets it: the newest is asked, and the check fails listing all four.
   assert.deepEqual(await asked(">=3.13", true), ["3.12.1"]);
+});
+
+Deno.test("gatherPython() ranks two interpreters of one version by where they were found, not by which answers first", async () => {
+  await using dir = await tempDir();
+  const at = (v: string) => `${dir.path}/${v}`;
+  await fakePython(at("new"), { version: "3.12.1", headers: true, ensurepip: false });
+  // First on PATH, and slower to answer than the second.
+  const first = await fakePython(at("a"), { version: "3.11.7", headers: true, slowS: 0.3 });
+  await fakePython(at("b"), { version: "3.11.7", headers: true });
+  const env = testEnv({
+    vars: hermeticVars({
+      PATH: ["new", "a", "b"].map((v) => `${at(v)}/bin`).join(":"),
+      HOME: dir.path,
+      PYENV_ROOT: undefined,
+    }),
+  });
+  const facts = await gatherPython(env, 5000, { python: ">=3.10", builds_extensions: true });
+  const interp = evaluatePython(facts, { profile: profile({ python: ">=3.10" }) })[0];
+  assert.equal((interp.facts?.python as { executable: string }).executable, first);
+});
+
+Deno.test("an interpreter that meets the constraint but fails the full probe is named, not taken for absent", async () => {
+  await using dir = await tempDir();
+  const at = (v: string) => `${dir.path}/${v}`;
+  const broken = await fakePython(at("3.12"), { version: "3.12.1", headers: true, answersProbe: false });
+  await fakePython(at("3.9"), { version: "3.9.18", headers: true });
+  const env = testEnv({
+    vars: hermeticVars({
+      PATH: [at("3.12"), at("3.9")].map((d) => `${d}/bin`).join(":"),
+      HOME: dir.path,
+      PYENV_ROOT: undefined,
+    }),
+  });
+  const facts = await gatherPython(env, 5000, { python: ">=3.12", builds_extensions: true });
+  const r = evaluatePython(facts, { profile: profile({ python: ">=3.12" }) })[0];
+  assert.equal(r.status, "fail");
+  assert.ok(
+    r.message.includes(`3.12.1 at ${broken} did not answer the probe for sysconfig, venv and ensurepip`),
+    r.message,
+  );
 });
 
 const profile = (over: Partial<Profile> = {}): Profile => ({

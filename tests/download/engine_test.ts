@@ -314,12 +314,17 @@ Deno.test("download names a revision that does not exist (exit 1)", async () => 
 Deno.test("a revision that is a commit is listed while the Hub confirms it, and the listing is asked once", async () => {
   await using server = smallRepo();
   await using dir = await tempDir();
-  // The revision's first answer is a 503; its retry waits long enough that, without the early listing, the
-  // tree would be asked only after the revision's 200.
+  // The revision's first answer is a 503, and its retry waits until the tree has been asked: at once with the
+  // early listing; without it the tree would come only after the revision's 200, and the wait gives up at 2 s.
   server.addFault({ path: "*", on: "revision", fault: { kind: "status", status: 503 } });
+  const treeAsked = async () => {
+    for (let i = 0; i < 400 && !server.requests.some((q) => q.path.includes("/tree/")); i++) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  };
   const env = testEnv({
     vars: hermeticVars({ HF_ENDPOINT: server.url, HF_HOME: "/nonexistent-hf-home" }),
-    sleep: () => new Promise((r) => setTimeout(r, 300)),
+    sleep: treeAsked,
   });
   const r = await downloadRepo(env, {
     repo: server.repo,
@@ -340,6 +345,18 @@ Deno.test("a revision that is a commit is listed while the Hub confirms it, and 
   await downloadRepo(envFor(server), { repo: server.repo, revision: "main", localDir: other.path, ...FAST });
   const order = server.requests.filter((q) => q.path.startsWith("/api/")).map((q) => q.path.split("/")[5]);
   assert.deepEqual(order, ["revision", "tree"]);
+});
+
+Deno.test("an early listing that fails is retried, logged and counted like any listing", async () => {
+  await using server = smallRepo();
+  await using dir = await tempDir();
+  server.addFault({ path: "*", on: "tree", fault: { kind: "status", status: 503 } });
+  const env = envFor(server);
+  const r = await downloadRepo(env, { repo: server.repo, revision: server.commit, localDir: dir.path, ...FAST });
+  assert.equal(r.ok, true);
+  assert.equal(r.retries, 1);
+  assert.ok(env.logs.some((l) => /file listing: .*503.*attempt 2\//.test(l)), env.logs.join("\n"));
+  await assertFilesMatch(server, dir.path);
 });
 
 Deno.test("a commit the Hub does not know fails on the revision's word; its early listing changes nothing", async () => {

@@ -6,7 +6,6 @@
 export interface FakeSpec {
   /** File whose bytes go to stdout. */
   stdoutFile?: string;
-  /** Printed as it is, NUL included. */
   stdout?: string;
   stderr?: string;
   exitCode?: number;
@@ -30,12 +29,7 @@ export async function writeFakeBin(dir: string, name: string, specs: FakeSpec | 
     const body: string[] = [];
     if (s.sleepS) body.push(`sleep ${s.sleepS}`);
     if (s.stdoutFile) body.push(`cat ${q(s.stdoutFile)}`);
-    // A shell string cannot hold NUL: such an answer goes through printf's format, NUL as \\000.
-    if (s.stdout?.includes("\0")) {
-      body.push(
-        `printf ${q(s.stdout.replaceAll("\\", "\\\\").replaceAll("%", "%%").replaceAll("\0", "\\000"))}`,
-      );
-    } else if (s.stdout !== undefined) body.push(`printf '%s' ${q(s.stdout)}`);
+    if (s.stdout !== undefined) body.push(`printf '%s' ${q(s.stdout)}`);
     if (s.stderr !== undefined) body.push(`printf '%s' ${q(s.stderr)} >&2`);
     body.push(`exit ${s.exitCode ?? 0}`);
     if (s.whenArgsContain !== undefined) {

@@ -1,6 +1,6 @@
 /** The machine's real Python interpreters: those on PATH and pyenv's installed versions (its shims hide the rest). */
 
-export interface FoundPython {
+export interface MachinePython {
   executable: string;
   version: string;
 }
@@ -28,8 +28,8 @@ function pyenvPythons(): string[] {
 }
 
 /** Every distinct interpreter that can create a venv (has venv and ensurepip). */
-export async function pythonsWithVenv(): Promise<FoundPython[]> {
-  const out = new Map<string, FoundPython>();
+export async function pythonsWithVenv(): Promise<MachinePython[]> {
+  const out = new Map<string, MachinePython>();
   for (const name of [...NAMES, ...pyenvPythons()]) {
     const text = await stdoutOf(name, [
       "-c",
