@@ -1,26 +1,34 @@
-/** Waiting without setTimeout's limits: a delay past 2^31 ms must wait that long, not fire at once. */
+/**
+ * Waiting, on the runtime's own timers. Deno's global setTimeout is Node's, and the first call in a process
+ * loads Node's timers: 17-24 ms here, a sixth of a whole prologue, paid by every command that starts a child
+ * (its deadline is a wait). AbortSignal.timeout runs on the runtime's timers and keeps the process alive as
+ * setTimeout does (4-5 ms for the first), but it cannot be cancelled: a wait is taken in steps of at most
+ * STEP_MS, so one cut short by its signal holds an exiting process at most that long (main.ts exits at once).
+ * Steps also keep a wait past setTimeout's 2^31 ms limit from firing at once.
+ */
 
-/** setTimeout's largest delay; a longer one fires at once, so longer waits are taken in pieces. */
-export const MAX_TIMER_MS = 2 ** 31 - 1;
+/** The longest step of a wait: how long a cancelled wait's last timer may outlive it. */
+export const STEP_MS = 1000;
 
+/** Resolves after `ms` (monotonic clock), or as soon as `signal` aborts. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal?.aborted) return resolve();
-    const until = Date.now() + ms;
-    let t = setTimeout(tick, Math.min(Math.max(0, ms), MAX_TIMER_MS));
-    function tick() {
-      const left = until - Date.now();
-      if (left > 0 && !signal?.aborted) {
-        t = setTimeout(tick, Math.min(left, MAX_TIMER_MS));
-        return;
-      }
-      done();
-    }
-    function done() {
-      clearTimeout(t);
+    const until = performance.now() + Math.max(0, ms);
+    let finished = false;
+    const done = () => {
+      if (finished) return;
+      finished = true;
       signal?.removeEventListener("abort", done);
       resolve();
-    }
+    };
+    const step = () => {
+      if (finished) return;
+      const left = until - performance.now();
+      if (left <= 0 || signal?.aborted) return done();
+      AbortSignal.timeout(Math.min(Math.ceil(left), STEP_MS)).addEventListener("abort", step, { once: true });
+    };
     signal?.addEventListener("abort", done);
+    step();
   });
 }

@@ -352,7 +352,12 @@ Deno.test("an early listing that fails is retried, logged and counted like any l
   await using dir = await tempDir();
   server.addFault({ path: "*", on: "tree", fault: { kind: "status", status: 503 } });
   const env = envFor(server);
-  const r = await downloadRepo(env, { repo: server.repo, revision: server.commit, localDir: dir.path, ...FAST });
+  const r = await downloadRepo(env, {
+    repo: server.repo,
+    revision: server.commit,
+    localDir: dir.path,
+    ...FAST,
+  });
   assert.equal(r.ok, true);
   assert.equal(r.retries, 1);
   assert.ok(env.logs.some((l) => /file listing: .*503.*attempt 2\//.test(l)), env.logs.join("\n"));
