@@ -14,7 +14,9 @@ export const STEP_MS = 1000;
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal?.aborted) return resolve();
-    const until = performance.now() + Math.max(0, ms);
+    // NaN waits nothing, as setTimeout takes it.
+    const wait = Number.isNaN(ms) ? 0 : Math.max(0, ms);
+    const until = performance.now() + wait;
     let finished = false;
     const done = () => {
       if (finished) return;
@@ -22,13 +24,18 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
       signal?.removeEventListener("abort", done);
       resolve();
     };
+    const arm = (ms: number) =>
+      AbortSignal.timeout(Math.min(Math.ceil(ms), STEP_MS)).addEventListener("abort", step, {
+        once: true,
+      });
     const step = () => {
       if (finished) return;
       const left = until - performance.now();
       if (left <= 0 || signal?.aborted) return done();
-      AbortSignal.timeout(Math.min(Math.ceil(left), STEP_MS)).addEventListener("abort", step, { once: true });
+      arm(left);
     };
     signal?.addEventListener("abort", done);
-    step();
+    // Even sleep(0) waits for a timer, as setTimeout(0) did: a polling loop still lets other work in.
+    arm(wait);
   });
 }

@@ -41,3 +41,14 @@ await w;`;
   assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
   assert.ok(performance.now() - t0 < 10_000, `${performance.now() - t0} ms`);
 });
+
+Deno.test("sleep(0) still waits for a timer, so a loop of them lets other work in", async () => {
+  let ran = false;
+  const other = new Promise<void>((r) =>
+    AbortSignal.timeout(0).addEventListener("abort", () => (ran = true, r()))
+  );
+  for (let i = 0; i < 50 && !ran; i++) await sleep(0);
+  assert.ok(ran, "a timer armed before the loop fired while it ran");
+  await other;
+  await sleep(Number.NaN);
+});
