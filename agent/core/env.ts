@@ -5,7 +5,7 @@
  */
 import { makeBoard, type Progress } from "./progress.ts";
 import { makeRunner, type Runner } from "./run.ts";
-import { sleep } from "./time.ts";
+import { every, sleep } from "./time.ts";
 
 /** The signals mlagent handles: interruption, and the ones `mlagent run` passes on to its command. */
 export type HandledSignal = "SIGINT" | "SIGTERM" | "SIGHUP" | "SIGQUIT" | "SIGUSR1" | "SIGUSR2";
@@ -179,10 +179,7 @@ export function realEnv(
     fetch: globalThis.fetch,
     now: () => Date.now(),
     sleep,
-    every: (ms, fn) => {
-      const t = setInterval(fn, ms);
-      return () => clearInterval(t);
-    },
+    every,
     random: Math.random,
     hostname: () => vars.MLAGENT_HOSTNAME ?? Deno.hostname(),
     pid: Deno.pid,

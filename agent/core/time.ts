@@ -24,8 +24,8 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
       signal?.removeEventListener("abort", done);
       resolve();
     };
-    const arm = (ms: number) =>
-      AbortSignal.timeout(Math.min(Math.ceil(ms), STEP_MS)).addEventListener("abort", step, {
+    const arm = (delay: number) =>
+      AbortSignal.timeout(Math.min(Math.ceil(delay), STEP_MS)).addEventListener("abort", step, {
         once: true,
       });
     const step = () => {
@@ -38,4 +38,20 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     // Even sleep(0) waits for a timer, as setTimeout(0) did: a polling loop still lets other work in.
     arm(wait);
   });
+}
+
+/**
+ * Calls `fn` every `ms` until the returned function is called, on the same timers as sleep (setInterval is
+ * Node's too). As with setInterval, an async `fn` is not awaited: a slow one does not hold back the next call.
+ */
+export function every(ms: number, fn: () => void): () => void {
+  const stop = new AbortController();
+  (async () => {
+    while (true) {
+      await sleep(ms, stop.signal);
+      if (stop.signal.aborted) return;
+      fn();
+    }
+  })();
+  return () => stop.abort();
 }

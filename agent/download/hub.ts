@@ -8,6 +8,7 @@ import type { Env } from "../core/env.ts";
 import { badInput } from "../core/errors.ts";
 import { formatBytes } from "../core/output.ts";
 import { hfHome } from "../core/paths.ts";
+import { sleep } from "../core/time.ts";
 import { classifyFetchError, type ReachFailure } from "../install/reach.ts";
 
 /** A full commit id, as the Hub names one. */
@@ -313,19 +314,20 @@ export class HubClient {
         REFUSED_REDIRECT,
       );
     }
-    let headersTimer: ReturnType<typeof setTimeout> | undefined;
+    // The headers' deadline is dropped once they are in: the body is the transfer watchdog's.
+    const headersIn = new AbortController();
     let timeout: AbortSignal | undefined;
     if (init.bounded) timeout = AbortSignal.timeout(this.apiTimeoutMs);
     else if (init.boundedHeaders) {
       const ctl = new AbortController();
-      headersTimer = setTimeout(() => ctl.abort(), this.apiTimeoutMs);
+      sleep(this.apiTimeoutMs, headersIn.signal).then(() => headersIn.signal.aborted || ctl.abort());
       timeout = ctl.signal;
     }
     const signal = timeout ? (init.signal ? AbortSignal.any([init.signal, timeout]) : timeout) : init.signal;
     try {
       return await this.follow(url, init, signal, timeout);
     } finally {
-      clearTimeout(headersTimer);
+      headersIn.abort();
     }
   }
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { sleep, STEP_MS } from "../../agent/core/time.ts";
+import { every, sleep, STEP_MS } from "../../agent/core/time.ts";
 
 Deno.test("sleep() waits at least its time, and returns at once when its signal aborts", async () => {
   const t0 = performance.now();
@@ -51,4 +51,14 @@ Deno.test("sleep(0) still waits for a timer, so a loop of them lets other work i
   assert.ok(ran, "a timer armed before the loop fired while it ran");
   await other;
   await sleep(Number.NaN);
+});
+
+Deno.test("every() calls again and again until stopped, and never after", async () => {
+  let calls = 0;
+  const stop = every(5, () => calls++);
+  while (calls < 3) await sleep(5);
+  stop();
+  const after = calls;
+  await sleep(30);
+  assert.equal(calls, after);
 });
