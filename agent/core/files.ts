@@ -38,11 +38,18 @@ export async function readBoundedText(env: Env, path: string, maxBytes: number):
     return { kind: "refused", why: `cannot be read (${describeFsError(e)})` };
   }
   try {
-    // The size can change between stat and read (a file being written): read one byte past the limit.
-    const buf = new Uint8Array(Math.min(maxBytes, st.size + 64 * 1024) + 1);
+    // Sized by the stat, one byte over so the end is seen in the same buffer: status reads a few files per
+    // venv, hundreds at once, and a fixed 64 KiB margin each was most of what it allocated. A file that grows
+    // meanwhile (another writer) gets a buffer twice as big, up to one byte past the limit.
+    let buf = new Uint8Array(Math.min(maxBytes, st.size) + 1);
     let off = 0;
     for (;;) {
-      if (off === buf.length) return { kind: "refused", why: `grew past the ${maxBytes} bytes allowed` };
+      if (off === buf.length) {
+        if (buf.length > maxBytes) return { kind: "refused", why: `grew past the ${maxBytes} bytes allowed` };
+        const bigger = new Uint8Array(Math.min(maxBytes + 1, buf.length * 2));
+        bigger.set(buf);
+        buf = bigger;
+      }
       const n = await file.read(buf.subarray(off));
       if (n === null) break;
       off += n;
