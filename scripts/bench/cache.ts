@@ -21,6 +21,7 @@ import {
   startIndex,
 } from "../../tests/support/pypi.ts";
 import { hermeticVars } from "../../tests/support/env.ts";
+import { settleDisk } from "../bench_util.ts";
 
 /** The modelled install: 20 wheels of this size over a link like a shared node's path to PyPI's CDN. */
 const WHEEL_MIB = 6;
@@ -235,6 +236,7 @@ export async function run(): Promise<BenchRow[]> {
     const root = `${dir}/scan`;
     Deno.mkdirSync(root, { mode: 0o700 });
     const gen = generateCache(root);
+    await settleDisk();
     // Warm the page cache once, as a cron heal on a used node would find it.
     await timeHealDryRun(root);
     const runs: number[] = [];

@@ -65,7 +65,7 @@ import type { BenchRow } from "../bench.ts";
 import { hermeticVars } from "../../tests/support/env.ts";
 import { mlagentArgv } from "../../tests/support/cli.ts";
 import { HubServer, type ServedFile } from "../../tests/support/hf_server.ts";
-import { REPO_ROOT, spawnQuiet } from "../bench_util.ts";
+import { REPO_ROOT, settleDisk, spawnQuiet } from "../bench_util.ts";
 
 const MIB = 1024 * 1024;
 
@@ -76,9 +76,8 @@ async function timed(
   argv: string[],
   env: Record<string, string>,
 ): Promise<{ ms: number; peakRssKib: number; cpuMs: number }> {
-  // Each run starts with no dirty page of the one before still to be written back (512 MiB of them, on two
-  // cores, slowed whichever run came next).
-  await new Deno.Command("sync").output().catch(() => {});
+  // Each run starts with no dirty page of the one before still to be written back.
+  await settleDisk();
   const t0 = performance.now();
   const child = new Deno.Command(argv[0], {
     args: argv.slice(1),

@@ -23,7 +23,7 @@ import { mlagentArgv } from "../../tests/support/cli.ts";
 import { HubServer, type ServedFile } from "../../tests/support/hf_server.ts";
 import { lockRunSh } from "../../tests/support/lock_helpers.ts";
 import { makeNode, testProfile } from "../../tests/support/node_states.ts";
-import { median, spawnQuiet, timed } from "../bench_util.ts";
+import { median, settleDisk, spawnQuiet, timed } from "../bench_util.ts";
 import { generateCache } from "./cache.ts";
 import { writeVenv as writeIntegrityVenv } from "./integrity.ts";
 import { contend, writeRecords } from "./lock.ts";
@@ -50,6 +50,7 @@ async function sideBySide(
 ): Promise<[number[], number[]]> {
   const s: number[] = [];
   const l: number[] = [];
+  await settleDisk();
   for (let i = 0; i < rounds; i++) {
     if (i % 2) {
       l.push(await timed(large));

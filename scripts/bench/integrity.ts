@@ -8,7 +8,7 @@
 import type { BenchRow } from "../bench.ts";
 import { realEnv } from "../../agent/core/env.ts";
 import { checkIntegrity, type PinnedDistribution } from "../../agent/install/integrity.ts";
-import { median, spawnQuiet, timed } from "../bench_util.ts";
+import { median, settleDisk, spawnQuiet, timed } from "../bench_util.ts";
 
 const PACKAGES = 40;
 const FILES_EACH = 500;
@@ -45,6 +45,7 @@ export async function run(): Promise<BenchRow[]> {
   const dir = await Deno.makeTempDir({ prefix: "mlagent-bench-integrity-" });
   try {
     const dists = await writeVenv(dir);
+    await settleDisk();
     const env = realEnv({ quiet: true });
     const warm = await checkIntegrity(env, dir, dists, "full");
     if (!warm.ok || warm.files !== PACKAGES * FILES_EACH) {

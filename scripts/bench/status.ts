@@ -25,7 +25,7 @@ import {
   writeVenv,
 } from "../../tests/support/node_states.ts";
 import { mlagentArgv } from "../../tests/support/cli.ts";
-import { median, REPO_ROOT, spawnQuiet, timed } from "../bench_util.ts";
+import { median, REPO_ROOT, settleDisk, spawnQuiet, timed } from "../bench_util.ts";
 
 const RUNS = 9;
 const VENVS = 200;
@@ -90,6 +90,7 @@ export async function run(): Promise<BenchRow[]> {
     const prologueCli = () => spawn(mlagentArgv(["prologue", "--profile", "demo", "--json"]), vars);
 
     // Warm up the page cache and Deno's module cache.
+    await settleDisk();
     await probesAlone();
     const warm = await prologueInProcess();
     if (warm.verdict !== "run") throw new Error(`bench node is not healthy: ${JSON.stringify(warm.checks)}`);
@@ -105,6 +106,7 @@ export async function run(): Promise<BenchRow[]> {
 
     // 200 venvs in mixed states.
     await writeMixedVenvs(n, VENVS);
+    await settleDisk();
     const statusCli = () => spawn(mlagentArgv(["status", "--json"]), vars);
     const statusInProcess = () => gatherStatus(env, { profiles: [] });
     await statusCli();
