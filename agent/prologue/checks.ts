@@ -155,10 +155,10 @@ const venvTask: PrologueTask = {
   applies: (ctx) => !!ctx.profile && !!ctx.venvPath,
   deadlineMs: (ctx) => ctx.opts.install ? ctx.left() : undefined,
   async run(ctx) {
-    const { env, opts, root } = ctx;
+    const { env, opts } = ctx;
     const profile = ctx.profile!;
     const venvPath = ctx.venvPath!;
-    if (await ctx.hung(root)) return [ctx.fsHung("venv.ready", "venv root", root)];
+    if (await ctx.hung(venvPath)) return [ctx.fsHung("venv.ready", "venv", venvPath)];
     const untrusted = untrustedDirProblem(env, venvPath);
     if (untrusted) {
       return [check("venv.ready", "fail", `refusing the venv ${venvPath}: ${untrusted}`, {

@@ -51,15 +51,22 @@ export async function runPrologue(env: Env, opts: PrologueOptions): Promise<Prol
   const root = venvRoot(env, opts.root);
   const tmp = env.vars.TMPDIR ? absolute(env, env.vars.TMPDIR) : "/tmp";
   const mroot = modelsRoot(env);
-  // Paths that may sit on a network mount are asked about by a `stat` child first (see the module doc).
-  const fsPaths = [root, tmp, ...(profile?.models.length ? [mroot] : [])];
-  // Each path's answer on its own: the venv check starts its interpreter once the venv root answered, not
-  // once the slowest of the paths did.
+  const venvPath = profile ? venvDirOf(env, profile.name, opts.root) : null;
+  // Paths that may sit on a network mount are asked about by a `stat` child first (see the module doc): the
+  // deepest one read in process, the venv itself rather than its root. A client's cache may still answer for
+  // the root of a dead mount (sshfs's does, as NFS's attribute cache does) while a name below it waits for
+  // the server, and the venv check reads the venv in process once its path answered.
+  const fsPaths = [venvPath ?? root, tmp, ...(profile?.models.length ? [mroot] : [])];
+  // Each path's answer on its own: the venv check starts its interpreter once the venv answered, not once
+  // the slowest of the paths did.
   const fsLimit = Math.min(checkMs, left());
   const fsAnswered = new Map([...new Set(fsPaths)].map((p) => [
     p,
     within(env, fsLimit, () => pathAnswers(env, p, probeMs())).then((r) => r.kind === "done" && r.value),
   ]));
+  // A path answered when it or a path below it did: the stat walked through it.
+  const answerFor = (p: string) =>
+    fsAnswered.get(p) ?? [...fsAnswered].find(([q]) => q.startsWith(p.endsWith("/") ? p : `${p}/`))?.[1];
   const running = new Map<string, Promise<Timed<PrologueCheck[]>>>();
   const ctx: PrologueContext = {
     env,
@@ -67,14 +74,14 @@ export async function runPrologue(env: Env, opts: PrologueOptions): Promise<Prol
     profile,
     request,
     root,
-    venvPath: profile ? venvDirOf(env, profile.name, opts.root) : null,
+    venvPath,
     tmp,
     modelsRoot: mroot,
     minFreeBytes: opts.minFreeBytes ?? numberVar(env, "MLAGENT_PROLOGUE_MIN_FREE_GIB", 1) * GIB,
     xidWindowS: opts.xidWindowS ?? numberVar(env, "MLAGENT_XID_WINDOW_S", 3600),
     left,
     probeMs,
-    hung: async (p) => !(await (fsAnswered.get(p) ?? false)),
+    hung: async (p) => !(await (answerFor(p) ?? false)),
     fsHung: (id, role, p) =>
       check(id, "fail", `${role} ${p} did not answer a stat within ${probeMs()} ms (dead network mount?)`, {
         fault: "node",
