@@ -1,6 +1,7 @@
 /** Free disk where venvs and the installer cache live, against the profile's need (default: warn below 20 GiB). */
 import type { Env } from "../agent/core/env.ts";
 import { formatBytes } from "../agent/core/output.ts";
+import { LEAF } from "../agent/core/run.ts";
 import { type CheckContext, type CheckResult, result } from "./types.ts";
 
 export const DEFAULT_MIN_FREE_GIB = 20;
@@ -69,7 +70,7 @@ export async function gatherDisk(
   timeoutMs = 10_000,
 ): Promise<DiskFacts> {
   const probed = await Promise.all(places.map((p) => nearestExisting(env, p.path)));
-  const r = await env.run(["df", "-P", "-k", ...probed], { timeoutMs });
+  const r = await env.run(["df", "-P", "-k", ...probed], { ...LEAF, timeoutMs });
   const facts: DiskFacts = {
     places: places.map((p, i) => ({
       ...p,

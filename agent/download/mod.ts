@@ -8,6 +8,7 @@
  * the target (the local dir, or the repo's folder in the cache): a second job waits, then finds the files done.
  */
 import type { Env } from "../core/env.ts";
+import { LEAF } from "../core/run.ts";
 import { badInput, failed, MlagentError } from "../core/errors.ts";
 import {
   HubClient,
@@ -545,7 +546,7 @@ async function measureFreeSpace(env: Env, dir: string): Promise<FreeSpace> {
   while (probe.length > 1 && !(await statOrNull(env, probe))?.isDirectory) probe = parentOf(probe) || "/";
   const at = env.now();
   try {
-    const r = await env.run(["df", "-P", "-B1", probe], { timeoutMs: 10_000 });
+    const r = await env.run(["df", "-P", "-B1", probe], { ...LEAF, timeoutMs: 10_000 });
     if (r.kind !== "exited" || r.code !== 0) {
       env.log.debug(`could not read free space of ${probe}; not checked`);
       return { avail: null, at };

@@ -1,5 +1,6 @@
 /** The job's venv and models, and probing paths that may sit on a hung network mount. */
 import type { Env } from "../core/env.ts";
+import { LEAF } from "../core/run.ts";
 import { formatBytes } from "../core/output.ts";
 import type { ModelReport, VenvReport } from "../status/mod.ts";
 import type { PrologueCheck } from "./types.ts";
@@ -7,7 +8,7 @@ import { check } from "./verdict.ts";
 
 /** Asks a `stat` child about a path; true when it answered in time (existing or not). */
 export async function pathAnswers(env: Env, path: string, timeoutMs: number): Promise<boolean> {
-  const r = await env.run(["stat", "-c", "%F", "--", path], { timeoutMs });
+  const r = await env.run(["stat", "-c", "%F", "--", path], { ...LEAF, timeoutMs });
   return r.kind !== "timed-out";
 }
 
