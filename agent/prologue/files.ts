@@ -6,10 +6,25 @@ import type { ModelReport, VenvReport } from "../status/mod.ts";
 import type { PrologueCheck } from "./types.ts";
 import { check } from "./verdict.ts";
 
-/** Asks a `stat` child about a path; true when it answered in time (existing or not). */
+/**
+ * Asks a `stat` child about a path and each of its parents, as the checks then stat them in process (the
+ * trust check walks up to /); true when it answered in time, existing or not. A walk down to the path does
+ * not ask the server for its parents' attributes: a dead mount's own root may hang a stat while a name
+ * below it still answers from the client's cache.
+ */
 export async function pathAnswers(env: Env, path: string, timeoutMs: number): Promise<boolean> {
-  const r = await env.run(["stat", "-c", "%F", "--", path], { ...LEAF, timeoutMs });
+  const r = await env.run(["stat", "-c", "%F", "--", ...selfAndParents(path)], { ...LEAF, timeoutMs });
   return r.kind !== "timed-out";
+}
+
+/** "/a/b/c" -> ["/a/b/c", "/a/b", "/a", "/"]. */
+export function selfAndParents(path: string): string[] {
+  const out = [path];
+  for (let p = path; p !== "/";) {
+    p = p.slice(0, p.lastIndexOf("/")) || "/";
+    out.push(p);
+  }
+  return out;
 }
 
 export function venvCheck(v: VenvReport, running: boolean, pyProblem: string | null): PrologueCheck {

@@ -12,85 +12,96 @@ import { writeFakeBin } from "../support/fake_bin.ts";
 import { makeNode, testProfile, writeProfile } from "../support/node_states.ts";
 import { sshfsAvailable, startSshfs } from "../support/sshfs.ts";
 
-Deno.test({
-  name: "prologue on a dead network mount ends by its deadline, blames the node, and leaves nothing running",
-  // Needs root, /dev/fuse, sshfs and openssh-server (.ci/run installs the packages where missing).
-  ignore: !sshfsAvailable(),
-  fn: async () => {
-    await using d = await tempDir();
-    await using fs = await startSshfs({ clients: 1 });
-    const n = await makeNode(d.path);
-    await writeFakeBin(n.bin, "nvidia-smi", {
-      stdoutFile: `${FIXTURES}/nvidia-smi/xml/q_x_535.86.05_1xRTX4090.xml`,
+for (const venvThere of [false, true]) {
+  Deno.test({
+    name: `prologue on a dead network mount (${
+      venvThere ? "the venv there, in the client's cache" : "no venv yet"
+    }) ends by its deadline, blames the node, and leaves nothing running`,
+    // Needs root, /dev/fuse, sshfs and openssh-server (.ci/run installs the packages where missing).
+    ignore: !sshfsAvailable(),
+    fn: () => deadMount(venvThere),
+  });
+}
+
+async function deadMount(venvThere: boolean) {
+  await using d = await tempDir();
+  await using fs = await startSshfs({ clients: 1 });
+  const n = await makeNode(d.path);
+  await writeFakeBin(n.bin, "nvidia-smi", {
+    stdoutFile: `${FIXTURES}/nvidia-smi/xml/q_x_535.86.05_1xRTX4090.xml`,
+  });
+  await writeFakeBin(n.bin, "dmesg", { stdout: "" });
+  await writeProfile(n, testProfile("demo"));
+  const root = `${fs.mounts[0]}/venvs`;
+  await Deno.mkdir(root, { mode: 0o700 });
+  // Made through the mount just before it dies: the client still answers for these from its cache.
+  if (venvThere) {
+    await Deno.mkdir(`${root}/demo/.mlagent`, { recursive: true, mode: 0o700 });
+    await Deno.stat(`${root}/demo`);
+  }
+  // Everything below sshd (its session and the sftp-server) stops: the mount's calls wait for ever.
+  const frozen = descendantsOf(fs.pids[0]);
+  assert.ok(frozen.length > 0, "the sshfs client's sftp-server runs below sshd");
+  for (const p of frozen) Deno.kill(p, "SIGSTOP");
+  const marker = crypto.randomUUID();
+  const thaw = () =>
+    frozen.forEach((p) => {
+      try {
+        Deno.kill(p, "SIGCONT");
+      } catch { /* gone */ }
     });
-    await writeFakeBin(n.bin, "dmesg", { stdout: "" });
-    await writeProfile(n, testProfile("demo"));
-    const root = `${fs.mounts[0]}/venvs`;
-    await Deno.mkdir(root, { mode: 0o700 });
-    // Everything below sshd (its session and the sftp-server) stops: the mount's calls wait for ever.
-    const frozen = descendantsOf(fs.pids[0]);
-    assert.ok(frozen.length > 0, "the sshfs client's sftp-server runs below sshd");
-    for (const p of frozen) Deno.kill(p, "SIGSTOP");
-    const marker = crypto.randomUUID();
-    const thaw = () =>
-      frozen.forEach((p) => {
-        try {
-          Deno.kill(p, "SIGCONT");
-        } catch { /* gone */ }
-      });
-    // A prologue stuck in the mount itself could not even be killed: the server comes back after 15 s so
-    // such a regression fails the wall-time check below instead of hanging the suite.
-    const rescue = setTimeout(thaw, 15_000);
-    try {
-      const t0 = performance.now();
-      const r = await runMlagent(["prologue", "--profile", "demo", "--json", "--timeout", "3"], {
-        env: {
-          ...n.vars,
-          MLAGENT_ROOT: root,
-          SLURM_JOB_ID: "7",
-          CUDA_VISIBLE_DEVICES: "0",
-          DEAD_MOUNT_MARK: marker,
-        },
-        timeoutMs: 20_000,
-      });
-      const wall = performance.now() - t0;
-      assert.ok(wall < 8000, `took ${Math.round(wall)} ms against a 3 s deadline`);
-      const rep = r.json<
-        { verdict: string; checks: { id: string; status: string; fault: string; message: string }[] }
-      >();
-      assert.equal(rep.verdict, "node-fault", r.stdout);
-      assert.equal(r.code, 1, "Slurm drains a node whose prologue exits 1");
-      for (const id of ["venv.ready", "disk.space"]) {
-        const c = rep.checks.find((x) => x.id === id)!;
-        assert.equal(c.status, "fail", JSON.stringify(c));
-        assert.equal(c.fault, "node");
-        assert.match(c.message, /did not answer a stat within \d+ ms \(dead network mount\?\)/);
-        assert.ok(c.message.includes(root), c.message);
-      }
-      assert.equal(
-        rep.checks.find((x) => x.id === "gpu.visible")!.status,
-        "pass",
-        "the other checks still report",
-      );
-      // A probe killed while its call waits in the mount cannot die before the mount answers (FUSE waits
-      // uninterruptibly once its server has read the request): it must have been killed already.
-      const stuck = processesWithVar("DEAD_MOUNT_MARK", marker);
-      for (const p of stuck) {
-        const status = Deno.readTextFileSync(`/proc/${p}/status`);
-        const pending = BigInt(`0x${/^ShdPnd:\s*(\w+)/m.exec(status)?.[1] ?? "0"}`) |
-          BigInt(`0x${/^SigPnd:\s*(\w+)/m.exec(status)?.[1] ?? "0"}`);
-        assert.ok(pending & (1n << 8n), `pid ${p} outlived mlagent without a SIGKILL pending:\n${status}`);
-      }
-      thaw();
-      // Once the server answers again, nothing of the prologue's is left.
-      const end = Date.now() + 10_000;
-      while (processesWithVar("DEAD_MOUNT_MARK", marker).length && Date.now() < end) {
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      assert.deepEqual(processesWithVar("DEAD_MOUNT_MARK", marker), []);
-    } finally {
-      clearTimeout(rescue);
-      thaw();
+  // A prologue stuck in the mount itself could not even be killed: the server comes back after 15 s so
+  // such a regression fails the wall-time check below instead of hanging the suite.
+  const rescue = setTimeout(thaw, 15_000);
+  try {
+    const t0 = performance.now();
+    const r = await runMlagent(["prologue", "--profile", "demo", "--json", "--timeout", "3"], {
+      env: {
+        ...n.vars,
+        MLAGENT_ROOT: root,
+        SLURM_JOB_ID: "7",
+        CUDA_VISIBLE_DEVICES: "0",
+        DEAD_MOUNT_MARK: marker,
+      },
+      timeoutMs: 20_000,
+    });
+    const wall = performance.now() - t0;
+    assert.ok(wall < 8000, `took ${Math.round(wall)} ms against a 3 s deadline`);
+    const rep = r.json<
+      { verdict: string; checks: { id: string; status: string; fault: string; message: string }[] }
+    >();
+    assert.equal(rep.verdict, "node-fault", r.stdout);
+    assert.equal(r.code, 1, "Slurm drains a node whose prologue exits 1");
+    for (const id of ["venv.ready", "disk.space"]) {
+      const c = rep.checks.find((x) => x.id === id)!;
+      assert.equal(c.status, "fail", JSON.stringify(c));
+      assert.equal(c.fault, "node");
+      assert.match(c.message, /did not answer a stat within \d+ ms \(dead network mount\?\)/);
+      assert.ok(c.message.includes(root), c.message);
     }
-  },
-});
+    assert.equal(
+      rep.checks.find((x) => x.id === "gpu.visible")!.status,
+      "pass",
+      "the other checks still report",
+    );
+    // A probe killed while its call waits in the mount cannot die before the mount answers (FUSE waits
+    // uninterruptibly once its server has read the request): it must have been killed already.
+    const stuck = processesWithVar("DEAD_MOUNT_MARK", marker);
+    for (const p of stuck) {
+      const status = Deno.readTextFileSync(`/proc/${p}/status`);
+      const pending = BigInt(`0x${/^ShdPnd:\s*(\w+)/m.exec(status)?.[1] ?? "0"}`) |
+        BigInt(`0x${/^SigPnd:\s*(\w+)/m.exec(status)?.[1] ?? "0"}`);
+      assert.ok(pending & (1n << 8n), `pid ${p} outlived mlagent without a SIGKILL pending:\n${status}`);
+    }
+    thaw();
+    // Once the server answers again, nothing of the prologue's is left.
+    const end = Date.now() + 10_000;
+    while (processesWithVar("DEAD_MOUNT_MARK", marker).length && Date.now() < end) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.deepEqual(processesWithVar("DEAD_MOUNT_MARK", marker), []);
+  } finally {
+    clearTimeout(rescue);
+    thaw();
+  }
+}
