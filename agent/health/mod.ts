@@ -8,7 +8,7 @@ import type { Env } from "../core/env.ts";
 import { EXIT } from "../core/errors.ts";
 import { isoTime } from "../core/output.ts";
 import { absolute, venvRoot } from "../core/paths.ts";
-import { pathAnswers } from "../prologue/files.ts";
+import { pathAnswers } from "../core/mounts.ts";
 import { xidSeverity } from "../prologue/kernel_log.ts";
 import { check, gpuFaults, HEALTH_TASKS, type HealthContext, judgeCuda } from "./checks.ts";
 import {

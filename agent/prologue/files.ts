@@ -1,31 +1,8 @@
-/** The job's venv and models, and probing paths that may sit on a hung network mount. */
-import type { Env } from "../core/env.ts";
-import { LEAF } from "../core/run.ts";
+/** The job's venv and models, as the prologue reports them. */
 import { formatBytes } from "../core/output.ts";
 import type { ModelReport, VenvReport } from "../status/mod.ts";
 import type { PrologueCheck } from "./types.ts";
 import { check } from "./verdict.ts";
-
-/**
- * Asks a `stat` child about a path and each of its parents, as the checks then stat them in process (the
- * trust check walks up to /); true when it answered in time, existing or not. A walk down to the path does
- * not ask the server for its parents' attributes: a dead mount's own root may hang a stat while a name
- * below it still answers from the client's cache.
- */
-export async function pathAnswers(env: Env, path: string, timeoutMs: number): Promise<boolean> {
-  const r = await env.run(["stat", "-c", "%F", "--", ...selfAndParents(path)], { ...LEAF, timeoutMs });
-  return r.kind !== "timed-out";
-}
-
-/** "/a/b/c" -> ["/a/b/c", "/a/b", "/a", "/"]. */
-export function selfAndParents(path: string): string[] {
-  const out = [path];
-  for (let p = path; p !== "/";) {
-    p = p.slice(0, p.lastIndexOf("/")) || "/";
-    out.push(p);
-  }
-  return out;
-}
 
 export function venvCheck(v: VenvReport, running: boolean, pyProblem: string | null): PrologueCheck {
   if (v.ready && running) return check("venv.ready", "pass", `${v.path}: ${v.message}`);

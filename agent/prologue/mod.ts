@@ -16,7 +16,7 @@ import { absolute, modelsRoot, venvDir as venvDirOf, venvRoot } from "../core/pa
 import { schedulerJob } from "../core/proc.ts";
 import { PROLOGUE_TASKS, type PrologueContext } from "./checks.ts";
 import { type Timed, within } from "../core/deadline.ts";
-import { pathAnswers } from "./files.ts";
+import { pathAnswers } from "../core/mounts.ts";
 import { evaluateDriverCompat } from "./gpus.ts";
 import { deviceLabel, type GpuRequest, gpuRequest } from "./scheduler.ts";
 import type { PrologueCheck, PrologueOptions, PrologueReport, PrologueStatus } from "./types.ts";

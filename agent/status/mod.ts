@@ -6,6 +6,7 @@
 import type { Env } from "../core/env.ts";
 import { MlagentError } from "../core/errors.ts";
 import { cacheLockSpec, inspectLock, listLocks, type LockInfo } from "../lock/mod.ts";
+import { pathAnswers } from "../core/mounts.ts";
 import { localLockDir, venvDir as venvDirOf, venvRoot } from "../core/paths.ts";
 import { bootId, schedulerJob } from "../core/proc.ts";
 import { resolveProfile } from "../install/recorded.ts";
@@ -46,12 +47,23 @@ export async function gatherStatus(env: Env, opts: StatusOptions): Promise<Statu
     return late(r.ms);
   };
   const root = venvRoot(env, opts.root);
-  requireTrustedDir(env, root, "venv root");
+  // The trust check stats the root and its parents on this thread, where no deadline reaches: a `stat` child
+  // asks first, so a dead mount is a part that timed out, not a command hung in the kernel. The parts that
+  // do not read under the root start meanwhile.
+  const rootLeft = Math.max(1, deadline - env.now());
+  const rootAnswered = within(env, rootLeft, () => pathAnswers(env, root, rootLeft)).then((r) => {
+    const answered = r.kind === "done" && r.value;
+    if (answered) requireTrustedDir(env, root, "venv root");
+    else timedOut.push("venv root");
+    return answered;
+  });
   const boot = bootId(env);
   const job = schedulerJob(env);
   const named = new Map(opts.profiles.map((p) => [p.name, p]));
 
-  const venvsP = bounded("venv root", () => listVenvDirs(env, root), () => []).then((dirs) =>
+  const venvsP = rootAnswered.then((answered) =>
+    answered ? bounded("venv root", () => listVenvDirs(env, root), () => []) : []
+  ).then((dirs) =>
     Promise.all(dirs.map((d) => {
       const name = d.slice(d.lastIndexOf("/") + 1);
       const profile = named.get(name);
@@ -73,11 +85,13 @@ export async function gatherStatus(env: Env, opts: StatusOptions): Promise<Statu
     const dir = venvDirOf(env, p.name, opts.root);
     const [venv, models] = await Promise.all([
       // The listing above already judged this dir against the same profile; a missing venv is not listed.
-      venvsP.then((vs) =>
+      Promise.all([venvsP, rootAnswered]).then(([vs, answered]) =>
         vs.find((v) => v.path === dir) ??
-          bounded(`venv ${p.name}`, () =>
-            inspectVenvState(env, dir, p, { boot }), (ms) =>
-            unreadableVenv(dir, p, ms))
+          (answered
+            ? bounded(`venv ${p.name}`, () =>
+              inspectVenvState(env, dir, p, { boot }), (ms) =>
+              unreadableVenv(dir, p, ms))
+            : unreadableVenv(dir, p, env.now() - started))
       ),
       bounded(
         `models of ${p.name}`,
@@ -96,10 +110,16 @@ export async function gatherStatus(env: Env, opts: StatusOptions): Promise<Statu
       (ms) => unreadCache(`reading the cache did not finish within ${ms} ms (a hung filesystem?)`),
     )
       .catch((e) => unreadCache(e instanceof Error ? e.message : String(e))),
-    bounded(
-      "locks",
-      () => listLocks(env, [{ dir: localLockDir(env), prefix: "" }, { dir: root, prefix: "venv:" }]),
-      () => [],
+    rootAnswered.then((answered) =>
+      bounded(
+        "locks",
+        () =>
+          listLocks(env, [
+            { dir: localLockDir(env), prefix: "" },
+            ...(answered ? [{ dir: root, prefix: "venv:" }] : []),
+          ]),
+        () => [],
+      )
     )
       .catch((): LockInfo[] => []),
     bounded("doctor", () => readDoctorSummary(env), (ms): DoctorSummary => ({

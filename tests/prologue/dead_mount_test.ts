@@ -1,16 +1,16 @@
 /**
  * `mlagent prologue` with its venv root on a network mount whose server stopped answering: a real sshfs mount
- * whose sftp-server is frozen (SIGSTOP), so every call on it waits, as on an NFS mount whose server died.
+ * whose sftp-server is frozen (freezeServer), so every call on it waits, as on an NFS mount whose server died.
  * The prologue still ends by its deadline and names the mount as the node's fault. A probe it killed while its
  * call waited in the mount dies once the mount answers again; nothing else of it is left.
  */
 import assert from "node:assert/strict";
 import { runMlagent } from "../support/cli.ts";
-import { descendantsOf, processesWithVar } from "../support/daemon.ts";
+import { processesWithVar } from "../support/daemon.ts";
 import { FIXTURES, tempDir } from "../support/env.ts";
 import { writeFakeBin } from "../support/fake_bin.ts";
 import { makeNode, testProfile, writeProfile } from "../support/node_states.ts";
-import { sshfsAvailable, startSshfs } from "../support/sshfs.ts";
+import { freezeServer, sshfsAvailable, startSshfs } from "../support/sshfs.ts";
 
 for (const venvThere of [false, true]) {
   Deno.test({
@@ -39,17 +39,8 @@ async function deadMount(venvThere: boolean) {
     await Deno.mkdir(`${root}/demo/.mlagent`, { recursive: true, mode: 0o700 });
     await Deno.stat(`${root}/demo`);
   }
-  // Everything below sshd (its session and the sftp-server) stops: the mount's calls wait for ever.
-  const frozen = descendantsOf(fs.pids[0]);
-  assert.ok(frozen.length > 0, "the sshfs client's sftp-server runs below sshd");
-  for (const p of frozen) Deno.kill(p, "SIGSTOP");
+  const thaw = freezeServer(fs);
   const marker = crypto.randomUUID();
-  const thaw = () =>
-    frozen.forEach((p) => {
-      try {
-        Deno.kill(p, "SIGCONT");
-      } catch { /* gone */ }
-    });
   // A prologue stuck in the mount itself could not even be killed: the server comes back after 15 s so
   // such a regression fails the wall-time check below instead of hanging the suite.
   const rescue = setTimeout(thaw, 15_000);

@@ -23,6 +23,7 @@
  */
 import {
   type Daemon,
+  descendantsOf,
   findExecutable,
   freePort,
   isAlive,
@@ -115,6 +116,24 @@ export function mountinfoEntry(line: string): { mountPoint: string; fstype: stri
     (_, o) => String.fromCharCode(parseInt(o, 8)),
   );
   return mountPoint ? { mountPoint, fstype: right.split(" ")[0] } : undefined;
+}
+
+/**
+ * Kills the mounts' server without unmounting them, as an NFS server dies: every process below sshd (the
+ * sessions and their sftp-servers) is stopped, so each call that needs the server waits for ever. The
+ * returned function lets them go on (safe to call twice); the test calls it before its sshfs is disposed.
+ */
+export function freezeServer(fs: Sshfs): () => void {
+  const frozen = descendantsOf(fs.pids[0]);
+  if (frozen.length === 0) throw new Error("no sftp-server runs below sshd: nothing to freeze");
+  for (const p of frozen) Deno.kill(p, "SIGSTOP");
+  return () => {
+    for (const p of frozen) {
+      try {
+        Deno.kill(p, "SIGCONT");
+      } catch { /* gone */ }
+    }
+  };
 }
 
 /** Starts sshd and mounts `clients` sshfs clients of its export; dispose undoes all of it. */
