@@ -101,15 +101,28 @@ export async function gatherStatus(env: Env, opts: StatusOptions): Promise<Statu
     ]);
     return { name: p.name, ready: venv.ready && models.every((m) => m.complete), venv, models };
   }));
-  const [venvs, profiles, cache, locks, doctor] = await Promise.all([
+  const cacheP = bounded(
+    "cache",
+    () => inspectCache(env),
+    (ms) => unreadCache(`reading the cache did not finish within ${ms} ms (a hung filesystem?)`),
+  )
+    .catch((e) => unreadCache(e instanceof Error ? e.message : String(e)));
+  // The cache's lock lives inside the cache (cacheLockSpec): looked at once the cache is known, beside the
+  // other parts, not after the slowest of them (a hung venv would leave it no time before the deadline).
+  const cacheLockP = cacheP.then((cache) => {
+    if (!cache.path) return null;
+    const spec = cacheLockSpec(env, cache.path, "");
+    return bounded(
+      "cache lock",
+      async () => (await exists(env, spec.path)) ? await inspectLock(env, spec) : null,
+      () => null,
+    )
+      .catch(() => null);
+  });
+  const [venvs, profiles, cache, locks, doctor, cacheLock] = await Promise.all([
     venvsP,
     profilesP,
-    bounded(
-      "cache",
-      () => inspectCache(env),
-      (ms) => unreadCache(`reading the cache did not finish within ${ms} ms (a hung filesystem?)`),
-    )
-      .catch((e) => unreadCache(e instanceof Error ? e.message : String(e))),
+    cacheP,
     rootAnswered.then((answered) =>
       bounded(
         "locks",
@@ -127,18 +140,9 @@ export async function gatherStatus(env: Env, opts: StatusOptions): Promise<Statu
       state: "corrupt",
       problem: `reading the last verdict did not finish within ${ms} ms (a hung filesystem?)`,
     })),
+    cacheLockP,
   ]);
-  // The cache's lock lives inside the cache (cacheLockSpec): look at that one.
-  if (cache.path) {
-    const spec = cacheLockSpec(env, cache.path, "");
-    const info = await bounded(
-      "cache lock",
-      async () => (await exists(env, spec.path)) ? await inspectLock(env, spec) : null,
-      () => null,
-    )
-      .catch(() => null);
-    if (info && info.status !== "free") locks.push(info);
-  }
+  if (cacheLock && cacheLock.status !== "free") locks.push(cacheLock);
   return {
     ok: profiles.every((p) => p.ready),
     generated_at: new Date(started).toISOString(),

@@ -1,6 +1,7 @@
 /**
  * status ends on time whatever hangs: a state file whose read never returns (the Env's fs seam standing in
- * for a dead NFS mount) makes that venv "unreadable" and names the part as timed out; the rest reports.
+ * for a dead NFS mount) makes that venv "unreadable" and names the part as timed out; the rest reports, the
+ * parts that wait on another (the cache's lock on the cache) included.
  */
 import assert from "node:assert/strict";
 import { gatherStatus } from "../../agent/status/mod.ts";
@@ -27,7 +28,13 @@ Deno.test(
       vars: { ...testEnv().vars, ...n.vars },
       fs: {
         ...Deno,
-        stat: (path: string | URL) => hangs(path) ? new Promise<Deno.FileInfo>(() => {}) : Deno.stat(path),
+        // The cache's lock answers in 200 ms: in time, if it is looked at beside the stuck venv, not after it.
+        stat: (path: string | URL) =>
+          hangs(path)
+            ? new Promise<Deno.FileInfo>(() => {})
+            : String(path).endsWith(".lock")
+            ? new Promise<void>((r) => setTimeout(r, 200)).then(() => Deno.stat(path))
+            : Deno.stat(path),
         open: (path: string | URL, o?: Deno.OpenOptions) =>
           hangs(path) ? new Promise<Deno.FsFile>(() => {}) : Deno.open(path, o),
       },
