@@ -219,8 +219,11 @@ async function fetchSegments(ctx: Ctx, job: Job, state: PartState, url: string) 
   ctx.signal.addEventListener("abort", onParent);
   const canSplit = state.segments.length === 1 && splittable(ctx, job.size);
   const multi = () => state.segments.length > 1;
+  let saving: Promise<unknown> | undefined;
   const saver = multi() || canSplit
-    ? ctx.env.every(1000, () => multi() && saveState(ctx, job, state).catch(() => {}))
+    ? ctx.env.every(1000, () => {
+      if (multi()) saving = saveState(ctx, job, state).catch(() => {});
+    })
     : undefined;
   let transferring = true;
   const chase = (multi() || canSplit) && job.hasher
@@ -260,6 +263,9 @@ async function fetchSegments(ctx: Ctx, job: Job, state: PartState, url: string) 
     transferring = false;
     await chase;
     saver?.();
+    // A save the timer began just before it stopped lands now, not after the file's last state or its removal
+    // (a stray .incomplete.json was once left in blobs/ beside a finished blob).
+    await saving;
     ctx.signal.removeEventListener("abort", onParent);
     const progressed = state.segments.some((s) => s.pos > s.start) &&
       state.segments.some((s) => s.pos < s.end);
