@@ -46,7 +46,8 @@ async function waitReason(c: SlurmCluster, pattern: RegExp, ms = JOB_MS): Promis
 async function waitJobReason(c: SlurmCluster, id: string, pattern: RegExp) {
   return await pollUntil(async () => {
     const job = await c.job(id);
-    return job && pattern.test(job.Reason) ? job : undefined;
+    // slurmctld sets the reason while the failed launch is still COMPLETING: wait for the state to settle too.
+    return job && pattern.test(job.Reason) && job.JobState !== "COMPLETING" ? job : undefined;
   }, {
     timeoutMs: JOB_MS,
     everyMs: 200,
