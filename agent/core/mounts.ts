@@ -1,5 +1,6 @@
 /** Which filesystem a path lives on, from /proc/self/mountinfo: network filesystems break flock and hard links. */
 import type { Env } from "./env.ts";
+import { selfAndParents } from "./paths.ts";
 import { LEAF } from "./run.ts";
 
 export const NETWORK_FS_TYPES = new Set([
@@ -118,21 +119,11 @@ export function sameFilesystem(a: Mount | null, b: Mount | null): boolean {
 
 /**
  * Asks a `stat` child about a path and each of its parents, as the checks then stat them in process (the
- * trust check walks up to /); true when it answered in time, existing or not. A walk down to the path does
+ * trust check walks the same selfAndParents); true when it answered in time, existing or not. A walk down to the path does
  * not ask the server for its parents' attributes: a dead mount's own root may hang a stat while a name
  * below it still answers from the client's cache.
  */
 export async function pathAnswers(env: Env, path: string, timeoutMs: number): Promise<boolean> {
   const r = await env.run(["stat", "-c", "%F", "--", ...selfAndParents(path)], { ...LEAF, timeoutMs });
   return r.kind !== "timed-out";
-}
-
-/** "/a/b/c" -> ["/a/b/c", "/a/b", "/a", "/"]. */
-export function selfAndParents(path: string): string[] {
-  const out = [path];
-  for (let p = path; p !== "/";) {
-    p = p.slice(0, p.lastIndexOf("/")) || "/";
-    out.push(p);
-  }
-  return out;
 }

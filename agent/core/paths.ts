@@ -112,3 +112,13 @@ export function normalize(p: string): string {
   }
   return "/" + out.join("/");
 }
+
+/** "/a/b/c" -> ["/a/b/c", "/a/b", "/a", "/"]: a path and every parent up to the root. */
+export function selfAndParents(path: string): string[] {
+  const out = [path];
+  for (let p = path; p !== "/";) {
+    p = p.slice(0, p.lastIndexOf("/")) || "/";
+    out.push(p);
+  }
+  return out;
+}

@@ -7,12 +7,12 @@
  */
 import type { Env } from "./env.ts";
 import { badInput } from "./errors.ts";
+import { selfAndParents } from "./paths.ts";
 import { describeUid, groupHasOthers } from "./users.ts";
 
 /** Why `dir` cannot be trusted, or null. Looks only; nothing is created. */
 export function untrustedDirProblem(env: Env, dir: string): string | null {
-  let p = dir;
-  for (;;) {
+  for (const p of selfAndParents(dir)) {
     let st: Deno.FileInfo | null = null;
     try {
       st = env.fs.statSync(p);
@@ -31,10 +31,8 @@ export function untrustedDirProblem(env: Env, dir: string): string | null {
         return `${p} is writable by its group (mode ${(mode & 0o7777).toString(8)}), which has other members`;
       }
     }
-    const up = p.slice(0, p.lastIndexOf("/")) || "/";
-    if (up === p) return null;
-    p = up;
   }
+  return null;
 }
 
 /**

@@ -39,11 +39,9 @@ async function deadMount(venvThere: boolean) {
     await Deno.mkdir(`${root}/demo/.mlagent`, { recursive: true, mode: 0o700 });
     await Deno.stat(`${root}/demo`);
   }
+  // It comes back by itself after 15 s (freezeServer), past the deadline asserted below.
   const thaw = freezeServer(fs);
   const marker = crypto.randomUUID();
-  // A prologue stuck in the mount itself could not even be killed: the server comes back after 15 s so
-  // such a regression fails the wall-time check below instead of hanging the suite.
-  const rescue = setTimeout(thaw, 15_000);
   try {
     const t0 = performance.now();
     const r = await runMlagent(["prologue", "--profile", "demo", "--json", "--timeout", "3"], {
@@ -92,7 +90,6 @@ async function deadMount(venvThere: boolean) {
     }
     assert.deepEqual(processesWithVar("DEAD_MOUNT_MARK", marker), []);
   } finally {
-    clearTimeout(rescue);
     thaw();
   }
 }

@@ -21,10 +21,8 @@ Deno.test({
     await Deno.mkdir(root, { mode: 0o700 });
     // Seen just before the server dies: the client still answers for the root itself from its cache.
     await Deno.stat(root);
+    // It comes back by itself after 15 s (freezeServer), past the deadline asserted below.
     const thaw = freezeServer(fs);
-    // A status stuck in the mount could not even be killed: the server comes back after 15 s so such a
-    // regression fails the wall-time check instead of hanging the suite.
-    const rescue = setTimeout(thaw, 15_000);
     try {
       const t0 = performance.now();
       const r = await runMlagent(["status", "--json", "--timeout", "2"], {
@@ -39,7 +37,6 @@ Deno.test({
       assert.ok(rep.timed_out.includes("venv root"), JSON.stringify(rep.timed_out));
       assert.ok(rep.cache, "the parts off the mount still report");
     } finally {
-      clearTimeout(rescue);
       thaw();
     }
   },

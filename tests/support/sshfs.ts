@@ -122,18 +122,23 @@ export function mountinfoEntry(line: string): { mountPoint: string; fstype: stri
  * Kills the mounts' server without unmounting them, as an NFS server dies: every process below sshd (the
  * sessions and their sftp-servers) is stopped, so each call that needs the server waits for ever. The
  * returned function lets them go on (safe to call twice); the test calls it before its sshfs is disposed.
+ * After `rescueMs` the server comes back by itself: a process stuck in the mount cannot even be killed, so a
+ * regression then fails the test's time checks instead of hanging the suite.
  */
-export function freezeServer(fs: Sshfs): () => void {
+export function freezeServer(fs: Sshfs, rescueMs = 15_000): () => void {
   const frozen = descendantsOf(fs.pids[0]);
   if (frozen.length === 0) throw new Error("no sftp-server runs below sshd: nothing to freeze");
   for (const p of frozen) Deno.kill(p, "SIGSTOP");
-  return () => {
+  const thaw = () => {
+    clearTimeout(rescue);
     for (const p of frozen) {
       try {
         Deno.kill(p, "SIGCONT");
       } catch { /* gone */ }
     }
   };
+  const rescue = setTimeout(thaw, rescueMs);
+  return thaw;
 }
 
 /** Starts sshd and mounts `clients` sshfs clients of its export; dispose undoes all of it. */
